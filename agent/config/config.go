@@ -1,0 +1,220 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// Config is the agent's whole configuration. The JSON keys are the file
+// format; configs/README.md documents each of them.
+type Config struct {
+	ThingName   string      `json:"thing_name"`
+	StateDir    string      `json:"state_dir"`
+	Log         Log         `json:"log"`
+	MQTT        MQTT        `json:"mqtt"`
+	Identity    Identity    `json:"identity"`
+	Topics      Topics      `json:"topics"`
+	Outbox      Outbox      `json:"outbox"`
+	Telemetry   Telemetry   `json:"telemetry"`
+	Alarm       Alarm       `json:"alarm"`
+	Temperature Temperature `json:"temperature"`
+	Sensors     Sensors     `json:"sensors"`
+}
+
+// Log configures the agent's logger.
+type Log struct {
+	Level  string `json:"level"`  // debug, info, warn or error
+	Format string `json:"format"` // text or json
+}
+
+// MQTT is the connection to AWS IoT Core (or iotsim).
+type MQTT struct {
+	Endpoint        string `json:"endpoint"`          // host name or IP address; no scheme, no port
+	Port            int    `json:"port"`              // 8883, or 443 with ALPN
+	ALPN            bool   `json:"alpn"`              // offer ALPN protocol x-amzn-mqtt-ca
+	ServerName      string `json:"server_name"`       // TLS server name (SNI) override; "" means Endpoint, see TLSServerName
+	RootCA          string `json:"root_ca"`           // PEM bundle of the CAs that sign the server's certificate
+	KeepAliveS      int    `json:"keepalive_s"`       // MQTT keep-alive, 30..1200 s
+	CleanSession    bool   `json:"clean_session"`     // false keeps a persistent session
+	ConnectTimeoutS int    `json:"connect_timeout_s"` // TCP+TLS+CONNACK deadline
+	BackoffMaxS     int    `json:"backoff_max_s"`     // ceiling of the reconnect backoff
+}
+
+// TLSServerName is the name the agent sends as SNI and checks the server's
+// certificate against: ServerName if set, else Endpoint. It is a method
+// rather than a default filled in by Parse so that overriding the endpoint
+// with a flag also changes it.
+func (m MQTT) TLSServerName() string {
+	if m.ServerName != "" {
+		return m.ServerName
+	}
+	return m.Endpoint
+}
+
+// Identity is where the device's certificate and private key live.
+type Identity struct {
+	Cert     string `json:"cert"`      // device certificate, PEM
+	KeyStore string `json:"key_store"` // "file" (the TPM store comes later)
+	Key      string `json:"key"`       // private key file, PEM, mode 0600
+}
+
+// Topics are the agent's own MQTT topics. "{thing}" expands to the thing
+// name; see Config.Topic.
+type Topics struct {
+	Telemetry string `json:"telemetry"`
+	Alarms    string `json:"alarms"`
+	Warnings  string `json:"warnings"`
+}
+
+// Outbox bounds the durable queue of QoS 1 publishes kept while offline.
+// When either limit is reached the oldest message is dropped.
+type Outbox struct {
+	MaxMessages int   `json:"max_messages"`
+	MaxBytes    int64 `json:"max_bytes"`
+}
+
+// Telemetry is the periodic sensor report.
+type Telemetry struct {
+	IntervalS int `json:"interval_s"`
+}
+
+// Alarm is the alarm's state before the shadow says otherwise.
+type Alarm struct {
+	Armed bool `json:"armed"`
+}
+
+// Temperature is the over-temperature warning threshold.
+type Temperature struct {
+	MaxC float64 `json:"max_c"`
+}
+
+// Sensors lists the fitted hardware. A nil input means not fitted.
+type Sensors struct {
+	Motion  *Input   `json:"motion"`
+	Contact *Input   `json:"contact"`
+	BME280  *BME280  `json:"bme280"`
+	Outputs []Output `json:"outputs"`
+}
+
+// Input is a digital input: a PIR motion sensor or a reed (lid) contact.
+type Input struct {
+	Driver     string `json:"driver"`      // "gpio" or "sim"
+	Pin        string `json:"pin"`         // gpio: periph pin name, e.g. "GPIO4"
+	Pull       string `json:"pull"`        // "down", "up" or "none"
+	ActiveLow  bool   `json:"active_low"`  // the sensor is active when the pin reads low
+	DebounceMs int    `json:"debounce_ms"` // 0..10000
+	SimFIFO    string `json:"sim_fifo"`    // sim: FIFO whose lines drive the input
+}
+
+// BME280 is the temperature/humidity/pressure sensor.
+type BME280 struct {
+	Driver          string  `json:"driver"`            // "i2c" or "sim"
+	Bus             string  `json:"bus"`               // i2c: bus name, e.g. "1" for /dev/i2c-1
+	Address         int     `json:"address"`           // 118 (0x76) or 119 (0x77)
+	SimTemperatureC float64 `json:"sim_temperature_c"` // sim: starting temperature
+	SimFIFO         string  `json:"sim_fifo"`          // sim: FIFO of temperatures in °C, one a line
+}
+
+// Output is a digital output such as an LED or a buzzer.
+type Output struct {
+	Name      string `json:"name"`   // unique, [a-z0-9_]+; the shadow addresses it by this name
+	Driver    string `json:"driver"` // "gpio" or "sim"
+	Pin       string `json:"pin"`    // gpio: periph pin name
+	ActiveLow bool   `json:"active_low"`
+}
+
+// Defaults that are not simply zero.
+const (
+	DefaultStateDir = "/var/lib/iotagent"
+	DefaultPort     = 8883
+)
+
+// Default returns the configuration with every default set. ThingName,
+// MQTT.Endpoint and MQTT.RootCA have no default and must come from the file
+// or flags.
+func Default() Config {
+	c := Config{
+		StateDir: DefaultStateDir,
+		Log:      Log{Level: "info", Format: "text"},
+		MQTT: MQTT{
+			Port:            DefaultPort,
+			KeepAliveS:      60,
+			ConnectTimeoutS: 10,
+			BackoffMaxS:     120,
+		},
+		Identity: Identity{KeyStore: "file"},
+		Topics: Topics{
+			Telemetry: "telemetry/{thing}",
+			Alarms:    "alarms/{thing}",
+			Warnings:  "warnings/{thing}",
+		},
+		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20},
+		Telemetry:   Telemetry{IntervalS: 60},
+		Temperature: Temperature{MaxC: 30},
+	}
+	c.fillDerived()
+	return c
+}
+
+// defaultInput is what an input object in the file starts from.
+func defaultInput() Input { return Input{Pull: "down", DebounceMs: 50} }
+
+// defaultBME280 is what a bme280 object in the file starts from.
+func defaultBME280() BME280 { return BME280{Bus: "1", Address: 0x76, SimTemperatureC: 21} }
+
+// fillDerived sets the defaults that depend on other fields, where the field
+// is still empty.
+func (c *Config) fillDerived() {
+	if c.StateDir == "" {
+		return // Validate reports it; do not invent relative paths
+	}
+	if c.Identity.Cert == "" {
+		c.Identity.Cert = filepath.Join(c.StateDir, "identity", "device.crt")
+	}
+	if c.Identity.Key == "" {
+		c.Identity.Key = filepath.Join(c.StateDir, "identity", "device.key")
+	}
+	for name, in := range map[string]*Input{"motion": c.Sensors.Motion, "contact": c.Sensors.Contact} {
+		if in != nil && in.Driver == "sim" && in.SimFIFO == "" {
+			in.SimFIFO = filepath.Join(c.StateDir, "sim", name)
+		}
+	}
+	if b := c.Sensors.BME280; b != nil && b.Driver == "sim" && b.SimFIFO == "" {
+		b.SimFIFO = filepath.Join(c.StateDir, "sim", "bme280")
+	}
+}
+
+// resolvePaths makes every relative path absolute against baseDir (the
+// config file's directory) and cleans every path.
+func (c *Config) resolvePaths(baseDir string) {
+	for _, p := range c.paths() {
+		if *p == "" {
+			continue
+		}
+		if filepath.IsAbs(*p) {
+			*p = filepath.Clean(*p)
+		} else {
+			*p = filepath.Join(baseDir, *p)
+		}
+	}
+}
+
+// paths returns pointers to every field that holds a file path.
+func (c *Config) paths() []*string {
+	ps := []*string{&c.StateDir, &c.MQTT.RootCA, &c.Identity.Cert, &c.Identity.Key}
+	if c.Sensors.Motion != nil {
+		ps = append(ps, &c.Sensors.Motion.SimFIFO)
+	}
+	if c.Sensors.Contact != nil {
+		ps = append(ps, &c.Sensors.Contact.SimFIFO)
+	}
+	if c.Sensors.BME280 != nil {
+		ps = append(ps, &c.Sensors.BME280.SimFIFO)
+	}
+	return ps
+}
+
+// Topic expands "{thing}" in template to the thing name.
+func (c *Config) Topic(template string) string {
+	return strings.ReplaceAll(template, "{thing}", c.ThingName)
+}

@@ -1,0 +1,306 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits Validate enforces (configs/README.md lists them too).
+const (
+	maxTopicBytes    = 256 // AWS IoT topic name limit
+	maxTopicSlashes  = 7   // AWS IoT: at most 7 '/' in a topic
+	minOutboxBytes   = 128 << 10
+	maxOutboxBytes   = 1 << 30
+	maxOutboxMessage = 1_000_000
+)
+
+var (
+	thingNameRE  = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+	outputNameRE = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
+	pinRE        = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+	busRE        = regexp.MustCompile(`^[A-Za-z0-9_/.-]{1,64}$`)
+)
+
+// Validate checks the whole configuration and reports every problem at
+// once: the result joins one *FieldError per problem (errors.Is(err,
+// ErrInvalid) holds for each). It checks that mqtt.root_ca exists, since
+// the agent cannot connect without it; such an error also wraps
+// fs.ErrNotExist. The device certificate and key may be missing (they are
+// created by provisioning), but must not be directories.
+func (c *Config) Validate() error {
+	var p problems
+	inv := func(path, format string, args ...any) { p.add(ErrInvalid, path, format, args...) }
+
+	switch {
+	case c.ThingName == "":
+		inv("thing_name", "required")
+	case !thingNameRE.MatchString(c.ThingName):
+		inv("thing_name", "%q is not a valid thing name: want 1 to 128 of the characters a-z A-Z 0-9 : _ -", c.ThingName)
+	}
+	if c.StateDir == "" {
+		inv("state_dir", "required")
+	}
+	oneOf(&p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(&p, "log.format", c.Log.Format, "text", "json")
+
+	// MQTT.
+	if msg := hostProblem(c.MQTT.Endpoint); msg != "" {
+		inv("mqtt.endpoint", "%s", msg)
+	}
+	switch {
+	case c.MQTT.Port < 1 || c.MQTT.Port > 65535:
+		inv("mqtt.port", "%d is not a TCP port (1..65535)", c.MQTT.Port)
+	case c.MQTT.Port == 443 && !c.MQTT.ALPN:
+		inv("mqtt.port", "443 needs \"alpn\": true (AWS IoT Core serves MQTT on 443 only with ALPN x-amzn-mqtt-ca)")
+	}
+	if c.MQTT.ServerName != "" {
+		if msg := hostProblem(c.MQTT.ServerName); msg != "" {
+			inv("mqtt.server_name", "%s", msg)
+		}
+	}
+	checkFile(&p, "mqtt.root_ca", c.MQTT.RootCA, true)
+	inRange(&p, "mqtt.keepalive_s", c.MQTT.KeepAliveS, 30, 1200)
+	inRange(&p, "mqtt.connect_timeout_s", c.MQTT.ConnectTimeoutS, 1, 300)
+	inRange(&p, "mqtt.backoff_max_s", c.MQTT.BackoffMaxS, 1, 3600)
+
+	// Identity.
+	checkFile(&p, "identity.cert", c.Identity.Cert, false)
+	checkFile(&p, "identity.key", c.Identity.Key, false)
+	if c.Identity.Key != "" && c.Identity.Key == c.Identity.Cert {
+		inv("identity.key", "is the same file as identity.cert")
+	}
+	switch c.Identity.KeyStore {
+	case "file":
+	case "tpm":
+		inv("identity.key_store", "\"tpm\" is not supported yet; use \"file\" (the TPM 2.0 key store comes in a later release)")
+	default:
+		inv("identity.key_store", "want \"file\", got %q", c.Identity.KeyStore)
+	}
+
+	// Topics.
+	for _, t := range []struct{ path, tmpl string }{
+		{"topics.telemetry", c.Topics.Telemetry},
+		{"topics.alarms", c.Topics.Alarms},
+		{"topics.warnings", c.Topics.Warnings},
+	} {
+		if msg := c.topicProblem(t.tmpl); msg != "" {
+			inv(t.path, "%s", msg)
+		}
+	}
+
+	// Outbox, telemetry, temperature.
+	inRange(&p, "outbox.max_messages", c.Outbox.MaxMessages, 1, maxOutboxMessage)
+	if c.Outbox.MaxBytes < minOutboxBytes || c.Outbox.MaxBytes > maxOutboxBytes {
+		inv("outbox.max_bytes", "%d is out of range: want %d (128 KiB, one maximum-size message) to %d (1 GiB)", c.Outbox.MaxBytes, minOutboxBytes, maxOutboxBytes)
+	}
+	inRange(&p, "telemetry.interval_s", c.Telemetry.IntervalS, 1, 86400)
+	if !(c.Temperature.MaxC >= -40 && c.Temperature.MaxC <= 85) { // also catches NaN
+		inv("temperature.max_c", "%g is out of range: want -40 to 85 (the BME280's range)", c.Temperature.MaxC)
+	}
+
+	c.validateSensors(&p)
+	return p.err()
+}
+
+func (c *Config) validateSensors(p *problems) {
+	pins := make(map[string]string) // gpio pin -> path of its first user
+	usePin := func(path, pin string) {
+		if first, ok := pins[pin]; ok {
+			p.add(ErrInvalid, path+".pin", "%s is already used by %s", pin, first)
+			return
+		}
+		pins[pin] = path
+	}
+	for _, in := range []struct {
+		path string
+		in   *Input
+	}{{"sensors.motion", c.Sensors.Motion}, {"sensors.contact", c.Sensors.Contact}} {
+		if in.in == nil {
+			continue
+		}
+		validateInput(p, in.path, in.in)
+		if in.in.Driver == "gpio" && pinRE.MatchString(in.in.Pin) {
+			usePin(in.path, in.in.Pin)
+		}
+	}
+	if b := c.Sensors.BME280; b != nil {
+		switch b.Driver {
+		case "i2c":
+			if !busRE.MatchString(b.Bus) {
+				p.add(ErrInvalid, "sensors.bme280.bus", "want an I²C bus name such as \"1\" (for /dev/i2c-1), got %q", b.Bus)
+			}
+		case "sim":
+			if b.SimFIFO == "" {
+				p.add(ErrInvalid, "sensors.bme280.sim_fifo", "required for driver \"sim\"")
+			}
+		default:
+			p.add(ErrInvalid, "sensors.bme280.driver", "want \"i2c\" or \"sim\", got %q", b.Driver)
+		}
+		if b.Address != 0x76 && b.Address != 0x77 {
+			p.add(ErrInvalid, "sensors.bme280.address", "want 118 (0x76) or 119 (0x77), got %d", b.Address)
+		}
+		if !(b.SimTemperatureC >= -40 && b.SimTemperatureC <= 85) {
+			p.add(ErrInvalid, "sensors.bme280.sim_temperature_c", "%g is out of range: want -40 to 85", b.SimTemperatureC)
+		}
+	}
+	names := make(map[string]int)
+	for i, o := range c.Sensors.Outputs {
+		path := fmt.Sprintf("sensors.outputs[%d]", i)
+		switch {
+		case o.Name == "":
+			p.add(ErrInvalid, path+".name", "required")
+		case !outputNameRE.MatchString(o.Name):
+			p.add(ErrInvalid, path+".name", "%q is not a valid output name: want 1 to 32 of a-z 0-9 _", o.Name)
+		default:
+			if j, ok := names[o.Name]; ok {
+				p.add(ErrInvalid, path+".name", "%q is already the name of sensors.outputs[%d]", o.Name, j)
+			} else {
+				names[o.Name] = i
+			}
+		}
+		switch o.Driver {
+		case "gpio":
+			if pinProblem(p, path, o.Pin) {
+				usePin(path, o.Pin)
+			}
+		case "sim":
+		default:
+			p.add(ErrInvalid, path+".driver", "want \"gpio\" or \"sim\", got %q", o.Driver)
+		}
+	}
+}
+
+func validateInput(p *problems, path string, in *Input) {
+	switch in.Driver {
+	case "gpio":
+		pinProblem(p, path, in.Pin)
+	case "sim":
+		if in.SimFIFO == "" {
+			p.add(ErrInvalid, path+".sim_fifo", "required for driver \"sim\"")
+		}
+	default:
+		p.add(ErrInvalid, path+".driver", "want \"gpio\" or \"sim\", got %q", in.Driver)
+	}
+	oneOf(p, path+".pull", in.Pull, "down", "up", "none")
+	inRange(p, path+".debounce_ms", in.DebounceMs, 0, 10000)
+}
+
+// pinProblem checks a gpio pin name and reports whether it is valid.
+func pinProblem(p *problems, path, pin string) bool {
+	switch {
+	case pin == "":
+		p.add(ErrInvalid, path+".pin", "required for driver \"gpio\" (a pin name such as \"GPIO4\")")
+	case !pinRE.MatchString(pin):
+		p.add(ErrInvalid, path+".pin", "%q is not a pin name: want letters, digits and _ such as \"GPIO4\"", pin)
+	default:
+		return true
+	}
+	return false
+}
+
+func oneOf(p *problems, path, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	p.add(ErrInvalid, path, "want one of %s; got %q", strings.Join(quoteAll(allowed), ", "), got)
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+func inRange(p *problems, path string, got, lo, hi int) {
+	if got < lo || got > hi {
+		p.add(ErrInvalid, path, "%d is out of range: want %d to %d", got, lo, hi)
+	}
+}
+
+// checkFile reports a path that is empty, or names a directory, or (if
+// mustExist) does not exist.
+func checkFile(p *problems, path, file string, mustExist bool) {
+	if file == "" {
+		p.add(ErrInvalid, path, "required")
+		return
+	}
+	fi, err := os.Stat(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if mustExist {
+			p.addCause(ErrInvalid, fs.ErrNotExist, path, "%s does not exist", file)
+		}
+	case err != nil:
+		p.addCause(ErrInvalid, err, path, "%v", err)
+	case fi.IsDir():
+		p.add(ErrInvalid, path, "%s is a directory, want a file", file)
+	}
+}
+
+// hostProblem describes what is wrong with h as a host name or IP address
+// to connect to, or returns "".
+func hostProblem(h string) string {
+	if h == "" {
+		return "required"
+	}
+	if scheme, _, ok := strings.Cut(h, "://"); ok {
+		return fmt.Sprintf("want a host name without a scheme; drop %q from %q", scheme+"://", h)
+	}
+	if net.ParseIP(h) != nil {
+		return ""
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		return fmt.Sprintf("want a host name without a port; use %q and set \"port\": %s", host, port)
+	}
+	if len(h) > 253 {
+		return fmt.Sprintf("host name is %d bytes, over the 253 limit", len(h))
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Sprintf("%q is not a valid host name", h)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Sprintf("%q is not a valid host name (character %q)", h, r)
+			}
+		}
+	}
+	return ""
+}
+
+// topicProblem describes what is wrong with the topic template tmpl once
+// expanded, or returns "". The rules are AWS IoT Core's for topic names.
+func (c *Config) topicProblem(tmpl string) string {
+	if tmpl == "" {
+		return "required"
+	}
+	if strings.ContainsAny(strings.ReplaceAll(tmpl, "{thing}", ""), "{}") {
+		return fmt.Sprintf("%q has an unknown placeholder; only {thing} is expanded", tmpl)
+	}
+	t := c.Topic(tmpl)
+	switch {
+	case !utf8.ValidString(t):
+		return fmt.Sprintf("%q is not valid UTF-8", t)
+	case strings.ContainsRune(t, 0):
+		return "must not contain a NUL character"
+	case strings.ContainsAny(t, "+#"):
+		return fmt.Sprintf("%q contains a wildcard (+ or #); a topic name to publish to cannot", t)
+	case strings.HasPrefix(t, "$"):
+		return fmt.Sprintf("%q starts with $, which is reserved for AWS IoT's own topics", t)
+	case len(t) > maxTopicBytes:
+		return fmt.Sprintf("%q is %d bytes, over AWS IoT's %d-byte limit", t, len(t), maxTopicBytes)
+	case strings.Count(t, "/") > maxTopicSlashes:
+		return fmt.Sprintf("%q has %d slashes, over AWS IoT's limit of %d", t, strings.Count(t, "/"), maxTopicSlashes)
+	}
+	return ""
+}
