@@ -164,4 +164,3 @@ func TestSlowConsumerKeepsNewestDelta(t *testing.T) {
 		t.Fatalf("newest delta kept = %+v, want version 20 with n=19", last)
 	}
 }
-
