@@ -1,0 +1,402 @@
+package broker
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotagent/iotagent/cloud/registry"
+)
+
+var (
+	// ErrInvalidOptions: New was given incomplete options.
+	ErrInvalidOptions = errors.New("broker: invalid options")
+	// ErrClosed: the broker has been closed.
+	ErrClosed = errors.New("broker: closed")
+	// ErrNotStarted: Start has not been called.
+	ErrNotStarted = errors.New("broker: not started")
+	// ErrNoClient: no connected client with that id.
+	ErrNoClient = errors.New("broker: no such client")
+	// ErrQoS: QoS must be 0 or 1.
+	ErrQoS = errors.New("broker: QoS must be 0 or 1")
+)
+
+// Handler receives a device PUBLISH; see Broker.Handle. It must not modify
+// payload.
+type Handler func(p *Principal, topic string, payload []byte)
+
+// Options configures a Broker.
+type Options struct {
+	// Addrs are the listen addresses, e.g. ["127.0.0.1:8883", "127.0.0.1:443"];
+	// port 0 picks a free port.
+	Addrs []string
+	// Certificates are the server certificates (RSA and ECDSA, see pki).
+	Certificates []tls.Certificate
+	// ClientCAs verifies device certificates.
+	ClientCAs *x509.CertPool
+	// Registry is consulted on every CONNECT and watched for status changes.
+	Registry *registry.Registry
+	// Authorizer decides CONNECT, PUBLISH, SUBSCRIBE and deliveries; nil means ThingScoped{}.
+	Authorizer Authorizer
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock for TLS certificate validity and event timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+type handlerEntry struct {
+	filter string
+	h      Handler
+}
+
+// Broker is the embedded MQTT broker. Create it with New, then Start.
+type Broker struct {
+	o     Options
+	authz Authorizer
+	log   *slog.Logger
+	now   func() time.Time
+	tls   *tls.Config
+	srv   *mqtt.Server
+
+	handlers atomic.Pointer[[]handlerEntry]
+	conns    sync.Map // *mqtt.Client -> *conn
+
+	mu        sync.Mutex // guards the fields below and handler registration
+	started   bool
+	closed    bool
+	listeners []*tlsListener
+	versions  map[string]int64 // lifecycle versionNumber per client id
+}
+
+// New validates o and builds a broker. It starts nothing.
+func New(o Options) (*Broker, error) {
+	var missing []string
+	if len(o.Addrs) == 0 {
+		missing = append(missing, "Addrs")
+	}
+	if len(o.Certificates) == 0 {
+		missing = append(missing, "Certificates")
+	}
+	if o.ClientCAs == nil {
+		missing = append(missing, "ClientCAs")
+	}
+	if o.Registry == nil {
+		missing = append(missing, "Registry")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("new broker: missing %v: %w", missing, ErrInvalidOptions)
+	}
+	b := &Broker{o: o, authz: o.Authorizer, log: o.Logger, now: o.Now, versions: map[string]int64{}}
+	if b.authz == nil {
+		b.authz = ThingScoped{}
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	b.tls = &tls.Config{
+		MinVersion:             tls.VersionTLS12,
+		Certificates:           o.Certificates,
+		ClientAuth:             tls.RequireAndVerifyClientCert,
+		ClientCAs:              o.ClientCAs,
+		SessionTicketsDisabled: true,
+		NextProtos:             []string{ALPNMQTTCert, ALPNMQTT, ALPNHTTPCert, ALPNHTTP},
+		Time:                   b.now,
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1
+	caps.SubIDAvailable = 0
+	caps.MaximumPacketSize = maxPacketSize
+	caps.ReceiveMaximum = ReceiveMaximum
+	caps.TopicAliasMaximum = TopicAliasMaximum
+	caps.MaximumSessionExpiryInterval = MaxSessionExpiry
+	// Retained messages live for 3 years on AWS; mochi applies this bound
+	// to retained and in-flight messages alike.
+	caps.MaximumMessageExpiryInterval = 3 * 365 * 24 * 3600
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		InlineClient:           true,
+		Logger:                 b.log.With("component", "mochi"),
+		SysTopicResendInterval: 365 * 24 * 3600, // AWS has no $SYS topics
+	})
+	b.handlers.Store(&[]handlerEntry{})
+	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("new broker: add hook: %w", err)
+	}
+	return b, nil
+}
+
+// Handle registers h for every authorized PUBLISH from a client whose topic
+// matches filter (AWS matching, see Match). h runs synchronously on the
+// client's connection, so calls are in order per client; it must not block
+// for long. The message is still delivered to subscribers as usual.
+// An invalid filter is logged and matches nothing.
+func (b *Broker) Handle(filter string, h Handler) {
+	if err := CheckFilter(filter); err != nil || h == nil {
+		b.log.Warn("handler not registered", "filter", filter, "err", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hs := append(append([]handlerEntry(nil), *b.handlers.Load()...), handlerEntry{filter: filter, h: h})
+	b.handlers.Store(&hs)
+}
+
+// Start listens on every address and serves. It returns once listening.
+func (b *Broker) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if b.started {
+		return errors.New("broker: already started")
+	}
+	for i, addr := range b.o.Addrs {
+		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log)
+		if err := b.srv.AddListener(l); err != nil {
+			for _, prev := range b.listeners {
+				_ = prev.ln.Close()
+			}
+			b.listeners = nil
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		b.listeners = append(b.listeners, l)
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	b.started = true
+	b.o.Registry.WatchCertificates(b.certificateChanged)
+	return nil
+}
+
+// Addrs returns the actual host:port of each listener, in Options order
+// (the configured addresses before Start).
+func (b *Broker) Addrs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.listeners) == 0 {
+		return append([]string(nil), b.o.Addrs...)
+	}
+	out := make([]string, len(b.listeners))
+	for i, l := range b.listeners {
+		out[i] = l.Address()
+	}
+	return out
+}
+
+// Close disconnects every client, stops the listeners and waits for the
+// server to stop. It is idempotent.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	started, ls := b.started, b.listeners
+	b.mu.Unlock()
+	if !started {
+		return nil
+	}
+	err := b.srv.Close()
+	for _, l := range ls {
+		l.wait()
+	}
+	if err != nil {
+		return fmt.Errorf("close broker: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) usable() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if !b.started {
+		return ErrNotStarted
+	}
+	return nil
+}
+
+// Publish publishes from the service side to every subscriber whose
+// Authorizer.Receive allows the topic.
+func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
+	if err := CheckTopicName(topic); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if qos > 1 {
+		return fmt.Errorf("publish %s: %w", topic, ErrQoS)
+	}
+	if err := b.usable(); err != nil {
+		return err
+	}
+	if err := b.srv.Publish(topic, payload, false, qos); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// PublishTo sends a message to one client only (AWS's Jobs replies go
+// straight to the requester), provided it is connected, has a subscription
+// matching topic and may receive it. It returns ErrNoClient if the client is
+// not connected; a message the client is not subscribed to or may not
+// receive is dropped silently, as AWS does.
+func (b *Broker) PublishTo(clientID, topic string, payload []byte, qos byte) error {
+	if err := CheckTopicName(topic); err != nil {
+		return fmt.Errorf("publish to %s: %w", clientID, err)
+	}
+	if qos > 1 {
+		return fmt.Errorf("publish to %s: %w", clientID, ErrQoS)
+	}
+	if err := b.usable(); err != nil {
+		return err
+	}
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok || cl.Closed() || cl.Net.Inline {
+		return fmt.Errorf("publish to %s: %w", clientID, ErrNoClient)
+	}
+	c := b.conn(cl)
+	if c == nil {
+		return fmt.Errorf("publish to %s: %w", clientID, ErrNoClient)
+	}
+	sub, ok := matchingSubscription(cl, topic)
+	if !ok || !b.authz.Receive(c.p, topic) {
+		return nil
+	}
+	if sub.Qos < qos {
+		qos = sub.Qos
+	}
+	out := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+		TopicName:   topic,
+		Payload:     payload,
+		Created:     b.now().Unix(),
+	}
+	if qos > 0 {
+		id, err := cl.NextPacketID()
+		if err != nil {
+			return fmt.Errorf("publish to %s: %w", clientID, err)
+		}
+		out.PacketID = uint16(id)
+		cl.State.Inflight.Set(out)
+	}
+	if err := cl.WritePacket(out); err != nil {
+		if qos > 0 {
+			cl.State.Inflight.Delete(out.PacketID)
+		}
+		return fmt.Errorf("publish to %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// Disconnect closes the connection of clientID, if connected
+// (disconnectReason API_INITIATED_DISCONNECT).
+func (b *Broker) Disconnect(clientID string) {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok || cl.Closed() || cl.Net.Inline {
+		return
+	}
+	if c := b.conn(cl); c != nil {
+		c.setReason(ReasonAPIInitiatedDisconnect)
+	}
+	b.kick(cl, packets.ErrAdministrativeAction)
+}
+
+// certificateChanged closes every connection of a certificate that left ACTIVE.
+func (b *Broker) certificateChanged(id, status string) {
+	if status == registry.StatusActive {
+		return
+	}
+	b.conns.Range(func(k, v any) bool {
+		cl, c := k.(*mqtt.Client), v.(*conn)
+		if c.p.CertificateID == id && !cl.Closed() {
+			c.setReason(ReasonAuthError)
+			b.kick(cl, packets.ErrNotAuthorized)
+		}
+		return true
+	})
+}
+
+// kick closes a client connection: MQTT 5 clients get a DISCONNECT with
+// code first; MQTT 3.1.1 has no server DISCONNECT, so the socket is closed.
+func (b *Broker) kick(cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = b.srv.DisconnectClient(cl, code)
+		return
+	}
+	cl.Stop(code)
+}
+
+func (b *Broker) conn(cl *mqtt.Client) *conn {
+	v, ok := b.conns.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*conn)
+}
+
+func (b *Broker) nextVersion(clientID string) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.versions[clientID]++
+	return b.versions[clientID]
+}
+
+// matchingSubscription returns the client's subscription with the highest
+// QoS whose filter matches topic with AWS semantics.
+func matchingSubscription(cl *mqtt.Client, topic string) (packets.Subscription, bool) {
+	var best packets.Subscription
+	found := false
+	for filter, sub := range cl.State.Subscriptions.GetAll() {
+		if Match(innerFilter(filter), topic) && (!found || sub.Qos > best.Qos) {
+			best, found = sub, true
+		}
+	}
+	return best, found
+}
+
+// conn is the broker's state for one MQTT connection (and, for persistent
+// sessions, for the session after it).
+type conn struct {
+	p       *Principal
+	v5      bool
+	session string
+	version int64
+
+	established atomic.Bool
+	takenOver   atomic.Bool
+	reason      atomic.Pointer[string]
+	// pending holds the SUBSCRIBE decisions between OnPacketRead and
+	// OnSubscribed, where mochi asks OnACLCheck about each filter.
+	pending atomic.Pointer[map[string]bool]
+	// publishAllowed is the MQTT 5 PUBLISH decision taken in OnPacketRead,
+	// read by OnACLCheck on the same goroutine.
+	publishAllowed atomic.Bool
+}
+
+// setReason records why the broker is closing the connection; the first
+// reason wins.
+func (c *conn) setReason(r string) { c.reason.CompareAndSwap(nil, &r) }
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,35 @@
+// Package broker is iotsim's MQTT message broker: an embedded mochi-mqtt
+// server behind mutual TLS that behaves like AWS IoT Core's device gateway.
+//
+// What it adds on top of the MQTT specification, following
+// shared/spec/connection-and-policies.md and shared/spec/mqtt-limits.md:
+//
+//   - TLS 1.2+ with a required client certificate signed by the configured
+//     CA, an RSA and an ECDSA server certificate, no session tickets, and the
+//     ALPN names AWS accepts on 443. MQTT is served for x-amzn-mqtt-ca or no
+//     ALPN; other protocols are closed for now. SNI is recorded.
+//   - After the handshake the client certificate is looked up in the
+//     registry by its certificate id. Unknown or non-ACTIVE certificates,
+//     client ids over 128 bytes or starting with '$', and CONNECTs the
+//     Authorizer refuses are closed without a CONNACK (MQTT 3.1.1, as AWS
+//     does) or answered with CONNACK 0x87 / 0x85 (MQTT 5). An empty client
+//     id gets CONNACK 2 (0x85 for MQTT 5).
+//   - A denied PUBLISH or SUBSCRIBE closes the connection (MQTT 3.1.1); MQTT
+//     5 clients get PUBACK / SUBACK 0x87 instead. iot:Receive is checked on
+//     every delivery; undeliverable messages are dropped silently.
+//   - AWS's limits: maximum QoS 1 (a QoS 2 PUBLISH closes the connection, a
+//     QoS 2 SUBSCRIBE is granted QoS 1), topics of at most 256 bytes and 7
+//     slashes without wildcards, at most 8 filters per SUBSCRIBE and 50
+//     subscriptions per connection, payloads of at most 128 KiB, keep-alive
+//     clamped to 30..1200 s (0 means 1200), session expiry capped at 3600 s,
+//     '#' not matching its parent level, retained messages delivered only to
+//     exact-match filters, no RETAIN on $-topics.
+//   - Lifecycle events on $aws/events/presence/{connected,disconnected}/<clientId>
+//     and $aws/events/subscriptions/{subscribed,unsubscribed}/<clientId>.
+//   - When a certificate leaves ACTIVE, every connection using it is closed
+//     at once.
+//
+// Services (shadow, jobs, ...) plug in with Handle (see every authorized
+// device PUBLISH on a filter), Publish (to all authorized subscribers) and
+// PublishTo (to one client).
+package broker

@@ -1,0 +1,372 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotagent/iotagent/cloud/pki"
+	"github.com/iotagent/iotagent/cloud/registry"
+)
+
+// errRefused is returned from OnConnect: mochi then closes the connection
+// without a CONNACK (unless one was written first for MQTT 5).
+var errRefused = errors.New("broker: connection refused")
+
+// hook plugs AWS IoT's rules into mochi.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "iotsim-aws" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect,
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect,
+		mqtt.OnPacketRead,
+		mqtt.OnACLCheck,
+		mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed,
+		mqtt.OnPublish,
+		mqtt.OnClientExpired,
+	}, []byte{b})
+}
+
+// OnConnectAuthenticate: authentication happened in OnConnect.
+func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+// OnConnect authenticates the certificate, applies the client-id rules and
+// asks the Authorizer. Refusals return an error, so mochi closes the
+// connection without a CONNACK; MQTT 5 clients get a CONNACK code first.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	b := h.b
+	v5 := pk.ProtocolVersion == 5
+	refuse := func(code packets.Code, always bool, why string) error {
+		if v5 || always {
+			_ = b.srv.SendConnack(cl, code, false, nil)
+		}
+		b.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why)
+		return fmt.Errorf("%w: %s", errRefused, why)
+	}
+
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return refuse(packets.ErrNotAuthorized, false, "not a TLS connection")
+	}
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		return refuse(packets.ErrNotAuthorized, false, "no client certificate")
+	}
+	cert := cs.PeerCertificates[0]
+	certID := pki.CertificateID(cert.Raw)
+	rc, err := b.o.Registry.DescribeCertificate(certID)
+	if err != nil {
+		return refuse(packets.ErrNotAuthorized, false, "certificate "+certID+" not registered")
+	}
+	if rc.Status != registry.StatusActive {
+		return refuse(packets.ErrNotAuthorized, false, "certificate "+certID+" is "+rc.Status)
+	}
+
+	clientID := pk.Connect.ClientIdentifier
+	switch {
+	case clientID == "":
+		// CONNACK 2 (identifier rejected) for 3.1.1, 0x85 for 5.
+		return refuse(packets.ErrClientIdentifierNotValid, true, "empty client id")
+	case len(clientID) > MaxClientIDBytes || strings.HasPrefix(clientID, "$"):
+		return refuse(packets.ErrClientIdentifierNotValid, false, "client id not allowed")
+	}
+
+	things, err := b.o.Registry.ThingsForCertificate(certID)
+	if err != nil {
+		return refuse(packets.ErrNotAuthorized, false, "look up things: "+err.Error())
+	}
+	p := &Principal{
+		ClientID:      clientID,
+		CertificateID: certID,
+		RemoteAddr:    cl.Net.Remote,
+		Certificate:   cert,
+		ServerName:    cs.ServerName,
+	}
+	if slices.Contains(things, clientID) {
+		p.ThingName = clientID
+	}
+	if err := b.authz.Connect(p); err != nil {
+		return refuse(packets.ErrNotAuthorized, false, err.Error())
+	}
+	if pk.Connect.WillFlag {
+		if err := CheckTopicName(pk.Connect.WillTopic); err != nil || pk.Connect.WillQos > 1 ||
+			(pk.Connect.WillRetain && strings.HasPrefix(pk.Connect.WillTopic, "$")) ||
+			!b.authz.Publish(p, pk.Connect.WillTopic, pk.Connect.WillRetain) {
+			return refuse(packets.ErrNotAuthorized, false, "last will not allowed")
+		}
+	}
+
+	if ka := clampKeepAlive(pk.Connect.Keepalive); ka != pk.Connect.Keepalive {
+		cl.State.Keepalive = ka
+		cl.State.ServerKeepalive = true
+	}
+	c := &conn{p: p, v5: v5, session: newSessionID(), version: b.nextVersion(clientID)}
+	b.conns.Store(cl, c)
+	return nil
+}
+
+// OnSessionEstablish runs before mochi takes over an existing session with
+// the same client id: the old state is marked so OnDisconnect drops it.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	existing, ok := h.b.srv.Clients.Get(cl.ID)
+	if !ok || existing == cl {
+		return
+	}
+	if c := h.b.conn(existing); c != nil {
+		c.takenOver.Store(true)
+		c.setReason(ReasonDuplicateClientID)
+		if existing.Closed() { // an offline persistent session
+			h.b.conns.Delete(existing)
+		}
+	}
+}
+
+// OnSessionEstablished runs after CONNACK: emit the connected event.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	c := h.b.conn(cl)
+	if c == nil {
+		return
+	}
+	c.established.Store(true)
+	h.b.emitPresence(c, true, "")
+}
+
+// OnDisconnect emits the disconnected event with AWS's reason.
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	c := h.b.conn(cl)
+	if c == nil {
+		return
+	}
+	if c.established.Swap(false) {
+		h.b.emitPresence(c, false, disconnectReason(c, cl, err))
+	}
+	if expire || c.takenOver.Load() || cl.IsTakenOver() {
+		h.b.conns.Delete(cl)
+	}
+}
+
+// OnClientExpired drops the state of an expired persistent session.
+func (h *hook) OnClientExpired(cl *mqtt.Client) { h.b.conns.Delete(cl) }
+
+func disconnectReason(c *conn, cl *mqtt.Client, err error) string {
+	if r := c.reason.Load(); r != nil {
+		return *r
+	}
+	var code packets.Code
+	switch cause := cl.StopCause(); {
+	case errors.Is(cause, packets.ErrSessionTakenOver):
+		return ReasonDuplicateClientID
+	case errors.Is(cause, packets.ErrServerShuttingDown):
+		return ReasonServerInitiatedDisconnect
+	case err == nil, errors.Is(err, packets.CodeDisconnectWillMessage):
+		// DISCONNECT from the client (MQTT 5 may ask for the will to be sent).
+		return ReasonClientInitiatedDisconnect
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ReasonKeepAliveTimeout
+	case errors.As(err, &code):
+		return ReasonClientError
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.As(err, new(*net.OpError)):
+		return ReasonConnectionLost
+	}
+	return ReasonConnectionLost
+}
+
+// OnPacketRead enforces AWS's limits and authorization on PUBLISH and
+// SUBSCRIBE before mochi processes them. Returning ErrRejectPacket makes
+// mochi close the connection.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		// An empty client id is answered in OnConnect with CONNACK 2; keep
+		// mochi's own validation (which needs clean session) out of the way.
+		if pk.Connect.ClientIdentifier == "" {
+			pk.Connect.Clean = true
+		}
+		return pk, nil
+	case packets.Publish:
+		return h.readPublish(cl, pk)
+	case packets.Subscribe:
+		return h.readSubscribe(cl, pk)
+	}
+	return pk, nil
+}
+
+// reject closes the connection for a reason: MQTT 5 clients get a DISCONNECT
+// with code.
+func (h *hook) reject(cl *mqtt.Client, c *conn, reason string, code packets.Code, why string) error {
+	c.setReason(reason)
+	if c.v5 {
+		_ = h.b.srv.DisconnectClient(cl, code)
+	}
+	h.b.log.Info("closing connection", "client", cl.ID, "reason", reason, "why", why)
+	return fmt.Errorf("%s: %w", why, packets.ErrRejectPacket)
+}
+
+func (h *hook) readPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	c := h.b.conn(cl)
+	if c == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	topic := pk.TopicName
+	if topic == "" && pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
+		topic = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, "")
+	}
+	if pk.FixedHeader.Qos > 1 {
+		return pk, h.reject(cl, c, ReasonClientError, packets.ErrQosNotSupported, "QoS 2 publish")
+	}
+	if len(pk.Payload) > MaxPayloadBytes {
+		return pk, h.reject(cl, c, ReasonClientError, packets.ErrPacketTooLarge, fmt.Sprintf("payload of %d bytes", len(pk.Payload)))
+	}
+	if err := CheckTopicName(topic); err != nil {
+		return pk, h.reject(cl, c, ReasonClientError, packets.ErrTopicNameInvalid, err.Error())
+	}
+	if pk.FixedHeader.Retain && strings.HasPrefix(topic, "$") {
+		return pk, h.reject(cl, c, ReasonClientError, packets.ErrRetainNotSupported, "retained publish to reserved topic "+topic)
+	}
+	allowed := h.b.authz.Publish(c.p, topic, pk.FixedHeader.Retain)
+	if !allowed && !c.v5 {
+		return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "publish to "+topic+" not authorized")
+	}
+	c.publishAllowed.Store(allowed)
+	return pk, nil
+}
+
+func (h *hook) readSubscribe(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	c := h.b.conn(cl)
+	if c == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if len(pk.Filters) > MaxFiltersPerSubscribe {
+		return pk, h.reject(cl, c, ReasonClientError, packets.ErrQuotaExceeded, fmt.Sprintf("%d filters in one SUBSCRIBE", len(pk.Filters)))
+	}
+	existing := cl.State.Subscriptions.GetAll()
+	count := len(existing)
+	decisions := make(map[string]bool, len(pk.Filters))
+	for i := range pk.Filters {
+		f := &pk.Filters[i]
+		if err := CheckFilter(f.Filter); err != nil {
+			return pk, h.reject(cl, c, ReasonClientError, packets.ErrTopicFilterInvalid, err.Error())
+		}
+		if f.Qos > 1 {
+			f.Qos = 1
+		}
+		if hasWildcard(innerFilter(f.Filter)) {
+			f.RetainHandling = 2 // AWS: retained messages only for exact-match filters
+		}
+		allowed := h.b.authz.Subscribe(c.p, f.Filter)
+		if !allowed && !c.v5 {
+			return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "subscribe to "+f.Filter+" not authorized")
+		}
+		if _, seen := decisions[f.Filter]; allowed && !seen {
+			if _, dup := existing[f.Filter]; !dup {
+				if count >= MaxSubscriptionsPerConnection {
+					allowed = false
+				} else {
+					count++
+				}
+			}
+		}
+		decisions[f.Filter] = allowed
+	}
+	c.pending.Store(&decisions)
+	return pk, nil
+}
+
+// OnACLCheck answers mochi's three questions: may this client publish
+// (decided in OnPacketRead), may it subscribe to this filter (decided in
+// OnPacketRead), may this message be delivered to it (Authorizer.Receive
+// plus AWS topic matching). A delivery whose topic equals a filter the client
+// is subscribing at that very moment is answered with the subscribe
+// decision.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	c := h.b.conn(cl)
+	if c == nil {
+		return false
+	}
+	if write {
+		return c.publishAllowed.Load()
+	}
+	if m := c.pending.Load(); m != nil {
+		if allowed, ok := (*m)[topic]; ok {
+			return allowed
+		}
+	}
+	if !h.b.authz.Receive(c.p, topic) {
+		return false
+	}
+	_, ok := matchingSubscription(cl, topic)
+	return ok
+}
+
+// OnSubscribed emits the subscribed event for the granted filters.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	c := h.b.conn(cl)
+	if c == nil {
+		return
+	}
+	c.pending.Store(nil)
+	var topics []string
+	for i, f := range pk.Filters {
+		if i < len(reasonCodes) && reasonCodes[i] < 0x80 {
+			topics = append(topics, f.Filter)
+		}
+	}
+	h.b.emitSubscription(c, true, topics)
+}
+
+// OnUnsubscribed emits the unsubscribed event for an UNSUBSCRIBE (not for
+// the clean-up after a disconnect).
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Closed() || pk.PacketID == 0 {
+		return
+	}
+	c := h.b.conn(cl)
+	if c == nil {
+		return
+	}
+	topics := make([]string, 0, len(pk.Filters))
+	for _, f := range pk.Filters {
+		topics = append(topics, f.Filter)
+	}
+	h.b.emitSubscription(c, false, topics)
+}
+
+// OnPublish hands authorized device publishes to the registered handlers.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	hs := *h.b.handlers.Load()
+	if len(hs) == 0 {
+		return pk, nil
+	}
+	c := h.b.conn(cl)
+	if c == nil {
+		return pk, nil
+	}
+	for _, e := range hs {
+		if Match(innerFilter(e.filter), pk.TopicName) {
+			e.h(c.p, pk.TopicName, pk.Payload)
+		}
+	}
+	return pk, nil
+}

@@ -1,0 +1,453 @@
+package registry
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/iotagent/iotagent/cloud/pki"
+	"github.com/iotagent/iotagent/cloud/store"
+)
+
+// Bucket names in the store.
+const (
+	thingsBucket = "registry.things"
+	certsBucket  = "registry.certificates"
+)
+
+// ErrConflict: the resource is still in use (a thing with attached
+// principals, an ACTIVE or attached certificate).
+var ErrConflict = errors.New("registry: resource is in use")
+
+var (
+	nameRE      = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+	attrNameRE  = regexp.MustCompile(`^[a-zA-Z0-9_.,@/:#-]{1,128}$`)
+	attrValueRE = regexp.MustCompile(`^[a-zA-Z0-9_.,@/:#=\[\]-]{0,800}$`)
+	certIDRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Registry holds things and certificates. It is safe for concurrent use.
+type Registry struct {
+	db      *store.DB
+	region  string
+	account string
+	now     func() time.Time
+
+	mu       sync.Mutex // serialises read-modify-write and guards watchers
+	watchers []func(id, status string)
+}
+
+// New returns a registry over db. now is the clock for timestamps (nil:
+// time.Now).
+func New(db *store.DB, region, account string, now func() time.Time) *Registry {
+	if now == nil {
+		now = time.Now
+	}
+	return &Registry{db: db, region: region, account: account, now: now}
+}
+
+// Region returns the AWS region used in ARNs.
+func (r *Registry) Region() string { return r.region }
+
+// Account returns the AWS account id used in ARNs.
+func (r *Registry) Account() string { return r.account }
+
+func (r *Registry) arn(kind, name string) string {
+	return fmt.Sprintf("arn:aws:iot:%s:%s:%s/%s", r.region, r.account, kind, name)
+}
+
+// ValidThingName reports whether name satisfies AWS's thing name rule,
+// [a-zA-Z0-9:_-]{1,128}.
+func ValidThingName(name string) bool { return nameRE.MatchString(name) }
+
+// CreateThing creates a thing. Like AWS it is idempotent: creating a thing
+// that exists with the same type and attributes returns it; with other ones
+// it fails with ErrExists. Invalid names and attributes give ErrInvalid.
+func (r *Registry) CreateThing(name, typeName string, attrs map[string]string) (Thing, error) {
+	if !ValidThingName(name) {
+		return Thing{}, fmt.Errorf("create thing %q: name must match [a-zA-Z0-9:_-]{1,128}: %w", name, ErrInvalid)
+	}
+	if typeName != "" && !nameRE.MatchString(typeName) {
+		return Thing{}, fmt.Errorf("create thing %q: thing type name %q: %w", name, typeName, ErrInvalid)
+	}
+	for k, v := range attrs {
+		if !attrNameRE.MatchString(k) || !attrValueRE.MatchString(v) {
+			return Thing{}, fmt.Errorf("create thing %q: attribute %q=%q: %w", name, k, v, ErrInvalid)
+		}
+	}
+	if len(attrs) == 0 {
+		attrs = nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out Thing
+	err := r.db.Update(func(tx *store.Tx) error {
+		var existing Thing
+		err := getJSON(tx, thingsBucket, name, &existing)
+		if err == nil {
+			if existing.TypeName == typeName && maps.Equal(existing.Attributes, attrs) {
+				out = existing
+				return nil
+			}
+			return fmt.Errorf("create thing %q: exists with other attributes: %w", name, ErrExists)
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("create thing %q: %w", name, err)
+		}
+		now := r.now().UTC()
+		out = Thing{
+			Name:          name,
+			ID:            newUUID(),
+			ARN:           r.arn("thing", name),
+			TypeName:      typeName,
+			Attributes:    maps.Clone(attrs),
+			Version:       1,
+			CreatedAt:     now,
+			LastUpdatedAt: now,
+		}
+		return putJSON(tx, thingsBucket, name, out)
+	})
+	if err != nil {
+		return Thing{}, err
+	}
+	return out, nil
+}
+
+// DescribeThing returns the thing or ErrNotFound.
+func (r *Registry) DescribeThing(name string) (Thing, error) {
+	var t Thing
+	if err := r.db.GetJSON(thingsBucket, name, &t); err != nil {
+		return Thing{}, fmt.Errorf("describe thing %q: %w", name, notFound(err))
+	}
+	return t, nil
+}
+
+// ListThings returns every thing, ordered by name.
+func (r *Registry) ListThings() ([]Thing, error) {
+	var out []Thing
+	err := r.db.ForEach(thingsBucket, "", func(_ string, v []byte) error {
+		var t Thing
+		if err := json.Unmarshal(v, &t); err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list things: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteThing deletes a thing. As on AWS, deleting a thing that does not
+// exist succeeds, and a thing with attached principals cannot be deleted
+// (ErrConflict).
+func (r *Registry) DeleteThing(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.db.Update(func(tx *store.Tx) error {
+		var t Thing
+		err := getJSON(tx, thingsBucket, name, &t)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("delete thing %q: %w", name, err)
+		}
+		if len(t.Principals) > 0 {
+			return fmt.Errorf("delete thing %q: still attached to %d principal(s): %w", name, len(t.Principals), ErrConflict)
+		}
+		return tx.Delete(thingsBucket, name)
+	})
+}
+
+// RegisterCertificate registers a PEM certificate with the given status
+// (empty means INACTIVE, AWS's default). Its id is CertificateID of the DER.
+// A certificate already registered gives ErrExists; bad PEM or an unknown
+// status gives ErrInvalid.
+func (r *Registry) RegisterCertificate(certPEM []byte, status string) (Certificate, error) {
+	if status == "" {
+		status = StatusInactive
+	}
+	if !knownStatus(status) {
+		return Certificate{}, fmt.Errorf("register certificate: status %q: %w", status, ErrInvalid)
+	}
+	cert, err := pki.ParseCertificatePEM(certPEM)
+	if err != nil {
+		return Certificate{}, fmt.Errorf("register certificate: %w: %w", ErrInvalid, err)
+	}
+	id := pki.CertificateID(cert.Raw)
+	now := r.now().UTC()
+	c := Certificate{
+		ID:        id,
+		ARN:       r.arn("cert", id),
+		Status:    status,
+		PEM:       string(pkiPEM(cert.Raw)),
+		NotBefore: cert.NotBefore.UTC(),
+		NotAfter:  cert.NotAfter.UTC(),
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err = r.db.Update(func(tx *store.Tx) error {
+		if _, err := tx.Get(certsBucket, id); err == nil {
+			return fmt.Errorf("register certificate %s: %w", id, ErrExists)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("register certificate %s: %w", id, err)
+		}
+		return putJSON(tx, certsBucket, id, c)
+	})
+	if err != nil {
+		return Certificate{}, err
+	}
+	return c, nil
+}
+
+// DescribeCertificate returns the certificate or ErrNotFound.
+func (r *Registry) DescribeCertificate(id string) (Certificate, error) {
+	if !certIDRE.MatchString(id) {
+		return Certificate{}, fmt.Errorf("describe certificate %q: %w", id, ErrNotFound)
+	}
+	var c Certificate
+	if err := r.db.GetJSON(certsBucket, id, &c); err != nil {
+		return Certificate{}, fmt.Errorf("describe certificate %s: %w", id, notFound(err))
+	}
+	return c, nil
+}
+
+// ListCertificates returns every certificate, ordered by id.
+func (r *Registry) ListCertificates() ([]Certificate, error) {
+	var out []Certificate
+	err := r.db.ForEach(certsBucket, "", func(_ string, v []byte) error {
+		var c Certificate
+		if err := json.Unmarshal(v, &c); err != nil {
+			return err
+		}
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list certificates: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateCertificate changes a certificate's status. REVOKED is terminal
+// (ErrCertificateState); PENDING_TRANSFER, PENDING_ACTIVATION and the
+// deprecated REGISTER_INACTIVE cannot be set through the API (ErrInvalid).
+// Watchers are called after a change is stored.
+func (r *Registry) UpdateCertificate(id, status string) error {
+	switch status {
+	case StatusActive, StatusInactive, StatusRevoked:
+	default:
+		return fmt.Errorf("update certificate %s: status %q cannot be set: %w", id, status, ErrInvalid)
+	}
+	return r.setStatus(id, status, true)
+}
+
+// SetCertificateStatus sets any known status, including the PENDING_* ones
+// that only AWS itself sets (JITR, fleet provisioning). REVOKED stays
+// terminal. Watchers are called after a change.
+func (r *Registry) SetCertificateStatus(id, status string) error {
+	if !knownStatus(status) {
+		return fmt.Errorf("set certificate %s status: %q: %w", id, status, ErrInvalid)
+	}
+	return r.setStatus(id, status, false)
+}
+
+func (r *Registry) setStatus(id, status string, api bool) error {
+	r.mu.Lock()
+	changed := false
+	err := r.db.Update(func(tx *store.Tx) error {
+		var c Certificate
+		if err := getJSON(tx, certsBucket, id, &c); err != nil {
+			return fmt.Errorf("update certificate %s: %w", id, notFound(err))
+		}
+		if c.Status == status {
+			return nil
+		}
+		if c.Status == StatusRevoked {
+			return fmt.Errorf("update certificate %s: REVOKED is terminal: %w", id, ErrCertificateState)
+		}
+		if api && c.Status == StatusPendingTransfer {
+			return fmt.Errorf("update certificate %s: transfer pending: %w", id, ErrCertificateState)
+		}
+		c.Status = status
+		c.UpdatedAt = r.now().UTC()
+		changed = true
+		return putJSON(tx, certsBucket, id, c)
+	})
+	watchers := slices.Clone(r.watchers)
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if changed {
+		for _, fn := range watchers {
+			fn(id, status)
+		}
+	}
+	return nil
+}
+
+// DeleteCertificate deletes a certificate. Like AWS it refuses an ACTIVE
+// certificate (ErrCertificateState) and one still attached to a thing
+// (ErrConflict).
+func (r *Registry) DeleteCertificate(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.db.Update(func(tx *store.Tx) error {
+		var c Certificate
+		if err := getJSON(tx, certsBucket, id, &c); err != nil {
+			return fmt.Errorf("delete certificate %s: %w", id, notFound(err))
+		}
+		if c.Status == StatusActive {
+			return fmt.Errorf("delete certificate %s: ACTIVE: %w", id, ErrCertificateState)
+		}
+		if len(c.Things) > 0 {
+			return fmt.Errorf("delete certificate %s: attached to %v: %w", id, c.Things, ErrConflict)
+		}
+		return tx.Delete(certsBucket, id)
+	})
+}
+
+// WatchCertificates registers fn to be called after every certificate
+// status change, outside the registry's lock. fn must not block for long.
+func (r *Registry) WatchCertificates(fn func(id, status string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchers = append(r.watchers, fn)
+}
+
+// AttachThingPrincipal attaches a certificate to a thing. Both must exist
+// (ErrNotFound). Attaching twice is not an error.
+func (r *Registry) AttachThingPrincipal(thing, certID string) error {
+	return r.changePrincipal(thing, certID, true)
+}
+
+// DetachThingPrincipal detaches a certificate from a thing. Both must exist
+// (ErrNotFound); detaching what is not attached is not an error.
+func (r *Registry) DetachThingPrincipal(thing, certID string) error {
+	return r.changePrincipal(thing, certID, false)
+}
+
+func (r *Registry) changePrincipal(thing, certID string, attach bool) error {
+	step := "attach"
+	if !attach {
+		step = "detach"
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.db.Update(func(tx *store.Tx) error {
+		var t Thing
+		if err := getJSON(tx, thingsBucket, thing, &t); err != nil {
+			return fmt.Errorf("%s principal: thing %q: %w", step, thing, notFound(err))
+		}
+		var c Certificate
+		if err := getJSON(tx, certsBucket, certID, &c); err != nil {
+			return fmt.Errorf("%s principal: certificate %q: %w", step, certID, notFound(err))
+		}
+		if attach {
+			t.Principals = addSorted(t.Principals, certID)
+			c.Things = addSorted(c.Things, thing)
+		} else {
+			t.Principals = remove(t.Principals, certID)
+			c.Things = remove(c.Things, thing)
+		}
+		if err := putJSON(tx, thingsBucket, thing, t); err != nil {
+			return err
+		}
+		return putJSON(tx, certsBucket, certID, c)
+	})
+}
+
+// ThingsForCertificate returns the names of the things the certificate is
+// attached to (ErrNotFound if it is not registered).
+func (r *Registry) ThingsForCertificate(certID string) ([]string, error) {
+	c, err := r.DescribeCertificate(certID)
+	if err != nil {
+		return nil, err
+	}
+	return c.Things, nil
+}
+
+// ThingPrincipals returns the ids of the certificates attached to the thing
+// (ErrNotFound if there is no such thing).
+func (r *Registry) ThingPrincipals(thing string) ([]string, error) {
+	t, err := r.DescribeThing(thing)
+	if err != nil {
+		return nil, err
+	}
+	return t.Principals, nil
+}
+
+func knownStatus(s string) bool {
+	switch s {
+	case StatusActive, StatusInactive, StatusRevoked, StatusPendingActivation, StatusPendingTransfer, StatusRegisterInactive:
+		return true
+	}
+	return false
+}
+
+func notFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func getJSON(tx *store.Tx, bucket, key string, v any) error {
+	b, err := tx.Get(bucket, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func putJSON(tx *store.Tx, bucket, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
+	}
+	return tx.Put(bucket, key, b)
+}
+
+func addSorted(s []string, v string) []string {
+	i, found := slices.BinarySearch(s, v)
+	if found {
+		return s
+	}
+	return slices.Insert(s, i, v)
+}
+
+func remove(s []string, v string) []string {
+	s = slices.DeleteFunc(s, func(x string) bool { return x == v })
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// newUUID returns a random (version 4) UUID, the form AWS uses for thingId.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func pkiPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
