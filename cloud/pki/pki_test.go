@@ -132,7 +132,7 @@ func TestServerCertificates(t *testing.T) {
 			}
 		}
 	}
-	if diff := cmp.Diff([]string{"RSA", "ECDSA"}, algs); diff != "" {
+	if diff := cmp.Diff([]string{"ECDSA", "RSA"}, algs); diff != "" {
 		t.Errorf("key algorithms (-want +got):\n%s", diff)
 	}
 
