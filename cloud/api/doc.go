@@ -1,0 +1,18 @@
+// Package api serves iotsim's AWS IoT REST APIs over HTTP: the control plane
+// (`aws iot`: things, certificates, principals, endpoint) and the data plane
+// (`aws iot-data`: thing shadows and HTTP publish), with the wire conventions
+// of AWS's rest-json protocol, so that the real `aws` CLI and the AWS SDKs
+// work against the simulator with nothing changed but the endpoint URL.
+//
+// Routing follows shared/spec/control-plane-rest.md: the path is split on "/"
+// while still escaped and each segment is unescaped afterwards (topics and
+// names may carry %2F); colliding paths are told apart by the service named in
+// the SigV4 credential scope (iot, iotdata, iotdevicegateway, iot-jobs-data).
+// Errors carry the x-amzn-ErrorType header and a {"message": ...} body.
+//
+// Signatures are not checked by default (lenient mode: a missing or unverified
+// Authorization header is accepted). With Options.Strict set, every request
+// must carry a valid SigV4 signature made with those credentials.
+//
+// Client is a small typed client for iotsim's admin subcommands.
+package api
