@@ -1,0 +1,335 @@
+// Package cloud is iotsim: a small, faithful stand-in for AWS IoT Core.
+// Sim wires its parts (each in a subpackage): store (bbolt state that
+// survives restarts), pki (iotsim's CA and server certificates), registry
+// (things and certificates), broker (MQTT over mutual TLS with AWS's
+// rules), shadow (the Device Shadow service) and api (the REST control and
+// data planes that the aws CLI drives with --endpoint-url).
+//
+// Nothing under cloud/ is ever linked into iotagent.
+package cloud
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/iotagent/iotagent/cloud/api"
+	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/pki"
+	"github.com/iotagent/iotagent/cloud/registry"
+	"github.com/iotagent/iotagent/cloud/shadow"
+	"github.com/iotagent/iotagent/cloud/store"
+	"github.com/iotagent/iotagent/internal/atomicfile"
+)
+
+// Defaults for Options.
+const (
+	DefaultMQTTAddr = "127.0.0.1:8883"
+	DefaultHTTPAddr = "127.0.0.1:8080"
+	DefaultRegion   = "us-east-1"
+	DefaultAccount  = "123456789012"
+	// ProvisioningTemplate is the name of the default fleet-provisioning
+	// template in endpoint.json.
+	ProvisioningTemplate = "iotsim-fleet"
+)
+
+// Options configure a Sim. Zero values take the defaults.
+type Options struct {
+	DataDir        string   // required: state, CA and endpoint.json live here
+	MQTTAddr       string   // main MQTT listener; "127.0.0.1:0" picks a free port
+	ExtraMQTTAddrs []string // more MQTT listeners, e.g. "127.0.0.1:443" for ALPN x-amzn-mqtt-ca clients
+	HTTPAddr       string   // REST control and data plane
+	Region         string
+	Account        string
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Endpoint is the content of DATA_DIR/endpoint.json: the contract that
+// tests, demos and the agent's setup read. Paths are absolute.
+type Endpoint struct {
+	MQTTEndpoint         string `json:"mqtt_endpoint"`
+	HTTPEndpoint         string `json:"http_endpoint"`
+	RootCA               string `json:"root_ca"`
+	ClaimCert            string `json:"claim_cert"`
+	ClaimKey             string `json:"claim_key"`
+	ProvisioningTemplate string `json:"provisioning_template"`
+}
+
+// Sim is a running simulator.
+type Sim struct {
+	opt      Options
+	db       *store.DB
+	ca       *pki.CA
+	reg      *registry.Registry
+	shadows  *shadow.Service
+	broker   *broker.Broker
+	http     *http.Server
+	httpLn   net.Listener
+	endpoint Endpoint
+
+	closeOnce sync.Once
+	closeErr  error
+	httpDone  chan struct{}
+}
+
+// Start opens (or creates) the data dir, starts every listener and writes
+// endpoint.json once all of them accept connections.
+func Start(o Options) (_ *Sim, err error) {
+	if o.DataDir == "" {
+		return nil, errors.New("iotsim: a data dir is required")
+	}
+	if o.MQTTAddr == "" {
+		o.MQTTAddr = DefaultMQTTAddr
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = DefaultHTTPAddr
+	}
+	if o.Region == "" {
+		o.Region = DefaultRegion
+	}
+	if o.Account == "" {
+		o.Account = DefaultAccount
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	o.DataDir = dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	s := &Sim{opt: o, httpDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.db, err = store.Open(filepath.Join(dir, "iotsim.db"), time.Second); err != nil {
+		return nil, err
+	}
+	if s.ca, err = pki.LoadOrCreateCA(filepath.Join(dir, "ca")); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	serverCerts, err := s.ca.ServerCertificates(filepath.Join(dir, "ca"), []string{"127.0.0.1", "::1", "localhost"})
+	if err != nil {
+		return nil, fmt.Errorf("server certificates: %w", err)
+	}
+	s.reg = registry.New(s.db, o.Region, o.Account, o.Now)
+	pool := x509.NewCertPool()
+	pool.AddCert(s.ca.Cert)
+	s.broker, err = broker.New(broker.Options{
+		Addrs:        append([]string{o.MQTTAddr}, o.ExtraMQTTAddrs...),
+		Certificates: serverCerts,
+		ClientCAs:    pool,
+		Registry:     s.reg,
+		Logger:       o.Logger.With("component", "broker"),
+		Now:          o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	publish := func(topic string, payload []byte) {
+		if err := s.broker.Publish(topic, payload, 1); err != nil {
+			o.Logger.Warn("publish", "topic", topic, "err", err)
+		}
+	}
+	s.shadows = shadow.New(s.db, publish, o.Now)
+	s.broker.Handle("$aws/things/+/shadow/#", func(_ *broker.Principal, topic string, payload []byte) {
+		s.shadows.HandleRequest(topic, payload)
+	})
+	if err := s.broker.Start(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+
+	if s.httpLn, err = net.Listen("tcp", o.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	s.http = &http.Server{
+		Handler: api.New(api.Options{
+			Shadows:  s.shadows,
+			Registry: s.reg,
+			Issuer:   s.ca,
+			Publish: func(topic string, payload []byte, qos byte, _ bool) error {
+				return s.broker.Publish(topic, payload, qos)
+			},
+			Endpoint: "localhost",
+			Logger:   o.Logger.With("component", "api"),
+			Now:      o.Now,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		defer close(s.httpDone)
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.Logger.Error("http server", "err", err)
+		}
+	}()
+
+	if err := s.writeEndpoint(); err != nil {
+		return nil, err
+	}
+	o.Logger.Info("iotsim ready", "mqtt", s.broker.Addrs(), "http", s.endpoint.HTTPEndpoint, "data_dir", dir)
+	return s, nil
+}
+
+// writeEndpoint creates the claim identity on first start and writes
+// endpoint.json atomically.
+func (s *Sim) writeEndpoint() error {
+	dir := s.opt.DataDir
+	rootCA := filepath.Join(dir, "ca", "ca.pem")
+	claimCert := filepath.Join(dir, "claim", "claim.crt")
+	claimKey := filepath.Join(dir, "claim", "claim.key")
+	if _, err := os.Stat(claimCert); errors.Is(err, os.ErrNotExist) {
+		// The claim certificate is registered but attached to no thing:
+		// fleet provisioning (a later issue) gives it its policy.
+		certPEM, keyPEM, err := s.ca.NewKeysAndCertificate("iotsim claim")
+		if err != nil {
+			return fmt.Errorf("claim certificate: %w", err)
+		}
+		if _, err := s.reg.RegisterCertificate(certPEM, registry.StatusActive); err != nil && !errors.Is(err, registry.ErrExists) {
+			return fmt.Errorf("register claim certificate: %w", err)
+		}
+		if err := WriteCredentials(filepath.Join(dir, "claim"), "claim", certPEM, keyPEM, s.ca.CertPEM); err != nil {
+			return err
+		}
+	}
+	s.endpoint = Endpoint{
+		MQTTEndpoint:         s.broker.Addrs()[0],
+		HTTPEndpoint:         "http://" + s.httpLn.Addr().String(),
+		RootCA:               rootCA,
+		ClaimCert:            claimCert,
+		ClaimKey:             claimKey,
+		ProvisioningTemplate: ProvisioningTemplate,
+	}
+	b, err := json.MarshalIndent(s.endpoint, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, "endpoint.json"), append(b, '\n'), 0o644)
+}
+
+// Endpoint is what endpoint.json says.
+func (s *Sim) Endpoint() Endpoint { return s.endpoint }
+
+// MQTTAddrs are the addresses of every MQTT listener, main one first.
+func (s *Sim) MQTTAddrs() []string { return s.broker.Addrs() }
+
+// Shadows is the shadow service, for tests to inspect and drive.
+func (s *Sim) Shadows() *shadow.Service { return s.shadows }
+
+// Registry is the thing and certificate registry.
+func (s *Sim) Registry() *registry.Registry { return s.reg }
+
+// Broker is the MQTT broker.
+func (s *Sim) Broker() *broker.Broker { return s.broker }
+
+// CA is iotsim's certificate authority.
+func (s *Sim) CA() *pki.CA { return s.ca }
+
+// Close stops every listener and closes the database. It is idempotent.
+func (s *Sim) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, s.http.Shutdown(ctx))
+			cancel()
+			<-s.httpDone
+		} else if s.httpLn != nil {
+			errs = append(errs, s.httpLn.Close())
+		}
+		if s.broker != nil {
+			errs = append(errs, s.broker.Close())
+		}
+		if s.db != nil {
+			errs = append(errs, s.db.Close())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// CreateThing registers a thing with a new certificate and key signed by
+// iotsim's CA (ACTIVE, attached to the thing) and returns them.
+func (s *Sim) CreateThing(name string) (certPEM, keyPEM []byte, err error) {
+	return CreateThing(s.reg, s.ca, name)
+}
+
+// CreateThing does what `iotsim thing create` does against a registry
+// and CA opened directly.
+func CreateThing(reg *registry.Registry, ca *pki.CA, name string) (certPEM, keyPEM []byte, err error) {
+	if _, err := reg.CreateThing(name, "", nil); err != nil {
+		return nil, nil, fmt.Errorf("create thing %s: %w", name, err)
+	}
+	certPEM, keyPEM, err = ca.NewKeysAndCertificate(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate for %s: %w", name, err)
+	}
+	c, err := reg.RegisterCertificate(certPEM, registry.StatusActive)
+	if err != nil {
+		return nil, nil, fmt.Errorf("register certificate for %s: %w", name, err)
+	}
+	if err := reg.AttachThingPrincipal(name, c.ID); err != nil {
+		return nil, nil, fmt.Errorf("attach certificate to %s: %w", name, err)
+	}
+	return certPEM, keyPEM, nil
+}
+
+// WriteCredentials writes base.crt, base.key (0600) and root-ca.pem into
+// dir (0700), each atomically: the layout the agent's file key store
+// accepts.
+func WriteCredentials(dir, base string, certPEM, keyPEM, caPEM []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if blk, _ := pem.Decode(keyPEM); blk == nil {
+		return errors.New("write credentials: key is not PEM")
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{base + ".crt", certPEM, 0o644},
+		{base + ".key", keyPEM, 0o600},
+		{"root-ca.pem", caPEM, 0o644},
+	} {
+		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// ReadEndpoint reads DATA_DIR/endpoint.json.
+func ReadEndpoint(dataDir string) (Endpoint, error) {
+	var e Endpoint
+	b, err := os.ReadFile(filepath.Join(dataDir, "endpoint.json"))
+	if err != nil {
+		return e, err
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("endpoint.json: %w", err)
+	}
+	return e, nil
+}

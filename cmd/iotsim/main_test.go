@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/iotagent/iotagent/cloud/cloudtest"
+)
+
+func iotsim(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(args, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func checkCredentials(t *testing.T, dir, name string) {
+	t.Helper()
+	for file, mode := range map[string]os.FileMode{name + ".crt": 0o644, name + ".key": 0o600, "root-ca.pem": 0o644} {
+		fi, err := os.Stat(filepath.Join(dir, file))
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+		} else if fi.Mode().Perm() != mode {
+			t.Errorf("%s mode %v, want %v", file, fi.Mode().Perm(), mode)
+		}
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm() != 0o700 {
+		t.Errorf("cert dir mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+// The admin commands work on the data dir directly when no iotsim holds it.
+func TestAdminCommandsOffline(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "sim")
+	if out, err := iotsim(t, "thing", "create", "box-1", "--cert-out", t.TempDir()+"/x", "--data-dir", dataDir); err == nil {
+		t.Fatalf("thing create on a data dir that never served succeeded: %s", out)
+	} else if !strings.Contains(err.Error(), "iotsim serve") {
+		t.Errorf("error %q does not say to run iotsim serve first", err)
+	}
+	sim := cloudtest.Start(t, dataDir)
+	sim.Close()
+
+	certDir := filepath.Join(t.TempDir(), "box-1")
+	if out, err := iotsim(t, "thing", "create", "box-1", "--cert-out", certDir, "--data-dir", dataDir); err != nil {
+		t.Fatalf("thing create: %v\n%s", err, out)
+	}
+	checkCredentials(t, certDir, "box-1")
+	if out, err := iotsim(t, "shadow", "update", "box-1", `{"state":{"desired":{"alarm":{"armed":true}}}}`, "--data-dir", dataDir); err != nil {
+		t.Fatalf("shadow update: %v\n%s", err, out)
+	}
+	out, err := iotsim(t, "shadow", "get", "box-1", "--data-dir", dataDir)
+	if err != nil {
+		t.Fatalf("shadow get: %v\n%s", err, out)
+	}
+	var doc struct {
+		State struct {
+			Delta map[string]any `json:"delta"`
+		} `json:"state"`
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Version != 1 || doc.State.Delta == nil {
+		t.Errorf("shadow get = %s (err %v), want version 1 with a delta", out, err)
+	}
+}
+
+// While iotsim serves the data dir, the admin commands go through its REST API.
+func TestAdminCommandsAgainstRunningSim(t *testing.T) {
+	dataDir := t.TempDir()
+	sim := cloudtest.Start(t, dataDir)
+	certDir := filepath.Join(t.TempDir(), "box-2")
+	if out, err := iotsim(t, "thing", "create", "box-2", "--cert-out", certDir, "--data-dir", dataDir); err != nil {
+		t.Fatalf("thing create: %v\n%s", err, out)
+	}
+	checkCredentials(t, certDir, "box-2")
+	principals, err := sim.Registry().ThingPrincipals("box-2")
+	if err != nil || len(principals) != 1 {
+		t.Fatalf("principals of box-2 = %v, %v; want one certificate", principals, err)
+	}
+	if out, err := iotsim(t, "shadow", "update", "box-2", "--name", "cfg", `{"state":{"reported":{"v":2}}}`, "--data-dir", dataDir); err != nil {
+		t.Fatalf("shadow update: %v\n%s", err, out)
+	}
+	if _, err := sim.Shadows().Get("box-2", "cfg", nil); err != nil {
+		t.Errorf("the running sim does not have the named shadow: %v", err)
+	}
+	// AWS's error words reach the user.
+	out, err := iotsim(t, "shadow", "get", "nobody", "--data-dir", dataDir)
+	if err == nil || !strings.Contains(err.Error(), "No shadow exists with name: 'nobody'") {
+		t.Errorf("shadow get of a missing shadow: err %v, out %s", err, out)
+	}
+	out, err = iotsim(t, "shadow", "update", "box-2", `{"state":`, "--data-dir", dataDir)
+	if err == nil || !strings.Contains(err.Error(), "Invalid JSON") {
+		t.Errorf("shadow update with bad JSON: err %v, out %s", err, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"bogus"}, {"thing"}, {"thing", "create"}, {"shadow", "get"}, {"serve", "extra"}} {
+		if out, err := iotsim(t, args...); err == nil {
+			t.Errorf("iotsim %q succeeded: %s", args, out)
+		}
+	}
+	if out, err := iotsim(t, "help"); err != nil || !strings.Contains(out, "iotsim serve") {
+		t.Errorf("help: %v %s", err, out)
+	}
+}
