@@ -21,7 +21,7 @@ import (
 // Transport is the part of the MQTT client the shadow client needs.
 type Transport interface {
 	Publish(ctx context.Context, topic string, qos byte, payload []byte) error
-	Subscribe(filter string, qos byte, h func(topic string, payload []byte))
+	Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error
 }
 
 // Rejection is an error document from a .../rejected topic.
@@ -91,14 +91,19 @@ func (c *Client) Prefix() string { return c.prefix }
 
 // Subscribe registers the response topics with the transport, which
 // subscribes to them on every (re)connect.
-func (c *Client) Subscribe() {
+func (c *Client) Subscribe() error {
 	for _, op := range []string{"get", "update"} {
 		for _, res := range []string{"accepted", "rejected"} {
 			ok := res == "accepted"
-			c.t.Subscribe(c.prefix+"/"+op+"/"+res, 1, func(_ string, p []byte) { c.onResponse(ok, p) })
+			if err := c.t.Subscribe(c.prefix+"/"+op+"/"+res, 1, func(_ string, p []byte) { c.onResponse(ok, p) }); err != nil {
+				return fmt.Errorf("subscribe shadow %s/%s: %w", op, res, err)
+			}
 		}
 	}
-	c.t.Subscribe(c.prefix+"/update/delta", 1, func(_ string, p []byte) { c.onDelta(p) })
+	if err := c.t.Subscribe(c.prefix+"/update/delta", 1, func(_ string, p []byte) { c.onDelta(p) }); err != nil {
+		return fmt.Errorf("subscribe shadow delta: %w", err)
+	}
+	return nil
 }
 
 // Deltas delivers update/delta events, newest version last. Stale ones

@@ -51,16 +51,19 @@ func (l *loopback) Publish(_ context.Context, topic string, _ byte, payload []by
 	return nil
 }
 
-func (l *loopback) Subscribe(filter string, _ byte, h func(string, []byte)) {
+func (l *loopback) Subscribe(filter string, _ byte, h func(string, []byte)) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.subs[filter] = h
+	return nil
 }
 
 func newClient(t *testing.T, name string) (*shadow.Client, *loopback) {
 	l := newLoopback(t)
 	c := shadow.New(l, "box", name)
-	c.Subscribe()
+	if err := c.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
 	return c, l
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrNotFound is returned by Get when the key is absent.
@@ -32,7 +33,7 @@ func Open(path string, lockWait time.Duration) (*DB, error) {
 		lockWait = time.Second
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w", filepath.Base(path), ErrLocked)
 	}
 	if err != nil {

@@ -1,0 +1,596 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/agent/outbox"
+	"github.com/iotagent/iotagent/agent/shadow"
+	"github.com/iotagent/iotagent/agent/transport"
+	"github.com/iotagent/iotagent/sensors"
+	"github.com/iotagent/iotagent/tpm"
+)
+
+// Options carries what the agent takes from its caller rather than from
+// the config file.
+type Options struct {
+	Logger  *slog.Logger
+	Level   *slog.LevelVar // the cloud's log.level lands here; may be nil
+	Version string
+	Now     func() time.Time
+	// Hardware replaces the sensors that the config would open; tests and
+	// the simulated profile use it. Nil: built from cfg.Sensors by Open.
+	Hardware *Hardware
+}
+
+// Hardware is the device's sensors and outputs. Absent parts are nil.
+type Hardware struct {
+	Motion  sensors.Input
+	Contact sensors.Input
+	Env     sensors.Sensor
+	Outputs map[string]sensors.Output
+	// Run does background work the parts need (feeding simulated sensors)
+	// until ctx ends; may be nil.
+	Run func(ctx context.Context) error
+	// Close releases what OpenHardware acquired; may be nil.
+	Close func() error
+}
+
+// Agent is the device daemon. Build it with New and start it with Run.
+type Agent struct {
+	cfg  config.Config
+	opt  Options
+	log  *slog.Logger
+	now  func() time.Time
+	hw   *Hardware
+	ob   *outbox.Outbox
+	tr   *transport.Client
+	sh   *shadow.Client
+	db   *bolt.DB
+	tick chan struct{} // a settings change that the main loop must see
+
+	connected chan struct{} // a (re)connect: resync the shadow
+	dirty     chan struct{} // reported state changed
+
+	mu sync.Mutex
+	st deviceState
+}
+
+// deviceState is what the agent knows and reports; guarded by Agent.mu.
+type deviceState struct {
+	Settings
+	AlarmOn     bool
+	LastAlarm   int64
+	LastSensor  string
+	Motion      bool
+	LidOpen     bool
+	TempHigh    bool
+	Env         *sensors.Reading
+	LastError   string
+	ReadErrors  uint64
+	desiredErrs []string
+}
+
+// New checks the configuration and prepares the agent. It opens nothing
+// and starts nothing: Run does.
+func New(cfg config.Config, opt Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Version == "" {
+		opt.Version = "dev"
+	}
+	a := &Agent{
+		cfg: cfg, opt: opt, log: opt.Logger, now: opt.Now,
+		tick:      make(chan struct{}, 1),
+		connected: make(chan struct{}, 1),
+		dirty:     make(chan struct{}, 1),
+	}
+	a.st.Settings = Settings{
+		Armed:     cfg.Alarm.Armed,
+		IntervalS: cfg.Telemetry.IntervalS,
+		MaxC:      cfg.Temperature.MaxC,
+		LogLevel:  cfg.Log.Level,
+		Outputs:   map[string]bool{},
+	}
+	for _, o := range cfg.Sensors.Outputs {
+		a.st.Outputs[o.Name] = false
+	}
+	return a, nil
+}
+
+// Run starts the agent and blocks until ctx ends or a part fails for
+// good. It returns only after every goroutine it started has exited.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	a.db, err = bolt.Open(filepath.Join(a.cfg.StateDir, "agent.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("state dir %s is in use by another iotagent", a.cfg.StateDir)
+	}
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer a.db.Close()
+
+	a.ob, err = outbox.Open(a.db, outbox.Options{MaxMessages: a.cfg.Outbox.MaxMessages, MaxBytes: a.cfg.Outbox.MaxBytes}, a.now)
+	if err != nil {
+		return fmt.Errorf("open outbox: %w", err)
+	}
+	tlsCert, roots, err := a.identity()
+	if err != nil {
+		return err
+	}
+	a.hw = a.opt.Hardware
+	if a.hw == nil {
+		if a.hw, err = OpenHardware(a.cfg); err != nil {
+			return err
+		}
+	}
+	if a.hw.Close != nil {
+		defer a.hw.Close()
+	}
+	if a.hw.Outputs == nil {
+		a.hw.Outputs = map[string]sensors.Output{}
+	}
+
+	a.tr, err = transport.New(transport.Options{
+		Broker:         net.JoinHostPort(a.cfg.MQTT.Endpoint, strconv.Itoa(a.cfg.MQTT.Port)),
+		ServerName:     a.cfg.MQTT.TLSServerName(),
+		ALPN:           a.cfg.MQTT.ALPN,
+		RootCAs:        roots,
+		Certificate:    tlsCert,
+		ClientID:       a.cfg.ThingName,
+		KeepAlive:      time.Duration(a.cfg.MQTT.KeepAliveS) * time.Second,
+		ConnectTimeout: time.Duration(a.cfg.MQTT.ConnectTimeoutS) * time.Second,
+		CleanSession:   a.cfg.MQTT.CleanSession,
+		BackoffMax:     time.Duration(a.cfg.MQTT.BackoffMaxS) * time.Second,
+		Outbox:         a.ob,
+		Logger:         a.log,
+		OnConnect:      func(context.Context) { signal(a.connected) },
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	a.sh = shadow.New(a.tr, a.cfg.ThingName, "")
+	if err := a.sh.Subscribe(); err != nil {
+		return err
+	}
+	a.applyOutputs()
+
+	a.log.Info("agent starting", "thing", a.cfg.ThingName, "endpoint", a.cfg.MQTT.Endpoint, "port", a.cfg.MQTT.Port,
+		"version", a.opt.Version, "outbox_queued", a.ob.Stats().Len)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.tr.Run(ctx) })
+	if a.hw.Run != nil {
+		g.Go(func() error { return a.hw.Run(ctx) })
+	}
+	events := make(chan sensors.Event, 16)
+	for _, in := range []sensors.Input{a.hw.Motion, a.hw.Contact} {
+		if in == nil {
+			continue
+		}
+		g.Go(func() error { a.watch(ctx, in, events); return nil })
+	}
+	g.Go(func() error { a.syncLoop(ctx); return nil })
+	g.Go(func() error { a.mainLoop(ctx, events); return nil })
+	return g.Wait()
+}
+
+// watch runs one input's watcher. A failing input does not stop the
+// agent: the error is reported and the watcher starts again.
+func (a *Agent) watch(ctx context.Context, in sensors.Input, events chan<- sensors.Event) {
+	for {
+		err := in.Watch(ctx, events)
+		if ctx.Err() != nil {
+			return
+		}
+		a.mu.Lock()
+		a.st.ReadErrors++
+		a.st.LastError = fmt.Sprintf("watch %s: %v", in.Name(), err)
+		a.mu.Unlock()
+		signal(a.dirty)
+		a.log.Warn("input failed; retrying in 5s", "sensor", in.Name(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// identity loads the root CAs, the device certificate and its key.
+func (a *Agent) identity() (tls.Certificate, *x509.CertPool, error) {
+	caPEM, err := os.ReadFile(a.cfg.MQTT.RootCA)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("root CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return tls.Certificate{}, nil, fmt.Errorf("root CA %s: no PEM certificate in it", a.cfg.MQTT.RootCA)
+	}
+	certPEM, err := os.ReadFile(a.cfg.Identity.Cert)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("device certificate: %w", err)
+	}
+	var chain [][]byte
+	for rest := certPEM; ; {
+		var der []byte
+		der, rest = nextCertificate(rest)
+		if der == nil {
+			break
+		}
+		chain = append(chain, der)
+	}
+	if len(chain) == 0 {
+		return tls.Certificate{}, nil, fmt.Errorf("device certificate %s: no PEM certificate in it", a.cfg.Identity.Cert)
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("device certificate %s: %w", a.cfg.Identity.Cert, err)
+	}
+	ks := tpm.NewFileStore(a.cfg.Identity.Key)
+	signer, err := ks.Signer()
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("device key: %w", err)
+	}
+	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
+		return tls.Certificate{}, nil, fmt.Errorf("device key %s does not match certificate %s", a.cfg.Identity.Key, a.cfg.Identity.Cert)
+	}
+	a.log.Info("identity loaded", "key_store", "file", "key", a.cfg.Identity.Key, "subject", leaf.Subject.String())
+	return tls.Certificate{Certificate: chain, PrivateKey: signer, Leaf: leaf}, roots, nil
+}
+
+// signal does a non-blocking send on a wake-up channel of capacity 1.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// mainLoop owns the sensors: it reads the environment every interval,
+// turns input events into alarms and publishes telemetry.
+func (a *Agent) mainLoop(ctx context.Context, events <-chan sensors.Event) {
+	interval := a.interval()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	a.telemetry()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			a.onInput(ev)
+		case <-t.C:
+			a.telemetry()
+		case <-a.tick:
+			if iv := a.interval(); iv != interval {
+				interval = iv
+				t.Reset(iv)
+			}
+		}
+	}
+}
+
+func (a *Agent) interval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return time.Duration(a.st.IntervalS) * time.Second
+}
+
+// onInput handles a debounced change of the motion sensor or the lid.
+func (a *Agent) onInput(ev sensors.Event) {
+	now := a.now()
+	var kind, msg string
+	a.mu.Lock()
+	if a.hw.Motion != nil && ev.Sensor == a.hw.Motion.Name() {
+		a.st.Motion = ev.Active
+		kind, msg = "motion", "motion detected"
+	} else {
+		a.st.LidOpen = ev.Active
+		kind, msg = "lid_open", "lid opened"
+	}
+	alarm := ev.Active && a.st.Armed
+	if alarm {
+		a.st.AlarmOn, a.st.LastAlarm, a.st.LastSensor = true, now.Unix(), ev.Sensor
+	}
+	a.mu.Unlock()
+	signal(a.dirty)
+	if !alarm {
+		a.log.Debug("input changed", "sensor", ev.Sensor, "active", ev.Active)
+		return
+	}
+	a.log.Warn("alarm", "sensor", ev.Sensor, "event", kind)
+	a.enqueue(a.cfg.Topic(a.cfg.Topics.Alarms), outbox.Alarm, map[string]any{
+		"thing": a.cfg.ThingName, "sensor": ev.Sensor, "event": kind, "message": msg, "timestamp": now.Unix(),
+	})
+}
+
+// telemetry reads the environment sensor, raises or clears the
+// temperature warning and queues a telemetry message.
+func (a *Agent) telemetry() {
+	now := a.now()
+	msg := map[string]any{"thing": a.cfg.ThingName, "timestamp": now.Unix()}
+	var warn map[string]any
+	if a.hw.Env != nil {
+		r, err := a.hw.Env.Read(context.Background())
+		a.mu.Lock()
+		if err != nil {
+			a.st.ReadErrors++
+			a.st.LastError = fmt.Sprintf("read %s: %v", a.hw.Env.Name(), err)
+			a.mu.Unlock()
+			a.log.Warn("sensor read failed", "sensor", a.hw.Env.Name(), "err", err)
+		} else {
+			a.st.Env = &r
+			high := r.TemperatureC > a.st.MaxC
+			if high != a.st.TempHigh {
+				a.st.TempHigh = high
+				event, text := "temperature_normal", "temperature back to %.1f °C, at or below %.1f °C"
+				if high {
+					event, text = "temperature_high", "temperature %.1f °C above %.1f °C"
+				}
+				warn = map[string]any{"thing": a.cfg.ThingName, "sensor": a.hw.Env.Name(), "event": event,
+					"message": fmt.Sprintf(text, r.TemperatureC, a.st.MaxC), "temperature_c": round2(r.TemperatureC),
+					"max_c": a.st.MaxC, "timestamp": now.Unix()}
+			}
+			msg["temperature_c"] = round2(r.TemperatureC)
+			msg["humidity_pct"] = round2(r.HumidityPct)
+			msg["pressure_kpa"] = round2(r.PressureKPa)
+			a.mu.Unlock()
+		}
+	}
+	a.mu.Lock()
+	msg["motion"], msg["lid_open"], msg["armed"], msg["alarm"] = a.st.Motion, a.st.LidOpen, a.st.Armed, onOff(a.st.AlarmOn)
+	a.mu.Unlock()
+	if warn != nil {
+		a.log.Warn("temperature", "event", warn["event"], "temperature_c", warn["temperature_c"])
+		a.enqueue(a.cfg.Topic(a.cfg.Topics.Warnings), outbox.Alarm, warn)
+	}
+	a.enqueue(a.cfg.Topic(a.cfg.Topics.Telemetry), outbox.Telemetry, msg)
+	signal(a.dirty)
+}
+
+func (a *Agent) enqueue(topic string, class outbox.Class, msg map[string]any) {
+	b, err := json.Marshal(msg)
+	if err == nil {
+		_, err = a.ob.Append(topic, b, class)
+	}
+	if err != nil {
+		a.log.Error("queue message", "topic", topic, "err", err)
+	}
+}
+
+// syncLoop owns the shadow: a full resync on every (re)connect, deltas
+// applied as they come, and a report whenever the reported state changes.
+func (a *Agent) syncLoop(ctx context.Context) {
+	var last map[string]any // last reported document the shadow accepted
+	var retry <-chan time.Time
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.connected:
+			last, err = a.resync(ctx)
+		case <-retry:
+			last, err = a.resync(ctx)
+		case d := <-a.sh.Deltas():
+			a.applyDesired(d.State)
+			last, err = a.report(ctx, last)
+		case <-a.dirty:
+			last, err = a.report(ctx, last)
+		}
+		retry = nil
+		if err != nil && ctx.Err() == nil {
+			if !errors.Is(err, transport.ErrNotConnected) {
+				a.log.Warn("shadow sync failed; retrying", "err", err)
+				retry = time.After(5 * time.Second)
+			}
+			last = nil // unknown what the shadow holds: the next report goes out whole
+		}
+	}
+}
+
+const syncTimeout = 10 * time.Second
+
+// resync gets the shadow, applies desired and reports; on a version
+// conflict it starts again (a few times: desired is moving under it).
+func (a *Agent) resync(ctx context.Context) (map[string]any, error) {
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		doc, err := a.sh.Get(rctx)
+		cancel()
+		var shadowReported map[string]any
+		switch {
+		case errors.Is(err, shadow.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			a.applyDesired(doc.State.Desired)
+			shadowReported = doc.State.Reported
+		}
+		last, err := a.report(ctx, shadowReported)
+		if errors.Is(err, shadow.ErrConflict) && attempt < 4 {
+			continue
+		}
+		if err == nil {
+			a.log.Info("shadow synced", "version", a.sh.Version())
+		}
+		return last, err
+	}
+}
+
+// report sends the reported state if it differs from last, as a
+// conditional update on the last version seen.
+func (a *Agent) report(ctx context.Context, last map[string]any) (map[string]any, error) {
+	cur := a.reported()
+	if last != nil && reflect.DeepEqual(normalise(cur), normalise(last)) {
+		return last, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	_, err := a.sh.Update(rctx, shadow.State{Reported: cur}, a.sh.Version())
+	if err != nil {
+		return last, err
+	}
+	return cur, nil
+}
+
+// applyDesired applies desired state to the device and records problems.
+func (a *Agent) applyDesired(desired map[string]any) {
+	if desired == nil {
+		return
+	}
+	a.mu.Lock()
+	changed, problems := a.st.ApplyDesired(desired)
+	a.st.desiredErrs = problems
+	level := a.st.LogLevel
+	a.mu.Unlock()
+	for _, p := range problems {
+		a.log.Warn("desired state not applied", "problem", p)
+	}
+	if len(changed) == 0 {
+		return
+	}
+	a.log.Info("desired state applied", "changed", changed)
+	if a.opt.Level != nil {
+		a.opt.Level.Set(parseLevel(level))
+	}
+	a.mu.Lock()
+	if !a.st.Armed {
+		a.st.AlarmOn = false // disarming clears the alarm
+	}
+	a.mu.Unlock()
+	a.applyOutputs()
+	signal(a.tick)
+}
+
+func (a *Agent) applyOutputs() {
+	a.mu.Lock()
+	want := make(map[string]bool, len(a.st.Outputs))
+	for k, v := range a.st.Outputs {
+		want[k] = v
+	}
+	a.mu.Unlock()
+	for name, on := range want {
+		o := a.hw.Outputs[name]
+		if o == nil || o.On() == on {
+			continue
+		}
+		if err := o.Set(on); err != nil {
+			a.mu.Lock()
+			a.st.LastError = fmt.Sprintf("set output %s: %v", name, err)
+			a.mu.Unlock()
+			a.log.Warn("set output failed", "output", name, "err", err)
+		}
+	}
+}
+
+// reported is the reported section: the same shape as the desired keys,
+// so that a setting the device has applied leaves no delta.
+func (a *Agent) reported() map[string]any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := &a.st
+	outs := map[string]any{}
+	for name := range st.Outputs {
+		on := st.Outputs[name]
+		if o := a.hw.Outputs[name]; o != nil {
+			on = o.On()
+		}
+		outs[name] = on
+	}
+	sens := map[string]any{}
+	if a.hw.Motion != nil {
+		sens["motion"] = st.Motion
+	}
+	if a.hw.Contact != nil {
+		sens["lid_open"] = st.LidOpen
+	}
+	if st.Env != nil {
+		sens["temperature_c"] = round2(st.Env.TemperatureC)
+		sens["humidity_pct"] = round2(st.Env.HumidityPct)
+		sens["pressure_kpa"] = round2(st.Env.PressureKPa)
+	}
+	alarm := map[string]any{"armed": st.Armed, "state": onOff(st.AlarmOn)}
+	if st.LastAlarm != 0 {
+		alarm["last_alarm"] = st.LastAlarm
+		alarm["last_sensor"] = st.LastSensor
+	}
+	lastErr := st.LastError
+	if len(st.desiredErrs) > 0 {
+		lastErr = joinProblems(st.desiredErrs)
+	}
+	return map[string]any{
+		"agent":       map[string]any{"version": a.opt.Version},
+		"alarm":       alarm,
+		"telemetry":   map[string]any{"interval_s": st.IntervalS},
+		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},
+		"log":         map[string]any{"level": st.LogLevel},
+		"outputs":     outs,
+		"sensors":     sens,
+		"last_error":  lastErr,
+	}
+}
+
+func joinProblems(ps []string) string {
+	s := ps[0]
+	for _, p := range ps[1:] {
+		s += "; " + p
+	}
+	if r := []rune(s); len(r) > 512 {
+		s = string(r[:509]) + "..."
+	}
+	return s
+}
+
+// normalise makes two reported documents comparable whatever their
+// number types: it round-trips them through JSON.
+func normalise(m map[string]any) any {
+	b, _ := json.Marshal(m)
+	var v any
+	_ = json.Unmarshal(b, &v)
+	return v
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}

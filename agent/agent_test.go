@@ -1,0 +1,323 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iotagent/iotagent/agent"
+	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/cloud"
+	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/cloudtest"
+	"github.com/iotagent/iotagent/sensors"
+	"github.com/iotagent/iotagent/sensors/sensortest"
+)
+
+const waitLimit = 20 * time.Second
+
+// observer collects what a device sends, as the AWS console's test client would.
+type observer struct {
+	alarms, warnings, telemetry, reported chan map[string]any
+}
+
+func observe(sim *cloud.Sim, thing string) *observer {
+	o := &observer{
+		alarms: make(chan map[string]any, 1024), warnings: make(chan map[string]any, 64),
+		telemetry: make(chan map[string]any, 1024), reported: make(chan map[string]any, 256),
+	}
+	o.attach(sim, thing)
+	return o
+}
+
+func (o *observer) attach(sim *cloud.Sim, thing string) {
+	to := func(ch chan map[string]any) broker.Handler {
+		return func(_ *broker.Principal, _ string, p []byte) {
+			var m map[string]any
+			if json.Unmarshal(p, &m) == nil {
+				ch <- m
+			}
+		}
+	}
+	sim.Broker().Handle("alarms/"+thing, to(o.alarms))
+	sim.Broker().Handle("warnings/"+thing, to(o.warnings))
+	sim.Broker().Handle("telemetry/"+thing, to(o.telemetry))
+	sim.Broker().Handle("$aws/things/"+thing+"/shadow/update", func(_ *broker.Principal, _ string, p []byte) {
+		var u struct {
+			State struct {
+				Reported map[string]any `json:"reported"`
+			} `json:"state"`
+		}
+		if json.Unmarshal(p, &u) == nil && u.State.Reported != nil {
+			o.reported <- u.State.Reported
+		}
+	})
+}
+
+// waitFor returns the first message on ch that ok accepts.
+func waitFor(t *testing.T, what string, ch <-chan map[string]any, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		select {
+		case m := <-ch:
+			if ok(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// path reads a nested value such as "alarm.armed" from a JSON object.
+func path(m map[string]any, p string) any {
+	var v any = m
+	for _, k := range strings.Split(p, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
+}
+
+type device struct {
+	cfg             config.Config
+	motion, contact *sensortest.FakeInput
+	env             *sensortest.FakeSensor
+	led             *sensortest.FakeOutput
+	hw              *agent.Hardware
+	cancel          context.CancelFunc
+	done            chan error
+}
+
+// newDevice registers thing in sim and prepares an agent for it with fake
+// sensors.
+func newDevice(t *testing.T, sim *cloud.Sim, thing string) *device {
+	t.Helper()
+	certPEM, keyPEM, err := sim.CreateThing(thing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	idDir := filepath.Join(dir, "identity")
+	if err := cloud.WriteCredentials(idDir, "device", certPEM, keyPEM, sim.CA().CertPEM); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(sim.MQTTAddrs()[0])
+	cfg := config.Default()
+	cfg.ThingName = thing
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.MQTT.Endpoint = host
+	cfg.MQTT.Port, _ = strconv.Atoi(port)
+	cfg.MQTT.RootCA = filepath.Join(idDir, "root-ca.pem")
+	cfg.Identity.Cert = filepath.Join(idDir, "device.crt")
+	cfg.Identity.Key = filepath.Join(idDir, "device.key")
+	cfg.Telemetry.IntervalS = 3600
+	cfg.Sensors.Outputs = []config.Output{{Name: "led", Driver: "sim"}}
+	d := &device{
+		cfg: cfg, motion: sensortest.NewFakeInput("motion"), contact: sensortest.NewFakeInput("contact"),
+		env: sensortest.NewFakeSensor("bme280"), led: sensortest.NewFakeOutput("led"),
+	}
+	d.env.Set(sensors.Reading{TemperatureC: 21.5, HumidityPct: 40, PressureKPa: 101.3})
+	d.hw = &agent.Hardware{Motion: d.motion, Contact: d.contact, Env: d.env, Outputs: map[string]sensors.Output{"led": d.led}}
+	return d
+}
+
+func (d *device) start(t *testing.T, opt agent.Options) {
+	t.Helper()
+	opt.Hardware = d.hw
+	if opt.Version == "" {
+		opt.Version = "test-1.0"
+	}
+	a, err := agent.New(d.cfg, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel, d.done = cancel, make(chan error, 1)
+	go func() { d.done <- a.Run(ctx) }()
+	t.Cleanup(d.stop(t))
+}
+
+func (d *device) stop(t *testing.T) func() {
+	return func() {
+		d.cancel()
+		select {
+		case err := <-d.done:
+			if err != nil {
+				t.Errorf("agent Run: %v", err)
+			}
+		case <-time.After(waitLimit):
+			t.Errorf("agent did not stop within %s", waitLimit)
+		}
+	}
+}
+
+func updateDesired(t *testing.T, sim *cloud.Sim, thing, desired string) {
+	t.Helper()
+	if _, err := sim.Shadows().Update(thing, "", []byte(`{"state":{"desired":`+desired+`}}`)); err != nil {
+		t.Fatalf("update desired %s: %v", desired, err)
+	}
+}
+
+func TestAgentWithIotsim(t *testing.T) {
+	sim := cloudtest.Start(t, "")
+	obs := observe(sim, "box-1")
+	d := newDevice(t, sim, "box-1")
+	d.start(t, agent.Options{})
+
+	first := waitFor(t, "first telemetry", obs.telemetry, func(map[string]any) bool { return true })
+	if first["thing"] != "box-1" || first["temperature_c"] != 21.5 || first["armed"] != false {
+		t.Errorf("first telemetry = %v", first)
+	}
+	waitFor(t, "first report", obs.reported, func(r map[string]any) bool { return path(r, "agent.version") == "test-1.0" })
+
+	// Desired state from the cloud: armed, LED on, lower temperature limit.
+	updateDesired(t, sim, "box-1", `{"alarm":{"armed":true},"outputs":{"led":true},"temperature":{"max_c":25}}`)
+	waitFor(t, "armed report", obs.reported, func(r map[string]any) bool {
+		return path(r, "alarm.armed") == true && path(r, "outputs.led") == true && path(r, "temperature.max_c") == 25.0
+	})
+	if !d.led.On() {
+		t.Error("LED is off after desired outputs.led = true")
+	}
+
+	// Motion while armed: an alarm, and the alarm reported.
+	d.motion.Trigger(true)
+	alarm := waitFor(t, "motion alarm", obs.alarms, func(map[string]any) bool { return true })
+	for k, want := range map[string]any{"thing": "box-1", "sensor": "motion", "event": "motion", "message": "motion detected"} {
+		if alarm[k] != want {
+			t.Errorf("alarm[%q] = %v, want %v", k, alarm[k], want)
+		}
+	}
+	if ts, _ := alarm["timestamp"].(float64); ts < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("alarm timestamp = %v, want about now", alarm["timestamp"])
+	}
+	waitFor(t, "alarm report", obs.reported, func(r map[string]any) bool {
+		return path(r, "alarm.state") == "on" && path(r, "alarm.last_sensor") == "motion" && path(r, "sensors.motion") == true
+	})
+	d.motion.Trigger(false)
+
+	// An invalid desired value is not applied and comes back as an error.
+	updateDesired(t, sim, "box-1", `{"telemetry":{"interval_s":"fast"}}`)
+	waitFor(t, "last_error report", obs.reported, func(r map[string]any) bool {
+		s, _ := r["last_error"].(string)
+		return strings.Contains(s, "desired.telemetry.interval_s") && path(r, "telemetry.interval_s") == 3600.0
+	})
+
+	// Disarm: the alarm clears and motion raises nothing; then the lid
+	// does, once armed again. The first alarm seen must be the lid's.
+	updateDesired(t, sim, "box-1", `{"alarm":{"armed":false},"telemetry":{"interval_s":3600}}`)
+	waitFor(t, "disarmed report", obs.reported, func(r map[string]any) bool {
+		return path(r, "alarm.armed") == false && path(r, "alarm.state") == "off" && r["last_error"] == ""
+	})
+	d.motion.Trigger(true)
+	waitFor(t, "motion report while disarmed", obs.reported, func(r map[string]any) bool { return path(r, "sensors.motion") == true })
+	updateDesired(t, sim, "box-1", `{"alarm":{"armed":true}}`)
+	waitFor(t, "re-armed report", obs.reported, func(r map[string]any) bool { return path(r, "alarm.armed") == true })
+	d.contact.Trigger(true)
+	lid := waitFor(t, "lid alarm", obs.alarms, func(map[string]any) bool { return true })
+	if lid["sensor"] != "contact" || lid["event"] != "lid_open" {
+		t.Errorf("first alarm after disarming = %v, want the lid's (motion while disarmed must raise none)", lid)
+	}
+
+	// Too warm: a warning once the next reading comes (interval 1 s now).
+	d.env.Set(sensors.Reading{TemperatureC: 26.25, HumidityPct: 40, PressureKPa: 101.3})
+	updateDesired(t, sim, "box-1", `{"telemetry":{"interval_s":1}}`)
+	warn := waitFor(t, "temperature warning", obs.warnings, func(map[string]any) bool { return true })
+	if warn["event"] != "temperature_high" || warn["temperature_c"] != 26.25 || warn["max_c"] != 25.0 {
+		t.Errorf("warning = %v", warn)
+	}
+	waitFor(t, "temperature.high report", obs.reported, func(r map[string]any) bool { return path(r, "temperature.high") == true })
+
+	// The shadow ends in sync: no delta left.
+	doc, err := sim.Shadows().Get("box-1", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		State struct {
+			Delta map[string]any `json:"delta"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(doc, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.State.Delta != nil {
+		t.Errorf("shadow still has a delta: %v", got.State.Delta)
+	}
+}
+
+// TestIotsimRestartMidStream restarts iotsim while the agent streams QoS1
+// alarms: every one arrives (duplicates are allowed and counted).
+func TestIotsimRestartMidStream(t *testing.T) {
+	dataDir := t.TempDir()
+	sim := cloudtest.Start(t, dataDir)
+	addr := sim.MQTTAddrs()[0]
+	obs := observe(sim, "box-2")
+	d := newDevice(t, sim, "box-2")
+	d.cfg.Alarm.Armed = true
+	d.cfg.MQTT.BackoffMaxS = 1
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	d.start(t, agent.Options{Now: func() time.Time { return time.Unix(clock.Add(1), 0) }})
+	waitFor(t, "first report", obs.reported, func(map[string]any) bool { return true })
+
+	const total = 300
+	seen := map[float64]int{}
+	var mu sync.Mutex
+	count := func(m map[string]any) (unique, dups int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if m != nil {
+			ts, _ := m["timestamp"].(float64)
+			seen[ts]++
+		}
+		for _, n := range seen {
+			dups += n - 1
+		}
+		return len(seen), dups
+	}
+	go func() {
+		for i := 0; i < total; i++ {
+			d.motion.Trigger(true)
+			d.motion.Trigger(false)
+		}
+	}()
+	deadline := time.After(60 * time.Second)
+	restarted := false
+	for {
+		select {
+		case m := <-obs.alarms:
+			unique, dups := count(m)
+			if !restarted && unique >= total/5 {
+				restarted = true
+				if err := sim.Close(); err != nil {
+					t.Fatal(err)
+				}
+				sim2, err := cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: addr, HTTPAddr: "127.0.0.1:0"})
+				if err != nil {
+					t.Fatalf("restart iotsim: %v", err)
+				}
+				t.Cleanup(func() { sim2.Close() })
+				obs.attach(sim2, "box-2")
+			}
+			if unique == total {
+				t.Logf("%d alarms arrived across the restart, %d duplicates", unique, dups)
+				return
+			}
+		case <-deadline:
+			unique, dups := count(nil)
+			t.Fatalf("after 60s: %d of %d alarms arrived (%d duplicates)", unique, total, dups)
+		}
+	}
+}

@@ -1,0 +1,14 @@
+// Package outbox is the agent's durable queue of QoS 1 publishes.
+//
+// Telemetry, warnings and alarms are appended here before anything tries to
+// send them, so that nothing is lost while the device is offline, across an
+// agent restart or through a power cut (every Append and Ack is one bbolt
+// transaction, committed with fsync). The transport drains the queue in ID
+// order while connected and acknowledges a message only after the broker's
+// PUBACK: delivery is at least once, never at most once.
+//
+// The queue is bounded by message count and by bytes (topic plus payload).
+// When it is full, the oldest telemetry goes first; alarms (which include
+// warnings) are dropped only when no telemetry is left. Drops are counted,
+// and the counters survive a restart.
+package outbox

@@ -1,0 +1,210 @@
+// Command iotagent is the device agent: it connects a Raspberry Pi (or any
+// embedded Linux) to AWS IoT Core over mutual TLS, keeps its shadow in
+// sync and reports its sensors. See `iotagent help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"periph.io/x/host/v3"
+
+	"github.com/iotagent/iotagent/agent"
+	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/internal/version"
+)
+
+const defaultConfig = "/etc/iotagent/config.json"
+
+const usage = `iotagent: connects this device to AWS IoT Core (or iotsim).
+
+Usage:
+  iotagent run [flags]                 run the agent (what the systemd unit starts)
+  iotagent config validate [--config]  check a config file and list every problem
+  iotagent version                     print version, commit and platform
+
+Run "iotagent COMMAND -h" for a command's flags. The configuration
+reference is configs/README.md in the source tree.
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "iotagent:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return runAgent(rest, stderr)
+	case "config":
+		if len(rest) == 0 || rest[0] != "validate" {
+			return errors.New("usage: iotagent config validate [--config FILE]")
+		}
+		return validate(rest[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "iotagent", version.String())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// overrides are the run flags that replace config file values.
+type overrides struct {
+	stateDir, thing, endpoint, rootCA, cert, key, logLevel *string
+	port                                                   *int
+}
+
+func runFlags(fs *flag.FlagSet) overrides {
+	return overrides{
+		stateDir: fs.String("state-dir", "", "override state_dir"),
+		thing:    fs.String("thing-name", "", "override thing_name (also the MQTT client ID)"),
+		endpoint: fs.String("endpoint", "", "override mqtt.endpoint (host name, no port)"),
+		port:     fs.Int("port", 0, "override mqtt.port"),
+		rootCA:   fs.String("root-ca", "", "override mqtt.root_ca"),
+		cert:     fs.String("cert", "", "override identity.cert"),
+		key:      fs.String("key", "", "override identity.key"),
+		logLevel: fs.String("log-level", "", "override log.level (debug, info, warn, error)"),
+	}
+}
+
+func (o overrides) apply(c *config.Config) {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	abs := func(p *string) {
+		if *p != "" {
+			if a, err := filepath.Abs(*p); err == nil {
+				*p = a
+			}
+		}
+	}
+	for _, p := range []*string{o.stateDir, o.rootCA, o.cert, o.key} {
+		abs(p)
+	}
+	set(&c.StateDir, *o.stateDir)
+	set(&c.ThingName, *o.thing)
+	set(&c.MQTT.Endpoint, *o.endpoint)
+	set(&c.MQTT.RootCA, *o.rootCA)
+	set(&c.Identity.Cert, *o.cert)
+	set(&c.Identity.Key, *o.key)
+	set(&c.Log.Level, *o.logLevel)
+	if *o.port != 0 {
+		c.MQTT.Port = *o.port
+	}
+}
+
+func loadConfig(path string, ov *overrides) (config.Config, error) {
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return config.Config{}, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return config.Config{}, err
+	}
+	var override func(*config.Config)
+	if ov != nil {
+		override = ov.apply
+	}
+	c, err := config.ParseWith(data, filepath.Dir(abs), override)
+	if err != nil {
+		return c, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+type runFlagSet struct {
+	set     *flag.FlagSet
+	cfgPath *string
+	ov      overrides
+}
+
+func newRunFlags() runFlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	return runFlagSet{set: fs, cfgPath: fs.String("config", defaultConfig, "config file"), ov: runFlags(fs)}
+}
+
+func runAgent(args []string, stderr io.Writer) error {
+	rf := newRunFlags()
+	fs, cfgPath, ov := rf.set, rf.cfgPath, rf.ov
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: iotagent run [flags]\n\nRuns the agent until SIGINT or SIGTERM. Flags override the config file.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, &ov)
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(h)
+	if agent.NeedsHost(cfg) {
+		st, err := host.Init()
+		if err != nil {
+			return fmt.Errorf("periph host init: %w", err)
+		}
+		for _, f := range st.Failed {
+			log.Info("periph driver failed", "driver", f.D.String(), "err", f.Err)
+		}
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: log, Level: level, Version: version.Version})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("agent stopped")
+	return nil
+}
+
+func validate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfig, "config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := loadConfig(*cfgPath, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	return nil
+}
