@@ -70,8 +70,24 @@ type Agent struct {
 	connected chan struct{} // a (re)connect: resync the shadow
 	dirty     chan struct{} // reported state changed
 
-	mu sync.Mutex
-	st deviceState
+	mu      sync.Mutex
+	st      deviceState
+	running struct { // what Status reads; set once Run has opened it
+		tr *transport.Client
+		ob *outbox.Outbox
+	}
+}
+
+func (a *Agent) transport() *transport.Client {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running.tr
+}
+
+func (a *Agent) box() *outbox.Outbox {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running.ob
 }
 
 // deviceState is what the agent knows and reports; guarded by Agent.mu.
@@ -86,6 +102,7 @@ type deviceState struct {
 	Env         *sensors.Reading
 	LastError   string
 	ReadErrors  uint64
+	Events      uint64
 	desiredErrs []string
 }
 
@@ -177,6 +194,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
+	a.mu.Lock()
+	a.running.tr, a.running.ob = a.tr, a.ob
+	a.mu.Unlock()
 	a.sh = shadow.New(a.tr, a.cfg.ThingName, "")
 	if err := a.sh.Subscribe(); err != nil {
 		return err
@@ -201,6 +221,28 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g.Go(func() error { a.syncLoop(ctx); return nil })
 	g.Go(func() error { a.mainLoop(ctx, events); return nil })
 	return g.Wait()
+}
+
+// Status is a snapshot of the agent for tests and, later, the local API.
+type Status struct {
+	Connected bool
+	Outbox    outbox.Stats
+	Armed     bool
+	AlarmOn   bool
+	Events    uint64 // input events handled since start
+}
+
+// Status returns a snapshot; it is safe to call while Run runs, and
+// returns the zero Status before Run has opened the state.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	st := Status{Armed: a.st.Armed, AlarmOn: a.st.AlarmOn, Events: a.st.Events}
+	a.mu.Unlock()
+	if tr, ob := a.transport(), a.box(); tr != nil && ob != nil {
+		st.Connected = tr.Connected()
+		st.Outbox = ob.Stats()
+	}
+	return st
 }
 
 // watch runs one input's watcher. A failing input does not stop the
@@ -310,6 +352,7 @@ func (a *Agent) onInput(ev sensors.Event) {
 	now := a.now()
 	var kind, msg string
 	a.mu.Lock()
+	a.st.Events++
 	if a.hw.Motion != nil && ev.Sensor == a.hw.Motion.Name() {
 		a.st.Motion = ev.Active
 		kind, msg = "motion", "motion detected"
@@ -377,10 +420,18 @@ func (a *Agent) telemetry() {
 	signal(a.dirty)
 }
 
+// enqueue queues a QoS1 message in the outbox. When the outbox is full it
+// drops the oldest telemetry; a drop is logged and reported.
 func (a *Agent) enqueue(topic string, class outbox.Class, msg map[string]any) {
 	b, err := json.Marshal(msg)
 	if err == nil {
+		before := a.ob.Stats().Dropped
 		_, err = a.ob.Append(topic, b, class)
+		if st := a.ob.Stats(); st.Dropped != before {
+			a.log.Warn("outbox full: dropped queued messages", "dropped_total", st.Dropped,
+				"dropped_telemetry", st.DroppedTelemetry, "dropped_alarms", st.DroppedAlarm, "queued", st.Len)
+			signal(a.dirty)
+		}
 	}
 	if err != nil {
 		a.log.Error("queue message", "topic", topic, "err", err)
@@ -408,11 +459,18 @@ func (a *Agent) syncLoop(ctx context.Context) {
 			last, err = a.report(ctx, last)
 		}
 		retry = nil
-		if err != nil && ctx.Err() == nil {
-			if !errors.Is(err, transport.ErrNotConnected) {
-				a.log.Warn("shadow sync failed; retrying", "err", err)
-				retry = time.After(5 * time.Second)
-			}
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, shadow.ErrConflict):
+			// desired moved under the report: get it and report again now
+			signal(a.connected)
+		case errors.Is(err, transport.ErrNotConnected):
+			// the next connect resyncs
+		default:
+			a.log.Warn("shadow sync failed; retrying in 5s", "err", err)
+			retry = time.After(5 * time.Second)
+		}
+		if err != nil {
 			last = nil // unknown what the shadow holds: the next report goes out whole
 		}
 	}
@@ -548,8 +606,10 @@ func (a *Agent) reported() map[string]any {
 	if len(st.desiredErrs) > 0 {
 		lastErr = joinProblems(st.desiredErrs)
 	}
+	ob := a.ob.Stats()
 	return map[string]any{
 		"agent":       map[string]any{"version": a.opt.Version},
+		"outbox":      map[string]any{"dropped": ob.Dropped},
 		"alarm":       alarm,
 		"telemetry":   map[string]any{"interval_s": st.IntervalS},
 		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},

@@ -96,8 +96,8 @@ type device struct {
 	env             *sensortest.FakeSensor
 	led             *sensortest.FakeOutput
 	hw              *agent.Hardware
-	cancel          context.CancelFunc
-	done            chan error
+	agent           *agent.Agent
+	stop            func() // stops the agent and waits; idempotent
 }
 
 // newDevice registers thing in sim and prepares an agent for it with fake
@@ -144,22 +144,36 @@ func (d *device) start(t *testing.T, opt agent.Options) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d.cancel, d.done = cancel, make(chan error, 1)
-	go func() { d.done <- a.Run(ctx) }()
-	t.Cleanup(d.stop(t))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	d.agent = a
+	d.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent Run: %v", err)
+				}
+			case <-time.After(waitLimit):
+				t.Errorf("agent did not stop within %s", waitLimit)
+			}
+		})
+	}
+	t.Cleanup(d.stop)
 }
 
-func (d *device) stop(t *testing.T) func() {
-	return func() {
-		d.cancel()
-		select {
-		case err := <-d.done:
-			if err != nil {
-				t.Errorf("agent Run: %v", err)
-			}
-		case <-time.After(waitLimit):
-			t.Errorf("agent did not stop within %s", waitLimit)
+// waitStatus polls the agent's status until ok, for what has no message
+// to wait on (work done offline).
+func (d *device) waitStatus(t *testing.T, what string, ok func(agent.Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !ok(d.agent.Status()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; status %+v", what, d.agent.Status())
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -320,4 +334,67 @@ func TestIotsimRestartMidStream(t *testing.T) {
 			t.Fatalf("after 60s: %d of %d alarms arrived (%d duplicates)", unique, total, dups)
 		}
 	}
+}
+
+// TestOfflineAlarmsSurviveAgentRestart queues alarms while iotsim is down,
+// restarts the agent on the same state dir, and expects every alarm once
+// iotsim is back.
+func TestOfflineAlarmsSurviveAgentRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	sim, err := cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := sim.MQTTAddrs()[0]
+	obs := observe(sim, "box-3")
+	d := newDevice(t, sim, "box-3")
+	d.cfg.Alarm.Armed = true
+	d.cfg.MQTT.BackoffMaxS = 1
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	opt := agent.Options{Now: func() time.Time { return time.Unix(clock.Add(1), 0) }}
+	d.start(t, opt)
+	waitFor(t, "first report", obs.reported, func(map[string]any) bool { return true })
+
+	if err := sim.Close(); err != nil { // the network goes away
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := 0; i < n; i++ {
+		d.motion.Trigger(true)
+		d.motion.Trigger(false)
+	}
+	d.waitStatus(t, "the offline alarms to be queued", func(s agent.Status) bool {
+		return s.Events == 2*n && s.Outbox.Len >= n && !s.Connected
+	})
+	d.stop() // a power cut would do the same: the outbox is on disk
+
+	sim, err = cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: addr, HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	obs = observe(sim, "box-3")
+	d.motion = sensortest.NewFakeInput("motion") // a fresh boot: the sensor is idle
+	d.hw.Motion = d.motion
+	d.start(t, opt)
+	seen := map[float64]bool{}
+	for len(seen) < n {
+		m := waitFor(t, "queued alarms", obs.alarms, func(map[string]any) bool { return true })
+		ts, _ := m["timestamp"].(float64)
+		seen[ts] = true
+	}
+}
+
+// TestALPNPort443Mode connects the agent through a listener in AWS's
+// port-443 mode (ALPN x-amzn-mqtt-ca).
+func TestALPNPort443Mode(t *testing.T) {
+	sim := cloudtest.StartWith(t, cloud.Options{ExtraMQTTAddrs: []string{"127.0.0.1:0"}})
+	obs := observe(sim, "box-4")
+	d := newDevice(t, sim, "box-4")
+	_, port, _ := net.SplitHostPort(sim.MQTTAddrs()[1])
+	d.cfg.MQTT.Port, _ = strconv.Atoi(port)
+	d.cfg.MQTT.ALPN = true
+	d.start(t, agent.Options{})
+	waitFor(t, "first report over ALPN", obs.reported, func(r map[string]any) bool { return path(r, "agent.version") != nil })
 }

@@ -18,10 +18,12 @@ func init() {
 	// Assigned once, before any goroutine can read them. paho reports
 	// every dropped connection at ERROR; a dropped connection is expected
 	// on a device, and this package logs it itself, so paho's ERROR
-	// becomes Warn.
+	// becomes Warn. paho's WARN is store bookkeeping (e.g. "memorystore
+	// del: message 1 not found" on every connect) that needs no action,
+	// so it becomes Debug.
 	mqtt.ERROR = pahoLogger{slog.LevelWarn}
 	mqtt.CRITICAL = pahoLogger{slog.LevelError}
-	mqtt.WARN = pahoLogger{slog.LevelWarn}
+	mqtt.WARN = pahoLogger{slog.LevelDebug}
 }
 
 // pahoNoise are paho messages that are not true with AutoReconnect off.
