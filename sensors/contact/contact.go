@@ -11,7 +11,6 @@
 package contact
 
 import (
-	"context"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -38,7 +37,7 @@ type Opts struct {
 }
 
 // Input is a debounced lid contact. Active means the lid is open.
-type Input struct{ in *edge.Input }
+type Input = edge.Input
 
 var _ sensors.Input = (*Input)(nil)
 
@@ -52,25 +51,8 @@ func New(name string, pin gpio.PinIn, o Opts) (*Input, error) {
 			pull = gpio.PullDown
 		}
 	}
-	in, err := edge.New(edge.Config{
+	return edge.New(edge.Config{
 		Name: name, Pin: pin, Pull: pull, ActiveLow: o.ActiveLow,
 		Debounce: o.Debounce, Poll: o.Poll, Clock: o.Clock,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Input{in: in}, nil
-}
-
-// Name returns the input's name.
-func (c *Input) Name() string { return c.in.Name() }
-
-// Active reports whether the lid is open (debounced).
-func (c *Input) Active() (bool, error) { return c.in.Active() }
-
-// Watch blocks until ctx ends, sending an Event on every debounced change.
-// It returns ctx.Err() or an error wrapping sensors.ErrWatching or
-// sensors.ErrNoEdgeWait.
-func (c *Input) Watch(ctx context.Context, events chan<- sensors.Event) error {
-	return c.in.Watch(ctx, events)
 }

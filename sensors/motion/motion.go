@@ -7,7 +7,6 @@
 package motion
 
 import (
-	"context"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -34,7 +33,7 @@ type Opts struct {
 }
 
 // Input is a debounced PIR motion input. Active means motion.
-type Input struct{ in *edge.Input }
+type Input = edge.Input
 
 var _ sensors.Input = (*Input)(nil)
 
@@ -48,25 +47,8 @@ func New(name string, pin gpio.PinIn, o Opts) (*Input, error) {
 			pull = gpio.PullUp
 		}
 	}
-	in, err := edge.New(edge.Config{
+	return edge.New(edge.Config{
 		Name: name, Pin: pin, Pull: pull, ActiveLow: o.ActiveLow,
 		Debounce: o.Debounce, Poll: o.Poll, Clock: o.Clock,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Input{in: in}, nil
-}
-
-// Name returns the input's name.
-func (m *Input) Name() string { return m.in.Name() }
-
-// Active reports whether motion is currently detected (debounced).
-func (m *Input) Active() (bool, error) { return m.in.Active() }
-
-// Watch blocks until ctx ends, sending an Event on every debounced change.
-// It returns ctx.Err() or an error wrapping sensors.ErrWatching or
-// sensors.ErrNoEdgeWait.
-func (m *Input) Watch(ctx context.Context, events chan<- sensors.Event) error {
-	return m.in.Watch(ctx, events)
 }
