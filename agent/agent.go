@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,6 +70,9 @@ type Agent struct {
 
 	connected chan struct{} // a (re)connect: resync the shadow
 	dirty     chan struct{} // reported state changed
+	synced    chan struct{} // closed after the first shadow sync
+	syncOnce  sync.Once
+	heartbeat atomic.Int64 // unix ns of the main loop's last turn
 
 	mu      sync.Mutex
 	st      deviceState
@@ -126,6 +130,7 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 		tick:      make(chan struct{}, 1),
 		connected: make(chan struct{}, 1),
 		dirty:     make(chan struct{}, 1),
+		synced:    make(chan struct{}),
 	}
 	a.st.Settings = Settings{
 		Armed:     cfg.Alarm.Armed,
@@ -220,6 +225,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	g.Go(func() error { a.syncLoop(ctx); return nil })
 	g.Go(func() error { a.mainLoop(ctx, events); return nil })
+	if os.Getenv("NOTIFY_SOCKET") != "" {
+		g.Go(func() error { a.notifyLoop(ctx); return nil })
+	}
 	return g.Wait()
 }
 
@@ -323,11 +331,16 @@ func (a *Agent) mainLoop(ctx context.Context, events <-chan sensors.Event) {
 	interval := a.interval()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
+	a.heartbeat.Store(time.Now().UnixNano())
 	a.telemetry()
 	for {
+		a.heartbeat.Store(time.Now().UnixNano())
 		select {
 		case <-ctx.Done():
 			return
+		case <-beat.C:
 		case ev := <-events:
 			a.onInput(ev)
 		case <-t.C:
@@ -500,6 +513,7 @@ func (a *Agent) resync(ctx context.Context) (map[string]any, error) {
 		}
 		if err == nil {
 			a.log.Info("shadow synced", "version", a.sh.Version())
+			a.syncOnce.Do(func() { close(a.synced) })
 		}
 		return last, err
 	}

@@ -398,3 +398,72 @@ func TestALPNPort443Mode(t *testing.T) {
 	d.start(t, agent.Options{})
 	waitFor(t, "first report over ALPN", obs.reported, func(r map[string]any) bool { return path(r, "agent.version") != nil })
 }
+
+// TestSystemdNotify runs the agent as systemd would (NOTIFY_SOCKET,
+// WATCHDOG_USEC) and reads what it says: READY=1 only after the shadow is
+// synced, then WATCHDOG=1 while healthy, STOPPING=1 at the end.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "100000") // pet every 50 ms
+
+	sim := cloudtest.Start(t, "")
+	obs := observe(sim, "box-5")
+	d := newDevice(t, sim, "box-5")
+	d.start(t, agent.Options{})
+
+	msgs := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m
+		case <-time.After(waitLimit):
+			t.Fatal("no notify message")
+		}
+		return ""
+	}
+	ready := next()
+	if !strings.HasPrefix(ready, "READY=1") {
+		t.Fatalf("first notify message = %q, want READY=1", ready)
+	}
+	select {
+	case <-obs.reported: // the report that completed the sync came before READY
+	default:
+		t.Error("READY=1 came before the agent had reported its state to the shadow")
+	}
+	if err := d.agent.Healthy(); err != nil {
+		t.Errorf("Healthy after sync: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if m := next(); m != "WATCHDOG=1" {
+			t.Fatalf("notify message %q, want WATCHDOG=1", m)
+		}
+	}
+	d.stop()
+	for {
+		m := next()
+		if m == "STOPPING=1" {
+			return
+		}
+		if m != "WATCHDOG=1" {
+			t.Fatalf("unexpected notify message %q while stopping", m)
+		}
+	}
+}

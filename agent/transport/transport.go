@@ -83,6 +83,14 @@ type Stats struct {
 	LastError                              string
 	Published                              uint64 // publishes completed (PUBACK for QoS 1), outbox and direct
 	Delivered                              uint64 // incoming messages passed to at least one handler
+	// Subscriptions is how many filters are registered; Subscribed how
+	// many of them the broker has acknowledged on the current connection
+	// (0 while disconnected). Fewer is an agent that is "alive but deaf".
+	Subscriptions, Subscribed int
+	// LastAttempt is when the last connection attempt started (zero
+	// before the first): while disconnected, a recent one shows that Run
+	// is still trying.
+	LastAttempt time.Time
 }
 
 const (
@@ -138,6 +146,7 @@ type Client struct {
 	lastErr string
 
 	connects, failures, disconnects, published, delivered atomic.Uint64
+	lastAttempt                                           atomic.Int64 // unix nanoseconds
 }
 
 // session is one live connection.
@@ -151,6 +160,7 @@ type session struct {
 	done     chan struct{}   // closed when the session ends
 	fail     chan error      // capacity 1: the drainer wants a reconnect
 	subbed   map[string]byte // filter -> granted QoS; session goroutine only
+	live     atomic.Int32    // filters the broker acknowledged (not refused)
 }
 
 // New validates o and returns a Client. It starts nothing: call Run.
@@ -347,9 +357,19 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
-	connected, lastErr := c.sess != nil, c.lastErr
+	connected, lastErr, nsubs, live := c.sess != nil, c.lastErr, len(c.subs), 0
+	if c.sess != nil {
+		live = int(c.sess.live.Load())
+	}
 	c.mu.Unlock()
+	var last time.Time
+	if ns := c.lastAttempt.Load(); ns != 0 {
+		last = time.Unix(0, ns)
+	}
 	return Stats{
+		Subscriptions:   nsubs,
+		Subscribed:      live,
+		LastAttempt:     last,
 		Connects:        c.connects.Load(),
 		ConnectFailures: c.failures.Load(),
 		Disconnects:     c.disconnects.Load(),
@@ -399,6 +419,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 		}
 		lastAttempt = c.now()
+		c.lastAttempt.Store(lastAttempt.UnixNano())
 		s, err := c.connect(ctx, inbound, stop)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -638,6 +659,8 @@ func (c *Client) subscribePending(ctx context.Context, s *session) error {
 				err := fmt.Errorf("subscribe %s: refused by broker", f)
 				c.setLastError(err)
 				c.log.Error("mqtt subscription refused", "topic", f)
+			} else if _, again := s.subbed[f]; !again {
+				s.live.Add(1)
 			}
 			s.subbed[f] = q // refused filters are not retried until reconnect
 		}
