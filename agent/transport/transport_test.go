@@ -68,7 +68,12 @@ func TestConnectTLS(t *testing.T) {
 				t.Error("Connected() = false while connected")
 			}
 			stop()
-			if diff := cmp.Diff(Stats{Connects: 1, Disconnects: 1}, c.Stats()); diff != "" {
+			st := c.Stats()
+			if st.LastAttempt.IsZero() {
+				t.Error("Stats.LastAttempt not set after a connection")
+			}
+			st.LastAttempt = time.Time{}
+			if diff := cmp.Diff(Stats{Connects: 1, Disconnects: 1}, st); diff != "" {
 				t.Errorf("Stats (-want +got):\n%s", diff)
 			}
 		})
@@ -114,6 +119,9 @@ func TestSubscribeAndResubscribeAfterBrokerRestart(t *testing.T) {
 	}
 	if m := recv(t, got, "message from broker 2"); m != "cmd/fan/set=off" {
 		t.Errorf("got %q", m)
+	}
+	if st := c.Stats(); st.Subscriptions != 1 || st.Subscribed != 1 {
+		t.Errorf("Stats subscriptions %d, subscribed %d on broker 2; want 1 and 1", st.Subscriptions, st.Subscribed)
 	}
 
 	// Subscribing while connected subscribes at once.
