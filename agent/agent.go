@@ -164,7 +164,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("open outbox: %w", err)
 	}
-	tlsCert, roots, err := a.identity()
+	ks, err := tpm.OpenKeyStore(a.cfg.Identity.KeyStore, a.cfg.Identity.Key,
+		tpm.TPMConfig{Device: a.cfg.Identity.TPM.Device, Handle: uint32(a.cfg.Identity.TPM.Handle)})
+	if err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	defer ks.Close() // after every goroutine that signs has stopped
+	tlsCert, roots, err := a.identity(ks)
 	if err != nil {
 		return err
 	}
@@ -276,7 +282,7 @@ func (a *Agent) watch(ctx context.Context, in sensors.Input, events chan<- senso
 }
 
 // identity loads the root CAs, the device certificate and its key.
-func (a *Agent) identity() (tls.Certificate, *x509.CertPool, error) {
+func (a *Agent) identity(ks tpm.KeyStore) (tls.Certificate, *x509.CertPool, error) {
 	caPEM, err := os.ReadFile(a.cfg.MQTT.RootCA)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("root CA: %w", err)
@@ -305,15 +311,14 @@ func (a *Agent) identity() (tls.Certificate, *x509.CertPool, error) {
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("device certificate %s: %w", a.cfg.Identity.Cert, err)
 	}
-	ks := tpm.NewFileStore(a.cfg.Identity.Key)
 	signer, err := ks.Signer()
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("device key: %w", err)
 	}
 	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
-		return tls.Certificate{}, nil, fmt.Errorf("device key %s does not match certificate %s", a.cfg.Identity.Key, a.cfg.Identity.Cert)
+		return tls.Certificate{}, nil, fmt.Errorf("device key (%s) does not match certificate %s", ks, a.cfg.Identity.Cert)
 	}
-	a.log.Info("identity loaded", "key_store", "file", "key", a.cfg.Identity.Key, "subject", leaf.Subject.String())
+	a.log.Info("identity loaded", "key_store", fmt.Sprint(ks), "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 	return tls.Certificate{Certificate: chain, PrivateKey: signer, Leaf: leaf}, roots, nil
 }
 

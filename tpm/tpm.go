@@ -20,7 +20,7 @@ type KeyStore interface {
 }
 
 // Generator is implemented by key stores that can create the device key
-// (FileStore; the TPM store will too). Generate refuses to replace an
+// (FileStore and TPMStore). Generate refuses to replace an
 // existing key with an error wrapping ErrKeyExists.
 type Generator interface {
 	Generate() (crypto.Signer, error)
@@ -42,4 +42,9 @@ var (
 
 	// ErrClosed means the store was used after Close.
 	ErrClosed = errors.New("key store closed")
+
+	// ErrNoTPM means there is no TPM to talk to: the device does not exist,
+	// or nothing listens at the software TPM's address. The error's message
+	// says what to check.
+	ErrNoTPM = errors.New("no TPM")
 )

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 )
@@ -19,6 +20,7 @@ type Config struct {
 	Alarm       Alarm       `json:"alarm"`
 	Temperature Temperature `json:"temperature"`
 	Sensors     Sensors     `json:"sensors"`
+	Defender    Defender    `json:"defender"`
 }
 
 // Log configures the agent's logger.
@@ -54,9 +56,25 @@ func (m MQTT) TLSServerName() string {
 // Identity is where the device's certificate and private key live.
 type Identity struct {
 	Cert     string `json:"cert"`      // device certificate, PEM
-	KeyStore string `json:"key_store"` // "file" (the TPM store comes later)
-	Key      string `json:"key"`       // private key file, PEM, mode 0600
+	KeyStore string `json:"key_store"` // "file" or "tpm"
+	Key      string `json:"key"`       // key_store "file": private key file, PEM, mode 0600
+	TPM      TPM    `json:"tpm"`       // key_store "tpm": where the key lives
 }
+
+// TPM is the TPM 2.0 that holds the device key when key_store is "tpm".
+type TPM struct {
+	Device string    `json:"device"` // "/dev/tpmrm0", or "tcp://HOST:PORT" for swtpm
+	Handle TPMHandle `json:"handle"` // persistent handle of the key, 0x81000000..0x817FFFFF
+}
+
+// TPMHandle is a TPM persistent handle. In the file it is a number or a
+// string in hexadecimal ("0x81000010") or decimal; it prints in hex.
+type TPMHandle uint32
+
+func (h TPMHandle) String() string { return fmt.Sprintf("0x%08x", uint32(h)) }
+
+// MarshalText writes the handle in hex, which Parse reads back.
+func (h TPMHandle) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 
 // Topics are the agent's own MQTT topics. "{thing}" expands to the thing
 // name; see Config.Topic.
@@ -86,6 +104,13 @@ type Alarm struct {
 // Temperature is the over-temperature warning threshold.
 type Temperature struct {
 	MaxC float64 `json:"max_c"`
+}
+
+// Defender is the AWS IoT Device Defender metrics report.
+type Defender struct {
+	Enabled   bool   `json:"enabled"`
+	Format    string `json:"format"`     // "json" (long key names) or "cbor" (short key names)
+	IntervalS int    `json:"interval_s"` // seconds between reports; AWS advises at least 300
 }
 
 // Sensors lists the fitted hardware. A nil input means not fitted.
@@ -127,6 +152,9 @@ type Output struct {
 const (
 	DefaultStateDir = "/var/lib/iotagent"
 	DefaultPort     = 8883
+
+	DefaultTPMDevice = "/dev/tpmrm0"
+	DefaultTPMHandle = TPMHandle(0x81000010)
 )
 
 // Default returns the configuration with every default set. ThingName,
@@ -142,7 +170,7 @@ func Default() Config {
 			ConnectTimeoutS: 10,
 			BackoffMaxS:     120,
 		},
-		Identity: Identity{KeyStore: "file"},
+		Identity: Identity{KeyStore: "file", TPM: TPM{Device: DefaultTPMDevice, Handle: DefaultTPMHandle}},
 		Topics: Topics{
 			Telemetry: "telemetry/{thing}",
 			Alarms:    "alarms/{thing}",
@@ -151,6 +179,7 @@ func Default() Config {
 		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20},
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
+		Defender:    Defender{Format: "json", IntervalS: 300},
 	}
 	c.fillDerived()
 	return c

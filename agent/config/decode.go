@@ -164,6 +164,24 @@ func (d *decoder) value(path string, tok json.Token, v reflect.Value) error {
 		v.SetInt(i)
 		return nil
 
+	case reflect.Uint32: // TPMHandle: a number, or a string in hex ("0x81000010") or decimal
+		var s string
+		switch t := tok.(type) {
+		case json.Number:
+			s = string(t)
+		case string:
+			s = t
+		default:
+			return d.wrongType(path, `a number or a string such as "0x81000010"`, tok)
+		}
+		n, err := strconv.ParseUint(s, 0, 32)
+		if err != nil || strings.Contains(s, "_") {
+			d.errs.add(ErrWrongType, path, "want a 32-bit unsigned integer such as \"0x81000010\", got %q", s)
+			return nil
+		}
+		v.SetUint(n)
+		return nil
+
 	case reflect.Float64:
 		n, ok := tok.(json.Number)
 		if !ok {

@@ -30,11 +30,13 @@ func TestDefault(t *testing.T) {
 			Cert:     "/var/lib/iotagent/identity/device.crt",
 			KeyStore: "file",
 			Key:      "/var/lib/iotagent/identity/device.key",
+			TPM:      TPM{Device: "/dev/tpmrm0", Handle: 0x81000010},
 		},
 		Topics:      Topics{Telemetry: "telemetry/{thing}", Alarms: "alarms/{thing}", Warnings: "warnings/{thing}"},
 		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20},
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
+		Defender:    Defender{Format: "json", IntervalS: 300},
 	}
 	if diff := cmp.Diff(want, Default()); diff != "" {
 		t.Errorf("Default() (-want +got):\n%s", diff)
@@ -205,6 +207,14 @@ func TestParseErrors(t *testing.T) {
 		{"wrong type deep in array element", `{"sensors":{"outputs":[{"active_low":1}]}}`, []string{`sensors.outputs[0].active_low: want true or false, got number`}, ErrWrongType},
 		{"top-level array", `[{"thing_name":"x"}]`, []string{`config: want an object, got array`}, ErrWrongType},
 		{"top-level null", `null`, []string{`config: want an object, got null`}, ErrWrongType},
+
+		{"tpm handle: boolean", `{"identity":{"tpm":{"handle":true}}}`, []string{`identity.tpm.handle: want a number or a string such as "0x81000010", got boolean`}, ErrWrongType},
+		{"tpm handle: not a number", `{"identity":{"tpm":{"handle":"81000010h"}}}`, []string{`identity.tpm.handle: want a 32-bit unsigned integer such as "0x81000010", got "81000010h"`}, ErrWrongType},
+		{"tpm handle: over 32 bits", `{"identity":{"tpm":{"handle":"0x181000010"}}}`, []string{`identity.tpm.handle: want a 32-bit unsigned integer such as "0x81000010", got "0x181000010"`}, ErrWrongType},
+		{"tpm handle: negative", `{"identity":{"tpm":{"handle":-1}}}`, []string{`identity.tpm.handle: want a 32-bit unsigned integer such as "0x81000010", got "-1"`}, ErrWrongType},
+		{"tpm handle: fraction", `{"identity":{"tpm":{"handle":1.5}}}`, []string{`identity.tpm.handle: want a 32-bit unsigned integer such as "0x81000010", got "1.5"`}, ErrWrongType},
+		{"tpm handle: underscore", `{"identity":{"tpm":{"handle":"0x8100_0010"}}}`, []string{`identity.tpm.handle: want a 32-bit unsigned integer such as "0x81000010", got "0x8100_0010"`}, ErrWrongType},
+		{"tpm: unknown field", `{"identity":{"tpm":{"path":"/dev/tpm0"}}}`, []string{`unknown field "identity.tpm.path"`}, ErrUnknownField},
 
 		{"duplicate field", `{"mqtt":{"port":1,"port":2}}`, []string{`mqtt.port: appears more than once`}, ErrDuplicateField},
 
@@ -415,6 +425,8 @@ func FuzzParse(f *testing.F) {
 		`[[[[[[`,
 		"\xef\xbb\xbf{}",
 		`{"thing_name":"\ud800"}`,
+		`{"identity":{"key_store":"tpm","tpm":{"device":"tcp://127.0.0.1:2321","handle":"0x81000010"}}}`,
+		`{"identity":{"tpm":{"handle":2164260880}}}`,
 	}
 	if files, _ := filepath.Glob(filepath.Join("..", "..", "configs", "*.json")); len(files) > 0 {
 		for _, p := range files {
@@ -459,5 +471,34 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse(data, "/etc/iotagent"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestParseTPM(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want TPM
+	}{
+		{"defaults", `{}`, TPM{Device: "/dev/tpmrm0", Handle: 0x81000010}},
+		{"hex string", `{"identity":{"tpm":{"handle":"0x81000011"}}}`, TPM{Device: "/dev/tpmrm0", Handle: 0x81000011}},
+		{"upper-case hex", `{"identity":{"tpm":{"handle":"0X8100001A"}}}`, TPM{Device: "/dev/tpmrm0", Handle: 0x8100001A}},
+		{"decimal string", `{"identity":{"tpm":{"handle":"2164260881"}}}`, TPM{Device: "/dev/tpmrm0", Handle: 0x81000011}},
+		{"number", `{"identity":{"tpm":{"handle":2164260882}}}`, TPM{Device: "/dev/tpmrm0", Handle: 0x81000012}},
+		{"device only", `{"identity":{"key_store":"tpm","tpm":{"device":"tcp://127.0.0.1:2321"}}}`, TPM{Device: "tcp://127.0.0.1:2321", Handle: 0x81000010}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.in), "/etc/iotagent")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.Identity.TPM); diff != "" {
+				t.Errorf("identity.tpm (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if got, _ := DefaultTPMHandle.MarshalText(); string(got) != "0x81000010" {
+		t.Errorf("MarshalText = %s, want 0x81000010", got)
 	}
 }

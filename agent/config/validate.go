@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -18,6 +19,10 @@ const (
 	minOutboxBytes   = 128 << 10
 	maxOutboxBytes   = 1 << 30
 	maxOutboxMessage = 1_000_000
+
+	// TPM owner persistent handles (TCG registry of reserved handles).
+	minTPMHandle TPMHandle = 0x81000000
+	maxTPMHandle TPMHandle = 0x817FFFFF
 )
 
 var (
@@ -75,12 +80,12 @@ func (c *Config) Validate() error {
 	if c.Identity.Key != "" && c.Identity.Key == c.Identity.Cert {
 		inv("identity.key", "is the same file as identity.cert")
 	}
-	switch c.Identity.KeyStore {
-	case "file":
-	case "tpm":
-		inv("identity.key_store", "\"tpm\" is not supported yet; use \"file\" (the TPM 2.0 key store comes in a later release)")
-	default:
-		inv("identity.key_store", "want \"file\", got %q", c.Identity.KeyStore)
+	oneOf(&p, "identity.key_store", c.Identity.KeyStore, "file", "tpm")
+	if msg := tpmDeviceProblem(c.Identity.TPM.Device); msg != "" {
+		inv("identity.tpm.device", "%s", msg)
+	}
+	if h := c.Identity.TPM.Handle; h < minTPMHandle || h > maxTPMHandle {
+		inv("identity.tpm.handle", "%v is not an owner persistent handle: want %v to %v", h, minTPMHandle, maxTPMHandle)
 	}
 
 	// Topics.
@@ -103,6 +108,8 @@ func (c *Config) Validate() error {
 	if !(c.Temperature.MaxC >= -40 && c.Temperature.MaxC <= 85) { // also catches NaN
 		inv("temperature.max_c", "%g is out of range: want -40 to 85 (the BME280's range)", c.Temperature.MaxC)
 	}
+	oneOf(&p, "defender.format", c.Defender.Format, "json", "cbor")
+	inRange(&p, "defender.interval_s", c.Defender.IntervalS, 5, 86400)
 
 	c.validateSensors(&p)
 	return p.err()
@@ -301,6 +308,31 @@ func (c *Config) topicProblem(tmpl string) string {
 		return fmt.Sprintf("%q is %d bytes, over AWS IoT's %d-byte limit", t, len(t), maxTopicBytes)
 	case strings.Count(t, "/") > maxTopicSlashes:
 		return fmt.Sprintf("%q has %d slashes, over AWS IoT's limit of %d", t, strings.Count(t, "/"), maxTopicSlashes)
+	}
+	return ""
+}
+
+// tpmDeviceProblem describes what is wrong with d as identity.tpm.device, or
+// returns "".
+func tpmDeviceProblem(d string) string {
+	if d == "" {
+		return "required"
+	}
+	if rest, ok := strings.CutPrefix(d, "tcp://"); ok {
+		host, port, err := net.SplitHostPort(rest)
+		if err != nil {
+			return fmt.Sprintf("%q: want tcp://HOST:PORT, e.g. tcp://127.0.0.1:2321", d)
+		}
+		if msg := hostProblem(host); msg != "" {
+			return fmt.Sprintf("%q: %s", d, msg)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65534 {
+			return fmt.Sprintf("%q: port %q is not 1 to 65534 (the control port is PORT+1)", d, port)
+		}
+		return ""
+	}
+	if !strings.HasPrefix(d, "/") || strings.ContainsRune(d, 0) {
+		return fmt.Sprintf("%q: want a device path such as \"/dev/tpmrm0\" or tcp://HOST:PORT", d)
 	}
 	return ""
 }

@@ -99,8 +99,22 @@ func TestValidate(t *testing.T) {
 		{"cert missing", func(c *Config) { c.Identity.Cert = "" }, []string{"identity.cert"}, "required"},
 		{"key missing", func(c *Config) { c.Identity.Key = "" }, []string{"identity.key"}, "required"},
 		{"key is the cert", func(c *Config) { c.Identity.Key = c.Identity.Cert }, []string{"identity.key"}, "same file as identity.cert"},
-		{"key store tpm", func(c *Config) { c.Identity.KeyStore = "tpm" }, []string{"identity.key_store"}, `"tpm" is not supported yet; use "file"`},
-		{"key store other", func(c *Config) { c.Identity.KeyStore = "pkcs11" }, []string{"identity.key_store"}, `want "file", got "pkcs11"`},
+		{"key store tpm", func(c *Config) { c.Identity.KeyStore = "tpm" }, nil, ""},
+		{"key store other", func(c *Config) { c.Identity.KeyStore = "pkcs11" }, []string{"identity.key_store"}, `want one of "file", "tpm"; got "pkcs11"`},
+		{"tpm on swtpm", func(c *Config) {
+			c.Identity.KeyStore = "tpm"
+			c.Identity.TPM = TPM{Device: "tcp://127.0.0.1:2321", Handle: 0x81000000}
+		}, nil, ""},
+		{"tpm device /dev/tpm0", func(c *Config) { c.Identity.TPM.Device = "/dev/tpm0" }, nil, ""},
+		{"tpm device missing", func(c *Config) { c.Identity.TPM.Device = "" }, []string{"identity.tpm.device"}, "required"},
+		{"tpm device relative", func(c *Config) { c.Identity.TPM.Device = "tpmrm0" }, []string{"identity.tpm.device"}, `want a device path such as "/dev/tpmrm0" or tcp://HOST:PORT`},
+		{"tpm device other scheme", func(c *Config) { c.Identity.TPM.Device = "unix:///run/swtpm" }, []string{"identity.tpm.device"}, "want a device path"},
+		{"tpm device without port", func(c *Config) { c.Identity.TPM.Device = "tcp://127.0.0.1" }, []string{"identity.tpm.device"}, "want tcp://HOST:PORT"},
+		{"tpm device bad host", func(c *Config) { c.Identity.TPM.Device = "tcp://a_b:2321" }, []string{"identity.tpm.device"}, "not a valid host name"},
+		{"tpm device port 65535", func(c *Config) { c.Identity.TPM.Device = "tcp://127.0.0.1:65535" }, []string{"identity.tpm.device"}, "is not 1 to 65534"},
+		{"tpm handle platform", func(c *Config) { c.Identity.TPM.Handle = 0x81800000 }, []string{"identity.tpm.handle"},
+			"0x81800000 is not an owner persistent handle: want 0x81000000 to 0x817fffff"},
+		{"tpm handle transient", func(c *Config) { c.Identity.TPM.Handle = 0x80000001 }, []string{"identity.tpm.handle"}, "not an owner persistent handle"},
 
 		{"custom topic", func(c *Config) { c.Topics.Telemetry = "site/a/{thing}/telemetry" }, nil, ""},
 		{"topic empty", func(c *Config) { c.Topics.Telemetry = "" }, []string{"topics.telemetry"}, "required"},
@@ -165,7 +179,7 @@ func TestValidate(t *testing.T) {
 			c.Log.Level = ""
 			c.MQTT.Port = 443
 			c.MQTT.KeepAliveS = 5
-			c.Identity.KeyStore = "tpm"
+			c.Identity.KeyStore = "pkcs11"
 			c.Topics.Alarms = "#"
 			c.Telemetry.IntervalS = 0
 			c.Sensors.Motion.Pull = "sideways"
