@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/agent/defender"
 	"github.com/iotagent/iotagent/agent/outbox"
 	"github.com/iotagent/iotagent/agent/shadow"
 	"github.com/iotagent/iotagent/agent/transport"
@@ -40,6 +41,9 @@ type Options struct {
 	// Hardware replaces the sensors that the config would open; tests and
 	// the simulated profile use it. Nil: built from cfg.Sensors by Open.
 	Hardware *Hardware
+	// DefenderFirstDelay is the wait before the first Device Defender
+	// report; 0 means the reporter's default. Tests shorten it.
+	DefenderFirstDelay time.Duration
 }
 
 // Hardware is the device's sensors and outputs. Absent parts are nil.
@@ -64,6 +68,7 @@ type Agent struct {
 	hw   *Hardware
 	ob   *outbox.Outbox
 	tr   *transport.Client
+	dr   *defender.Reporter // nil unless defender.enabled
 	sh   *shadow.Client
 	db   *bolt.DB
 	tick chan struct{} // a settings change that the main loop must see
@@ -79,7 +84,9 @@ type Agent struct {
 	running struct { // what Status reads; set once Run has opened it
 		tr *transport.Client
 		ob *outbox.Outbox
+		dr *defender.Reporter
 	}
+	api apiState // the local API's view; see introspect.go
 }
 
 func (a *Agent) transport() *transport.Client {
@@ -138,6 +145,8 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 		MaxC:      cfg.Temperature.MaxC,
 		LogLevel:  cfg.Log.Level,
 		Outputs:   map[string]bool{},
+
+		DefenderIntervalS: cfg.Defender.IntervalS,
 	}
 	for _, o := range cfg.Sensors.Outputs {
 		a.st.Outputs[o.Name] = false
@@ -169,8 +178,25 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("key store: %w", err)
 	}
-	defer ks.Close() // after every goroutine that signs has stopped
-	tlsCert, roots, err := a.identity(ks)
+	defer func() { ks.Close() }() // after every goroutine that signs has stopped
+	roots, err := loadRoots(a.cfg.MQTT.RootCA)
+	if err != nil {
+		return err
+	}
+	keyBefore := a.cfg.Identity.Key
+	if err := a.ensureIdentity(ctx, ks, roots); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	if a.cfg.Identity.Key != keyBefore { // CreateKeysAndCertificate made a key file
+		ks.Close()
+		if ks, err = tpm.OpenKeyStore("file", a.cfg.Identity.Key, tpm.TPMConfig{}); err != nil {
+			return fmt.Errorf("key store: %w", err)
+		}
+	}
+	tlsCert, err := a.identity(ks)
 	if err != nil {
 		return err
 	}
@@ -205,8 +231,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
+	if a.cfg.Defender.Enabled {
+		if a.dr, err = a.newDefender(); err != nil {
+			return err
+		}
+	}
 	a.mu.Lock()
-	a.running.tr, a.running.ob = a.tr, a.ob
+	a.running.tr, a.running.ob, a.running.dr = a.tr, a.ob, a.dr
 	a.mu.Unlock()
 	a.sh = shadow.New(a.tr, a.cfg.ThingName, "")
 	if err := a.sh.Subscribe(); err != nil {
@@ -219,6 +250,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.tr.Run(ctx) })
+	if a.dr != nil {
+		g.Go(func() error { return a.dr.Run(ctx) })
+	}
 	if a.hw.Run != nil {
 		g.Go(func() error { return a.hw.Run(ctx) })
 	}
@@ -231,6 +265,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	g.Go(func() error { a.syncLoop(ctx); return nil })
 	g.Go(func() error { a.mainLoop(ctx, events); return nil })
+	if a.cfg.LocalAPI.Enabled {
+		g.Go(func() error { a.serveLocalAPI(ctx); return nil })
+	}
 	if os.Getenv("NOTIFY_SOCKET") != "" {
 		g.Go(func() error { a.notifyLoop(ctx); return nil })
 	}
@@ -243,7 +280,8 @@ type Status struct {
 	Outbox    outbox.Stats
 	Armed     bool
 	AlarmOn   bool
-	Events    uint64 // input events handled since start
+	Events    uint64          // input events handled since start
+	Defender  *defender.Stats // nil unless Device Defender is enabled
 }
 
 // Status returns a snapshot; it is safe to call while Run runs, and
@@ -255,6 +293,13 @@ func (a *Agent) Status() Status {
 	if tr, ob := a.transport(), a.box(); tr != nil && ob != nil {
 		st.Connected = tr.Connected()
 		st.Outbox = ob.Stats()
+	}
+	a.mu.Lock()
+	dr := a.running.dr
+	a.mu.Unlock()
+	if dr != nil {
+		ds := dr.Stats()
+		st.Defender = &ds
 	}
 	return st
 }
@@ -281,19 +326,11 @@ func (a *Agent) watch(ctx context.Context, in sensors.Input, events chan<- senso
 	}
 }
 
-// identity loads the root CAs, the device certificate and its key.
-func (a *Agent) identity(ks tpm.KeyStore) (tls.Certificate, *x509.CertPool, error) {
-	caPEM, err := os.ReadFile(a.cfg.MQTT.RootCA)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("root CA: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return tls.Certificate{}, nil, fmt.Errorf("root CA %s: no PEM certificate in it", a.cfg.MQTT.RootCA)
-	}
+// identity loads the device certificate and checks it against the key.
+func (a *Agent) identity(ks tpm.KeyStore) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(a.cfg.Identity.Cert)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("device certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("device certificate: %w", err)
 	}
 	var chain [][]byte
 	for rest := certPEM; ; {
@@ -305,21 +342,21 @@ func (a *Agent) identity(ks tpm.KeyStore) (tls.Certificate, *x509.CertPool, erro
 		chain = append(chain, der)
 	}
 	if len(chain) == 0 {
-		return tls.Certificate{}, nil, fmt.Errorf("device certificate %s: no PEM certificate in it", a.cfg.Identity.Cert)
+		return tls.Certificate{}, fmt.Errorf("device certificate %s: no PEM certificate in it", a.cfg.Identity.Cert)
 	}
 	leaf, err := x509.ParseCertificate(chain[0])
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("device certificate %s: %w", a.cfg.Identity.Cert, err)
+		return tls.Certificate{}, fmt.Errorf("device certificate %s: %w", a.cfg.Identity.Cert, err)
 	}
 	signer, err := ks.Signer()
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("device key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("device key: %w", err)
 	}
 	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
-		return tls.Certificate{}, nil, fmt.Errorf("device key (%s) does not match certificate %s", ks, a.cfg.Identity.Cert)
+		return tls.Certificate{}, fmt.Errorf("device key (%s) does not match certificate %s", ks, a.cfg.Identity.Cert)
 	}
 	a.log.Info("identity loaded", "key_store", fmt.Sprint(ks), "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
-	return tls.Certificate{Certificate: chain, PrivateKey: signer, Leaf: leaf}, roots, nil
+	return tls.Certificate{Certificate: chain, PrivateKey: signer, Leaf: leaf}, nil
 }
 
 // signal does a non-blocking send on a wake-up channel of capacity 1.
@@ -566,6 +603,12 @@ func (a *Agent) applyDesired(desired map[string]any) {
 	}
 	a.mu.Unlock()
 	a.applyOutputs()
+	if a.dr != nil {
+		a.mu.Lock()
+		iv := time.Duration(a.st.DefenderIntervalS) * time.Second
+		a.mu.Unlock()
+		a.dr.SetInterval(iv)
+	}
 	signal(a.tick)
 }
 
@@ -633,6 +676,7 @@ func (a *Agent) reported() map[string]any {
 		"telemetry":   map[string]any{"interval_s": st.IntervalS},
 		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},
 		"log":         map[string]any{"level": st.LogLevel},
+		"defender":    map[string]any{"enabled": a.dr != nil, "interval_s": st.DefenderIntervalS},
 		"outputs":     outs,
 		"sensors":     sens,
 		"last_error":  lastErr,

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -123,6 +124,7 @@ func newDevice(t *testing.T, sim *cloud.Sim, thing string) *device {
 	cfg.Identity.Cert = filepath.Join(idDir, "device.crt")
 	cfg.Identity.Key = filepath.Join(idDir, "device.key")
 	cfg.Telemetry.IntervalS = 3600
+	cfg.LocalAPI.Socket = filepath.Join(dir, "iotagent.sock")
 	cfg.Sensors.Outputs = []config.Output{{Name: "led", Driver: "sim"}}
 	d := &device{
 		cfg: cfg, motion: sensortest.NewFakeInput("motion"), contact: sensortest.NewFakeInput("contact"),
@@ -465,5 +467,72 @@ func TestSystemdNotify(t *testing.T) {
 		if m != "WATCHDOG=1" {
 			t.Fatalf("unexpected notify message %q while stopping", m)
 		}
+	}
+}
+
+// TestDefenderReportsAccepted runs the agent with Device Defender on: its
+// reports reach iotsim and are accepted, and the interval follows desired.
+func TestDefenderReportsAccepted(t *testing.T) {
+	for _, format := range []string{"json", "cbor"} {
+		t.Run(format, func(t *testing.T) {
+			sim := cloudtest.Start(t, "")
+			thing := "box-d" + format
+			obs := observe(sim, thing)
+			d := newDevice(t, sim, thing)
+			d.cfg.Defender.Enabled = true
+			d.cfg.Defender.Format = format
+			d.start(t, agent.Options{DefenderFirstDelay: time.Millisecond})
+			d.waitStatus(t, "an accepted Defender report", func(s agent.Status) bool {
+				return s.Defender != nil && s.Defender.Accepted >= 1
+			})
+			if st := d.agent.Status(); st.Defender.Rejected != 0 {
+				t.Errorf("rejected reports: %+v", st.Defender)
+			}
+			updateDesired(t, sim, thing, `{"defender":{"interval_s":600}}`)
+			waitFor(t, "defender interval report", obs.reported, func(r map[string]any) bool {
+				return path(r, "defender.interval_s") == 600.0 && path(r, "defender.enabled") == true
+			})
+		})
+	}
+}
+
+// TestFleetProvisioningAtFirstStart starts an agent that has only iotsim's
+// claim certificate: it provisions itself (keys path and CSR path), runs
+// as the new thing, and after a restart reuses its identity.
+func TestFleetProvisioningAtFirstStart(t *testing.T) {
+	for _, csr := range []bool{false, true} {
+		t.Run(fmt.Sprintf("use_csr=%v", csr), func(t *testing.T) {
+			sim := cloudtest.Start(t, "")
+			ep := sim.Endpoint()
+			serial := fmt.Sprintf("SN-%v-0042", csr)
+			obs := observe(sim, serial)
+			dir := t.TempDir()
+			host, port, _ := net.SplitHostPort(ep.MQTTEndpoint)
+			cfg := config.Default()
+			cfg.StateDir = filepath.Join(dir, "state")
+			cfg.Identity.Cert = filepath.Join(cfg.StateDir, "identity", "device.crt")
+			cfg.Identity.Key = filepath.Join(cfg.StateDir, "identity", "device.key")
+			cfg.MQTT.Endpoint = host
+			cfg.MQTT.Port, _ = strconv.Atoi(port)
+			cfg.MQTT.RootCA = ep.RootCA
+			cfg.LocalAPI.Socket = filepath.Join(dir, "iotagent.sock")
+			cfg.Provisioning = config.Provisioning{ClaimCert: ep.ClaimCert, ClaimKey: ep.ClaimKey, Template: ep.ProvisioningTemplate,
+				Params: map[string]string{"SerialNumber": serial}, UseCSR: csr}
+			d := &device{cfg: cfg, hw: &agent.Hardware{}}
+			d.start(t, agent.Options{})
+			waitFor(t, "a report from the provisioned thing", obs.reported, func(r map[string]any) bool { return path(r, "agent.version") != nil })
+			d.stop()
+			for len(obs.telemetry) > 0 { // the first run's
+				<-obs.telemetry
+			}
+
+			d.start(t, agent.Options{})
+			// Nothing changed, so no report: the start-up telemetry shows it runs as the thing.
+			waitFor(t, "telemetry after the restart", obs.telemetry, func(m map[string]any) bool { return m["thing"] == serial })
+			certs, err := sim.Registry().ThingPrincipals(serial)
+			if err != nil || len(certs) != 1 {
+				t.Fatalf("certificates of %s after a restart: %v %v; want exactly one", serial, certs, err)
+			}
+		})
 	}
 }

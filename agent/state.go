@@ -15,6 +15,8 @@ type Settings struct {
 	MaxC      float64
 	LogLevel  string
 	Outputs   map[string]bool
+	// DefenderIntervalS is the Device Defender report interval.
+	DefenderIntervalS int
 }
 
 // Limits on desired values; the same rules as the config file.
@@ -23,6 +25,8 @@ const (
 	maxIntervalS = 86400
 	minMaxC      = -40
 	maxMaxC      = 85
+	// AWS advises at least 300 s; iotsim accepts shorter, for tests.
+	minDefenderS = 5
 )
 
 var logLevels = []string{"debug", "info", "warn", "error"}
@@ -79,6 +83,16 @@ func (s *Settings) ApplyDesired(desired map[string]any) (changed []string, probl
 					s.MaxC = f
 					changed = append(changed, path)
 				}
+			case "defender.interval_s":
+				n, ok := wholeNumber(v)
+				if !ok || n < minDefenderS || n > maxIntervalS {
+					bad(path, "want a whole number of seconds from %d to %d, got %s", minDefenderS, maxIntervalS, jsonText(v))
+					continue
+				}
+				if s.DefenderIntervalS != int(n) {
+					s.DefenderIntervalS = int(n)
+					changed = append(changed, path)
+				}
 			case "log.level":
 				l, ok := v.(string)
 				if !ok || !contains(logLevels, l) {
@@ -116,7 +130,7 @@ func (s *Settings) ApplyDesired(desired map[string]any) (changed []string, probl
 	return changed, problems
 }
 
-var knownSections = map[string]struct{}{"alarm": {}, "telemetry": {}, "temperature": {}, "log": {}, "outputs": {}}
+var knownSections = map[string]struct{}{"alarm": {}, "telemetry": {}, "temperature": {}, "log": {}, "outputs": {}, "defender": {}}
 
 func number(v any) (float64, bool) {
 	switch n := v.(type) {

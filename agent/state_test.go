@@ -10,7 +10,7 @@ import (
 )
 
 func baseSettings() Settings {
-	return Settings{IntervalS: 60, MaxC: 30, LogLevel: "info", Outputs: map[string]bool{"led": false, "buzzer": false}}
+	return Settings{IntervalS: 60, MaxC: 30, LogLevel: "info", Outputs: map[string]bool{"led": false, "buzzer": false}, DefenderIntervalS: 300}
 }
 
 func TestApplyDesired(t *testing.T) {
@@ -31,6 +31,8 @@ func TestApplyDesired(t *testing.T) {
 			wantChanged: []string{"alarm.armed", "log.level", "outputs.led", "telemetry.interval_s", "temperature.max_c"},
 		},
 		{name: "same values change nothing", desired: `{"alarm":{"armed":false},"telemetry":{"interval_s":60}}`},
+		{name: "defender interval", desired: `{"defender":{"interval_s":600}}`, want: func(s *Settings) { s.DefenderIntervalS = 600 }, wantChanged: []string{"defender.interval_s"}},
+		{name: "defender interval too short", desired: `{"defender":{"interval_s":1}}`, wantProblems: []string{"desired.defender.interval_s: want a whole number of seconds from 5 to 86400, got 1"}},
 		{name: "interval as whole float", desired: `{"telemetry":{"interval_s":10.0}}`, want: func(s *Settings) { s.IntervalS = 10 }, wantChanged: []string{"telemetry.interval_s"}},
 		{
 			name:         "wrong types are refused one by one",

@@ -25,8 +25,12 @@ import (
 
 	"github.com/iotagent/iotagent/cloud/api"
 	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/defender"
+	"github.com/iotagent/iotagent/cloud/jobs"
 	"github.com/iotagent/iotagent/cloud/pki"
+	"github.com/iotagent/iotagent/cloud/provisioning"
 	"github.com/iotagent/iotagent/cloud/registry"
+	"github.com/iotagent/iotagent/cloud/s3"
 	"github.com/iotagent/iotagent/cloud/shadow"
 	"github.com/iotagent/iotagent/cloud/store"
 	"github.com/iotagent/iotagent/internal/atomicfile"
@@ -74,9 +78,20 @@ type Sim struct {
 	reg      *registry.Registry
 	shadows  *shadow.Service
 	broker   *broker.Broker
+	prov     *provisioning.Service
+	jit      *provisioning.JIT
 	http     *http.Server
 	httpLn   net.Listener
 	endpoint Endpoint
+
+	defender     *defender.Service
+	stopDefender context.CancelFunc
+	defenderDone chan struct{}
+
+	jobs     *jobs.Service
+	objects  *s3.Store
+	stopJobs context.CancelFunc
+	jobsDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -135,12 +150,18 @@ func Start(o Options) (_ *Sim, err error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(s.ca.Cert)
 	s.broker, err = broker.New(broker.Options{
+		// IoT policies decide everything: the claim certificate's
+		// provisioning-only policy and the things' device policy are
+		// attached by setupProvisioning and CreateThing.
+		Authorizer:   &broker.PolicyAuthorizer{Registry: s.reg},
 		Addrs:        append([]string{o.MQTTAddr}, o.ExtraMQTTAddrs...),
 		Certificates: serverCerts,
 		ClientCAs:    pool,
 		Registry:     s.reg,
 		Logger:       o.Logger.With("component", "broker"),
 		Now:          o.Now,
+		// JITR/JITP (cloud/provisioning/jitp.go); s.jit is set before Start.
+		AutoRegister: func(c *x509.Certificate) { s.jit.AutoRegister(c) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -154,6 +175,24 @@ func Start(o Options) (_ *Sim, err error) {
 	s.broker.Handle("$aws/things/+/shadow/#", func(_ *broker.Principal, topic string, payload []byte) {
 		s.shadows.HandleRequest(topic, payload)
 	})
+	if err := s.startDefender(publish); err != nil {
+		return nil, err
+	}
+	s.prov = provisioning.New(s.reg, provisioning.PKIIssuer{CA: s.ca},
+		func(clientID, topic string, payload []byte) error {
+			return s.broker.PublishTo(clientID, topic, payload, 1)
+		}, o.Now, provisioning.Options{
+			Policies: provisioning.RegistryPolicies(s.reg),
+			Logger:   o.Logger.With("component", "provisioning"),
+		})
+	for _, f := range []string{provisioning.CertificatesFilter, provisioning.TemplatesFilter} {
+		s.broker.Handle(f, func(p *broker.Principal, topic string, payload []byte) {
+			s.prov.HandleRequest(p, topic, payload)
+		})
+	}
+	s.jit = provisioning.NewJIT(s.prov, s.reg, func(topic string, payload []byte) error {
+		return s.broker.Publish(topic, payload, 1)
+	}, o.Now)
 	if err := s.broker.Start(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -161,11 +200,17 @@ func Start(o Options) (_ *Sim, err error) {
 	if s.httpLn, err = net.Listen("tcp", o.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
+	if err := s.startJobs(); err != nil {
+		return nil, err
+	}
 	s.http = &http.Server{
 		Handler: api.New(api.Options{
-			Shadows:  s.shadows,
-			Registry: s.reg,
-			Issuer:   s.ca,
+			Shadows:   s.shadows,
+			Registry:  s.reg,
+			Issuer:    s.ca,
+			Templates: s.reg,
+			Defender:  s.defender,
+			Jobs:      s.jobs,
 			Publish: func(topic string, payload []byte, qos byte, _ bool) error {
 				return s.broker.Publish(topic, payload, qos)
 			},
@@ -175,6 +220,8 @@ func Start(o Options) (_ *Sim, err error) {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// S3 (OTA files) shares the REST listener: /s3/... and s3-signed requests.
+	s.http.Handler = s.objects.Mount(s.http.Handler)
 	go func() {
 		defer close(s.httpDone)
 		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -197,8 +244,8 @@ func (s *Sim) writeEndpoint() error {
 	claimCert := filepath.Join(dir, "claim", "claim.crt")
 	claimKey := filepath.Join(dir, "claim", "claim.key")
 	if _, err := os.Stat(claimCert); errors.Is(err, os.ErrNotExist) {
-		// The claim certificate is registered but attached to no thing:
-		// fleet provisioning (a later issue) gives it its policy.
+		// The claim certificate is registered but attached to no thing;
+		// setupProvisioning gives it its provisioning-only rights.
 		certPEM, keyPEM, err := s.ca.NewKeysAndCertificate("iotsim claim")
 		if err != nil {
 			return fmt.Errorf("claim certificate: %w", err)
@@ -209,6 +256,9 @@ func (s *Sim) writeEndpoint() error {
 		if err := WriteCredentials(filepath.Join(dir, "claim"), "claim", certPEM, keyPEM, s.ca.CertPEM); err != nil {
 			return err
 		}
+	}
+	if err := s.setupProvisioning(claimCert); err != nil {
+		return err
 	}
 	s.endpoint = Endpoint{
 		MQTTEndpoint:         s.broker.Addrs()[0],
@@ -225,6 +275,30 @@ func (s *Sim) writeEndpoint() error {
 	return atomicfile.WriteFile(filepath.Join(dir, "endpoint.json"), append(b, '\n'), 0o644)
 }
 
+// setupProvisioning creates, if missing, the default template, the device
+// policy and the claim certificate's provisioning-only policy.
+func (s *Sim) setupProvisioning(claimCertPath string) error {
+	b, err := os.ReadFile(claimCertPath)
+	if err != nil {
+		return fmt.Errorf("claim certificate: %w", err)
+	}
+	cert, err := pki.ParseCertificatePEM(b)
+	if err != nil {
+		return fmt.Errorf("claim certificate: %w", err)
+	}
+	claim, err := s.reg.DescribeCertificate(pki.CertificateID(cert.Raw))
+	if err != nil {
+		return fmt.Errorf("claim certificate: %w", err)
+	}
+	if err := provisioning.Setup(s.reg, provisioning.RegistryPolicies(s.reg), ProvisioningTemplate, claim.ARN); err != nil {
+		return fmt.Errorf("fleet provisioning: %w", err)
+	}
+	return nil
+}
+
+// Provisioning is the fleet provisioning service.
+func (s *Sim) Provisioning() *provisioning.Service { return s.prov }
+
 // Endpoint is what endpoint.json says.
 func (s *Sim) Endpoint() Endpoint { return s.endpoint }
 
@@ -240,6 +314,45 @@ func (s *Sim) Registry() *registry.Registry { return s.reg }
 // Broker is the MQTT broker.
 func (s *Sim) Broker() *broker.Broker { return s.broker }
 
+// Defender is the Device Defender service.
+func (s *Sim) Defender() *defender.Service { return s.defender }
+
+// startDefender creates the Device Defender service, plugs it into the
+// broker and starts its cloud-side metrics ticker (stopped by Close).
+func (s *Sim) startDefender(publish func(topic string, payload []byte)) error {
+	var err error
+	s.defender, err = defender.New(defender.Options{
+		DB:            s.db,
+		Registry:      s.reg,
+		Publish:       publish,
+		Metrics:       s.broker.AllClientMetrics,
+		ThingGroupsOf: s.reg.ThingGroupsOf,
+		Policies: func() ([]defender.Policy, error) {
+			ps, err := s.reg.ListPolicies()
+			out := make([]defender.Policy, 0, len(ps))
+			for _, p := range ps {
+				out = append(out, defender.Policy{Name: p.Name, Document: p.Document})
+			}
+			return out, err
+		},
+		Now:    s.opt.Now,
+		Logger: s.opt.Logger.With("component", "defender"),
+	})
+	if err != nil {
+		return fmt.Errorf("defender: %w", err)
+	}
+	s.broker.Handle("$aws/things/+/defender/metrics/+", s.defender.HandleReport)
+	s.broker.Handle("#", s.defender.HandleMessage)
+	s.broker.Handle("$aws/#", s.defender.HandleMessage)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopDefender, s.defenderDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.defenderDone)
+		_ = s.defender.Run(ctx)
+	}()
+	return nil
+}
+
 // CA is iotsim's certificate authority.
 func (s *Sim) CA() *pki.CA { return s.ca }
 
@@ -254,6 +367,14 @@ func (s *Sim) Close() error {
 			<-s.httpDone
 		} else if s.httpLn != nil {
 			errs = append(errs, s.httpLn.Close())
+		}
+		if s.stopJobs != nil {
+			s.stopJobs()
+			<-s.jobsDone
+		}
+		if s.stopDefender != nil {
+			s.stopDefender()
+			<-s.defenderDone
 		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
@@ -288,6 +409,14 @@ func CreateThing(reg *registry.Registry, ca *pki.CA, name string) (certPEM, keyP
 	}
 	if err := reg.AttachThingPrincipal(name, c.ID); err != nil {
 		return nil, nil, fmt.Errorf("attach certificate to %s: %w", name, err)
+	}
+	// The device policy lets the thing use its own topics. A data dir that
+	// no iotsim has served yet does not have it.
+	if _, err := reg.CreatePolicy(provisioning.DevicePolicyName, provisioning.DevicePolicyDocument); err != nil && !errors.Is(err, registry.ErrExists) {
+		return nil, nil, fmt.Errorf("device policy: %w", err)
+	}
+	if err := reg.AttachPolicy(provisioning.DevicePolicyName, c.ARN); err != nil {
+		return nil, nil, fmt.Errorf("attach policy %s to the certificate of %s: %w", provisioning.DevicePolicyName, name, err)
 	}
 	return certPEM, keyPEM, nil
 }
@@ -332,4 +461,53 @@ func ReadEndpoint(dataDir string) (Endpoint, error) {
 		return e, fmt.Errorf("endpoint.json: %w", err)
 	}
 	return e, nil
+}
+
+// Jobs is the Jobs service.
+func (s *Sim) Jobs() *jobs.Service { return s.jobs }
+
+// Objects is the S3-style object store (OTA files), served under
+// HTTPEndpoint + "/s3": give the aws CLI --endpoint-url http://HOST:PORT/s3
+// (or the bare http_endpoint: requests signed for s3 are routed to it too).
+func (s *Sim) Objects() *s3.Store { return s.objects }
+
+// startJobs creates the object store and the Jobs service (it needs the
+// HTTP listener's address for presigned URLs), plugs the service into the
+// broker and starts its timer loop (stopped by Close).
+func (s *Sim) startJobs() error {
+	var err error
+	s.objects, err = s3.New(s3.Options{
+		DB:      s.db,
+		Dir:     filepath.Join(s.opt.DataDir, "s3"),
+		BaseURL: "http://" + s.httpLn.Addr().String() + "/s3",
+		Region:  s.opt.Region,
+		Now:     s.opt.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("object store: %w", err)
+	}
+	s.jobs, err = jobs.New(jobs.Options{
+		DB:       s.db,
+		Registry: s.reg,
+		Files:    s.objects,
+		Publish: func(topic string, payload []byte) error {
+			return s.broker.Publish(topic, payload, 1)
+		},
+		PublishTo: func(clientID, topic string, payload []byte) error {
+			return s.broker.PublishTo(clientID, topic, payload, 1)
+		},
+		Now:    s.opt.Now,
+		Logger: s.opt.Logger.With("component", "jobs"),
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	s.broker.Handle(jobs.Filter, s.jobs.HandleRequest)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopJobs, s.jobsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.jobsDone)
+		_ = s.jobs.Run(ctx)
+	}()
+	return nil
 }

@@ -21,7 +21,38 @@ type Config struct {
 	Temperature Temperature `json:"temperature"`
 	Sensors     Sensors     `json:"sensors"`
 	Defender    Defender    `json:"defender"`
+	LocalAPI    LocalAPI    `json:"localapi"`
+	// Provisioning, when ClaimCert is set, makes the agent provision itself
+	// on a start with no identity yet (fleet provisioning by claim).
+	Provisioning Provisioning `json:"provisioning"`
 }
+
+// Provisioning is fleet provisioning by claim: on the first start the agent
+// connects with the claim certificate, gets its own certificate and
+// registers its thing through Template.
+type Provisioning struct {
+	ClaimCert string            `json:"claim_cert"` // claim certificate PEM; "" = provisioning off
+	ClaimKey  string            `json:"claim_key"`  // its private key (PEM, mode 0600)
+	Template  string            `json:"template"`   // provisioning template name
+	Params    map[string]string `json:"params"`     // extra RegisterThing parameters; SerialNumber defaults to the device's
+	UseCSR    bool              `json:"use_csr"`    // CreateCertificateFromCsr with the key store's key (always so with the TPM)
+	Format    string            `json:"format"`     // "json" (default) or "cbor"
+}
+
+// Enabled reports whether fleet provisioning is configured.
+func (p Provisioning) Enabled() bool { return p.ClaimCert != "" }
+
+// LocalAPI is the agent's local HTTP API on a unix socket, which the
+// technician's CLI (iotagent status, logs, ...) talks to. The socket has
+// mode 0660: root and the members of Group may use it.
+type LocalAPI struct {
+	Enabled bool   `json:"enabled"`
+	Socket  string `json:"socket"` // absolute path, at most 100 bytes
+	Group   string `json:"group"`  // group name or numeric gid; "" keeps the agent's own group
+}
+
+// DefaultLocalAPISocket is where the local API listens by default.
+const DefaultLocalAPISocket = "/run/iotagent/iotagent.sock"
 
 // Log configures the agent's logger.
 type Log struct {
@@ -180,6 +211,7 @@ func Default() Config {
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
 		Defender:    Defender{Format: "json", IntervalS: 300},
+		LocalAPI:    LocalAPI{Enabled: true, Socket: DefaultLocalAPISocket},
 	}
 	c.fillDerived()
 	return c
@@ -230,7 +262,8 @@ func (c *Config) resolvePaths(baseDir string) {
 
 // paths returns pointers to every field that holds a file path.
 func (c *Config) paths() []*string {
-	ps := []*string{&c.StateDir, &c.MQTT.RootCA, &c.Identity.Cert, &c.Identity.Key}
+	ps := []*string{&c.StateDir, &c.MQTT.RootCA, &c.Identity.Cert, &c.Identity.Key, &c.LocalAPI.Socket,
+		&c.Provisioning.ClaimCert, &c.Provisioning.ClaimKey}
 	if c.Sensors.Motion != nil {
 		ps = append(ps, &c.Sensors.Motion.SimFIFO)
 	}

@@ -126,6 +126,45 @@ func (d *decoder) value(path string, tok json.Token, v reflect.Value) error {
 		v.Set(s)
 		return nil
 
+	case reflect.Map: // map[string]T: an object with free keys
+		if tok == nil {
+			v.SetZero()
+			return nil
+		}
+		if !isDelim(tok, '{') {
+			return d.wrongType(path, "an object", tok)
+		}
+		m := reflect.MakeMap(v.Type())
+		for d.dec.More() {
+			kt, err := d.dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := kt.(string)
+			vt, err := d.dec.Token()
+			if err != nil {
+				return err
+			}
+			kp := path + "." + key
+			if m.MapIndex(reflect.ValueOf(key)).IsValid() {
+				d.errs.add(ErrDuplicateField, kp, "appears more than once")
+				if err := d.skip(vt); err != nil {
+					return err
+				}
+				continue
+			}
+			e := newDefault(v.Type().Elem()).Elem()
+			if err := d.value(kp, vt, e); err != nil {
+				return err
+			}
+			m.SetMapIndex(reflect.ValueOf(key), e)
+		}
+		if _, err := d.dec.Token(); err != nil { // '}'
+			return err
+		}
+		v.Set(m)
+		return nil
+
 	case reflect.String:
 		s, ok := tok.(string)
 		if !ok {

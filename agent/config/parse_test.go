@@ -37,6 +37,7 @@ func TestDefault(t *testing.T) {
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
 		Defender:    Defender{Format: "json", IntervalS: 300},
+		LocalAPI:    LocalAPI{Enabled: true, Socket: "/run/iotagent/iotagent.sock"},
 	}
 	if diff := cmp.Diff(want, Default()); diff != "" {
 		t.Errorf("Default() (-want +got):\n%s", diff)
@@ -500,5 +501,32 @@ func TestParseTPM(t *testing.T) {
 	}
 	if got, _ := DefaultTPMHandle.MarshalText(); string(got) != "0x81000010" {
 		t.Errorf("MarshalText = %s, want 0x81000010", got)
+	}
+}
+
+func TestParseLocalAPI(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want LocalAPI
+	}{
+		{"defaults", `{}`, LocalAPI{Enabled: true, Socket: "/run/iotagent/iotagent.sock"}},
+		{"relative socket resolves against the file", `{"localapi":{"socket":"run/a.sock","group":"iotagent"}}`,
+			LocalAPI{Enabled: true, Socket: "/etc/iotagent/run/a.sock", Group: "iotagent"}},
+		{"disabled", `{"localapi":{"enabled":false}}`, LocalAPI{Socket: "/run/iotagent/iotagent.sock"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.in), "/etc/iotagent")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.LocalAPI); diff != "" {
+				t.Errorf("localapi (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, err := Parse([]byte(`{"localapi":{"sock":"/x"}}`), "/"); err == nil || !strings.Contains(err.Error(), `"localapi.sock"`) {
+		t.Errorf("unknown localapi key: %v", err)
 	}
 }

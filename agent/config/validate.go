@@ -26,10 +26,11 @@ const (
 )
 
 var (
-	thingNameRE  = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-	outputNameRE = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
-	pinRE        = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
-	busRE        = regexp.MustCompile(`^[A-Za-z0-9_/.-]{1,64}$`)
+	thingNameRE    = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+	outputNameRE   = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
+	templateNameRE = regexp.MustCompile(`^[0-9A-Za-z_-]{1,36}$`)
+	pinRE          = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+	busRE          = regexp.MustCompile(`^[A-Za-z0-9_/.-]{1,64}$`)
 )
 
 // Validate checks the whole configuration and reports every problem at
@@ -43,8 +44,10 @@ func (c *Config) Validate() error {
 	inv := func(path, format string, args ...any) { p.add(ErrInvalid, path, format, args...) }
 
 	switch {
+	case c.ThingName == "" && c.Provisioning.Enabled():
+		// fleet provisioning names the thing
 	case c.ThingName == "":
-		inv("thing_name", "required")
+		inv("thing_name", "required (or configure provisioning.claim_cert)")
 	case !thingNameRE.MatchString(c.ThingName):
 		inv("thing_name", "%q is not a valid thing name: want 1 to 128 of the characters a-z A-Z 0-9 : _ -", c.ThingName)
 	}
@@ -111,6 +114,29 @@ func (c *Config) Validate() error {
 	oneOf(&p, "defender.format", c.Defender.Format, "json", "cbor")
 	inRange(&p, "defender.interval_s", c.Defender.IntervalS, 5, 86400)
 
+	if pr := c.Provisioning; pr.Enabled() {
+		checkFile(&p, "provisioning.claim_cert", pr.ClaimCert, true)
+		if pr.ClaimKey == "" {
+			inv("provisioning.claim_key", "required with provisioning.claim_cert")
+		} else {
+			checkFile(&p, "provisioning.claim_key", pr.ClaimKey, true)
+		}
+		if !templateNameRE.MatchString(pr.Template) {
+			inv("provisioning.template", "%q is not a provisioning template name: want 1 to 36 of a-z A-Z 0-9 _ -", pr.Template)
+		}
+		for k := range pr.Params {
+			if k == "" || len(k) > 128 {
+				inv("provisioning.params", "parameter name %q: want 1 to 128 characters", k)
+			}
+		}
+	} else if pr.ClaimKey != "" || pr.Template != "" || len(pr.Params) > 0 || pr.UseCSR {
+		inv("provisioning.claim_cert", "required when other provisioning settings are given")
+	}
+	if f := c.Provisioning.Format; f != "" {
+		oneOf(&p, "provisioning.format", f, "json", "cbor")
+	}
+
+	c.validateLocalAPI(&p)
 	c.validateSensors(&p)
 	return p.err()
 }
@@ -335,4 +361,28 @@ func tpmDeviceProblem(d string) string {
 		return fmt.Sprintf("%q: want a device path such as \"/dev/tpmrm0\" or tcp://HOST:PORT", d)
 	}
 	return ""
+}
+
+// maxSocketPath is the longest local API socket path: the kernel allows
+// 107 bytes, and the agent binds under a temporary name next to it first.
+const maxSocketPath = 100
+
+var groupRE = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})$`)
+
+func (c *Config) validateLocalAPI(p *problems) {
+	l := c.LocalAPI
+	if !l.Enabled {
+		return
+	}
+	switch {
+	case l.Socket == "":
+		p.add(ErrInvalid, "localapi.socket", "required when localapi.enabled is true")
+	case len(l.Socket) > maxSocketPath:
+		p.add(ErrInvalid, "localapi.socket", "%d bytes is over the %d-byte limit of a unix socket path here", len(l.Socket), maxSocketPath)
+	case strings.ContainsRune(l.Socket, 0):
+		p.add(ErrInvalid, "localapi.socket", "must not contain a NUL character")
+	}
+	if l.Group != "" && !groupRE.MatchString(l.Group) {
+		p.add(ErrInvalid, "localapi.group", "%q is not a group name or numeric gid", l.Group)
+	}
 }

@@ -70,6 +70,13 @@ func TestValidate(t *testing.T) {
 		{"state dir missing", func(c *Config) { c.StateDir = "" }, []string{"state_dir"}, "required"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, []string{"log.level"}, `want one of "debug", "info", "warn", "error"; got "verbose"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}, ""},
+		{"localapi off ignores its fields", func(c *Config) { c.LocalAPI = LocalAPI{Socket: "", Group: "Bad Group"} }, nil, ""},
+		{"localapi group name", func(c *Config) { c.LocalAPI.Group = "iotagent" }, nil, ""},
+		{"localapi group gid", func(c *Config) { c.LocalAPI.Group = "998" }, nil, ""},
+		{"localapi group bad", func(c *Config) { c.LocalAPI.Group = "a b" }, []string{"localapi.group"}, `"a b" is not a group name or numeric gid`},
+		{"localapi socket missing", func(c *Config) { c.LocalAPI.Socket = "" }, []string{"localapi.socket"}, "required when localapi.enabled"},
+		{"localapi socket too long", func(c *Config) { c.LocalAPI.Socket = "/run/" + strings.Repeat("s", 96) }, []string{"localapi.socket"}, "101 bytes is over the 100-byte limit"},
+		{"localapi socket NUL", func(c *Config) { c.LocalAPI.Socket = "/run/a\x00" }, []string{"localapi.socket"}, "NUL"},
 
 		{"endpoint missing", func(c *Config) { c.MQTT.Endpoint = "" }, []string{"mqtt.endpoint"}, "required"},
 		{"endpoint IPv4", func(c *Config) { c.MQTT.Endpoint = "127.0.0.1" }, nil, ""},

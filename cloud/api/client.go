@@ -165,6 +165,21 @@ func (c *Client) AttachThingPrincipal(ctx context.Context, thing, principalARN s
 	return nil
 }
 
+// AttachPolicy attaches the IoT policy called name to target (a
+// certificate or thing-group ARN).
+func (c *Client) AttachPolicy(ctx context.Context, name, target string) error {
+	body, err := json.Marshal(map[string]string{"target": target})
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, "iot", http.MethodPut, "/target-policies/"+url.PathEscape(name), nil,
+		http.Header{"Content-Type": {"application/json"}}, body)
+	if err != nil {
+		return fmt.Errorf("attach policy %s to %s: %w", name, target, err)
+	}
+	return nil
+}
+
 func shadowQuery(name string) url.Values {
 	if name == "" {
 		return nil

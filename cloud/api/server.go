@@ -67,6 +67,12 @@ type Options struct {
 	Registry Registry
 	Issuer   Issuer
 	Publish  Publisher
+	// Defender serves the Device Defender Detect operations and iotsim's audit.
+	Defender Defender
+	// Jobs serves the Jobs control plane (*jobs.Service).
+	Jobs Jobs
+	// Templates stores provisioning templates (*registry.Registry).
+	Templates Templates
 	// Endpoint is DescribeEndpoint's answer: a bare host, no scheme or port.
 	Endpoint string
 	Logger   *slog.Logger

@@ -52,6 +52,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for TLS certificate validity and event timestamps; nil means time.Now.
 	Now func() time.Time
+	// AutoRegister, if set, runs on a CONNECT whose certificate the
+	// registry does not know or holds as PENDING_ACTIVATION (JITR/JITP,
+	// see provisioning.JIT), before the connection is refused.
+	AutoRegister func(cert *x509.Certificate)
 }
 
 type handlerEntry struct {
@@ -70,6 +74,8 @@ type Broker struct {
 
 	handlers atomic.Pointer[[]handlerEntry]
 	conns    sync.Map // *mqtt.Client -> *conn
+	metrics  metrics  // per-client counters for Device Defender
+	cas      caCache  // parsed registered CA certificates (clientauth.go)
 
 	mu        sync.Mutex // guards the fields below and handler registration
 	started   bool
@@ -106,11 +112,14 @@ func New(o Options) (*Broker, error) {
 	if b.now == nil {
 		b.now = time.Now
 	}
+	// Client certificates chain to ClientCAs or to a registered ACTIVE CA,
+	// read at each handshake (verifyClient); no certificate_authorities
+	// hint is sent, so that clients send their chain whatever its CA.
 	b.tls = &tls.Config{
 		MinVersion:             tls.VersionTLS12,
 		Certificates:           o.Certificates,
-		ClientAuth:             tls.RequireAndVerifyClientCert,
-		ClientCAs:              o.ClientCAs,
+		ClientAuth:             tls.RequireAnyClientCert,
+		VerifyPeerCertificate:  b.verifyClient,
 		SessionTicketsDisabled: true,
 		NextProtos:             []string{ALPNMQTTCert, ALPNMQTT, ALPNHTTPCert, ALPNHTTP},
 		Time:                   b.now,

@@ -43,6 +43,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnUnsubscribed,
 		mqtt.OnPublish,
 		mqtt.OnClientExpired,
+		mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -55,7 +56,13 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
 	v5 := pk.ProtocolVersion == 5
+	if pk.Connect.ClientIdentifier != "" {
+		b.metrics.connectAttempt(pk.Connect.ClientIdentifier, cl.Net.Remote)
+	}
 	refuse := func(code packets.Code, always bool, why string) error {
+		if code == packets.ErrNotAuthorized && pk.Connect.ClientIdentifier != "" {
+			b.metrics.authFailure(pk.Connect.ClientIdentifier)
+		}
 		if v5 || always {
 			_ = b.srv.SendConnack(cl, code, false, nil)
 		}
@@ -74,6 +81,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	cert := cs.PeerCertificates[0]
 	certID := pki.CertificateID(cert.Raw)
 	rc, err := b.o.Registry.DescribeCertificate(certID)
+	if b.o.AutoRegister != nil && (errors.Is(err, registry.ErrNotFound) || err == nil && rc.Status == registry.StatusPendingActivation) {
+		// JITR/JITP: the connection is refused all the same; the next may succeed.
+		b.o.AutoRegister(cert)
+	}
 	if err != nil {
 		return refuse(packets.ErrNotAuthorized, false, "certificate "+certID+" not registered")
 	}
@@ -157,6 +168,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		return
 	}
 	if c.established.Swap(false) {
+		h.b.metrics.disconnect(c.p.ClientID)
 		h.b.emitPresence(c, false, disconnectReason(c, cl, err))
 	}
 	if expire || c.takenOver.Load() || cl.IsTakenOver() {
@@ -243,6 +255,11 @@ func (h *hook) readPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		return pk, h.reject(cl, c, ReasonClientError, packets.ErrRetainNotSupported, "retained publish to reserved topic "+topic)
 	}
 	allowed := h.b.authz.Publish(c.p, topic, pk.FixedHeader.Retain)
+	if allowed {
+		h.b.metrics.sent(c.p.ClientID, len(pk.Payload))
+	} else {
+		h.b.metrics.authFailure(c.p.ClientID)
+	}
 	if !allowed && !c.v5 {
 		return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "publish to "+topic+" not authorized")
 	}
@@ -273,6 +290,9 @@ func (h *hook) readSubscribe(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 			f.RetainHandling = 2 // AWS: retained messages only for exact-match filters
 		}
 		allowed := h.b.authz.Subscribe(c.p, f.Filter)
+		if !allowed {
+			h.b.metrics.authFailure(c.p.ClientID)
+		}
 		if !allowed && !c.v5 {
 			return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "subscribe to "+f.Filter+" not authorized")
 		}
@@ -369,4 +389,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 	}
 	return pk, nil
+}
+
+// OnPacketEncode counts the messages delivered to device clients, just
+// before they are written (so a client that has read one sees it counted).
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline {
+		h.b.metrics.received(cl.ID, len(pk.Payload))
+	}
+	return pk
 }

@@ -42,6 +42,9 @@ type Registry struct {
 
 	mu       sync.Mutex // serialises read-modify-write and guards watchers
 	watchers []func(id, status string)
+	// policyWatchers are told about changes to policies, their attachments
+	// and thing groups (policies.go).
+	policyWatchers []func()
 }
 
 // New returns a registry over db. now is the clock for timestamps (nil:

@@ -19,6 +19,8 @@ import (
 
 	"github.com/iotagent/iotagent/agent"
 	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/agent/localapi"
+	"github.com/iotagent/iotagent/internal/logring"
 	"github.com/iotagent/iotagent/internal/version"
 )
 
@@ -28,35 +30,73 @@ const usage = `iotagent: connects this device to AWS IoT Core (or iotsim).
 
 Usage:
   iotagent run [flags]                 run the agent (what the systemd unit starts)
-  iotagent config validate [--config]  check a config file and list every problem
+  iotagent config validate [FILE]      check a config file and list every problem
+  iotagent status                      one screen about the running agent
+  iotagent sensors read|watch          read the sensors (directly when the agent is not running)
+  iotagent shadow get|resync           show the device shadow, or ask for a resync
+  iotagent jobs list                   the agent's jobs (when its build has a jobs service)
+  iotagent ota status                  OTA slots and versions (when its build has OTA)
+  iotagent logs [-n N]                 the newest log lines the agent keeps in memory
+  iotagent log-level LEVEL             set the agent's log level until it restarts
+  iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
+  iotagent completion bash|zsh|fish    print a shell completion script
   iotagent version                     print version, commit and platform
 
-Run "iotagent COMMAND -h" for a command's flags. The configuration
-reference is configs/README.md in the source tree.
+Every command takes -h (its flags) and --json; the ones that talk to the
+agent take --socket and --timeout. Exit codes: 0 ok, 1 failed (diag: a
+check FAILed), 2 usage, 3 agent not running or not answering, 4 not
+provided by the running agent.
+
+The configuration reference is configs/README.md in the source tree.
 `
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var ee *exitError
+		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &ee) {
 			fmt.Fprintln(os.Stderr, "iotagent:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return usagef("no command given")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
 		return runAgent(rest, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "validate" {
-			return errors.New("usage: iotagent config validate [--config FILE]")
+			return usagef("usage: iotagent config validate [--config] FILE")
 		}
 		return validate(rest[1:], stdout, stderr)
+	case "status":
+		return statusCmd(rest, stdout, stderr)
+	case "sensors":
+		return sensorsCmd(rest, stdout, stderr)
+	case "shadow":
+		return shadowCmd(rest, stdout, stderr)
+	case "jobs":
+		if len(rest) == 0 || rest[0] != "list" {
+			return usagef("usage: iotagent jobs list [flags]")
+		}
+		return sectionCmd("jobs list", "jobs list [flags]", "The running agent's jobs, as JSON.", localapi.SectionJobs)(rest[1:], stdout, stderr)
+	case "ota":
+		if len(rest) == 0 || rest[0] != "status" {
+			return usagef("usage: iotagent ota status [flags]")
+		}
+		return sectionCmd("ota status", "ota status [flags]", "OTA slots and versions of the running agent, as JSON.", localapi.SectionOTA)(rest[1:], stdout, stderr)
+	case "logs":
+		return logsCmd(rest, stdout, stderr)
+	case "log-level":
+		return logLevelCmd(rest, stdout, stderr)
+	case "diag":
+		return diagCmd(rest, stdout, stderr)
+	case "completion":
+		return completionCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "iotagent", version.String())
 		return nil
@@ -65,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		return usagef("unknown command %q", cmd)
 	}
 }
 
@@ -172,7 +212,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(stderr, hopts)
 	}
-	log := slog.New(h)
+	ring := logring.New(0)
+	log := slog.New(ring.Handler(h))
 	if agent.NeedsHost(cfg) {
 		st, err := host.Init()
 		if err != nil {
@@ -186,6 +227,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	a.SetLogRing(ring)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Run(ctx); err != nil {
@@ -198,11 +240,22 @@ func runAgent(args []string, stderr io.Writer) error {
 func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfig, "config file")
-	if err := fs.Parse(args); err != nil {
+	cfgPath := fs.String("config", defaultConfig, "config file (or give it as the argument)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(reorder(args)); err != nil {
 		return err
 	}
-	if _, err := loadConfig(*cfgPath, nil); err != nil {
+	if fs.NArg() > 1 {
+		return usagef("usage: iotagent config validate [--config] FILE")
+	}
+	if fs.NArg() == 1 {
+		*cfgPath = fs.Arg(0)
+	}
+	_, err := loadConfig(*cfgPath, nil)
+	if *asJSON {
+		return validateJSON(stdout, *cfgPath, err)
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)

@@ -19,6 +19,7 @@ import (
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/api"
 	"github.com/iotagent/iotagent/cloud/pki"
+	"github.com/iotagent/iotagent/cloud/provisioning"
 	"github.com/iotagent/iotagent/cloud/registry"
 	"github.com/iotagent/iotagent/cloud/shadow"
 	"github.com/iotagent/iotagent/cloud/store"
@@ -30,6 +31,8 @@ const usage = `iotsim: a local AWS IoT Core for development, tests and demos.
 Usage:
   iotsim serve [flags]                          run the simulator
   iotsim thing create NAME --cert-out DIR       register a thing with a new certificate and key
+  iotsim claim create NAME --cert-out DIR       mint a claim certificate for fleet provisioning
+        [--template T]                          (provisioning-only policy for template T)
   iotsim shadow get THING [--name S]            print a shadow document
   iotsim shadow update THING [--name S] DOC     update a shadow (DOC is JSON, or @file)
   iotsim version                                print the version
@@ -63,6 +66,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return errors.New(`usage: iotsim thing create NAME --cert-out DIR`)
 		}
 		return thingCreate(rest[1:], stdout, stderr)
+	case "claim":
+		if len(rest) == 0 || rest[0] != "create" {
+			return errors.New(`usage: iotsim claim create NAME --cert-out DIR [--template T]`)
+		}
+		return claimCreate(rest[1:], stdout, stderr)
 	case "shadow":
 		if len(rest) == 0 || (rest[0] != "get" && rest[0] != "update") {
 			return errors.New(`usage: iotsim shadow get|update THING [--name S] [DOC]`)
@@ -211,6 +219,9 @@ func thingCreate(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if err := c.AttachThingPrincipal(ctx, name, arn); err != nil {
+			return err
+		}
+		if err := c.AttachPolicy(ctx, provisioning.DevicePolicyName, arn); err != nil {
 			return err
 		}
 		certPEM, keyPEM = []byte(cp), []byte(kp)

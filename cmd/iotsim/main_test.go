@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/iotagent/iotagent/cloud/cloudtest"
+	"github.com/iotagent/iotagent/cloud/provisioning"
 )
 
 func iotsim(t *testing.T, args ...string) (string, error) {
@@ -105,5 +106,27 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if out, err := iotsim(t, "help"); err != nil || !strings.Contains(out, "iotsim serve") {
 		t.Errorf("help: %v %s", err, out)
+	}
+}
+
+// A thing made through the running sim's REST API gets the device policy,
+// so its certificate may connect.
+func TestThingCreatedRemotelyHasItsPolicy(t *testing.T) {
+	dataDir := t.TempDir()
+	sim := cloudtest.Start(t, dataDir)
+	if out, err := iotsim(t, "thing", "create", "box-3", "--cert-out", t.TempDir(), "--data-dir", dataDir); err != nil {
+		t.Fatalf("thing create: %v\n%s", err, out)
+	}
+	certs, err := sim.Registry().ThingPrincipals("box-3")
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("principals: %v %v", certs, err)
+	}
+	c, err := sim.Registry().DescribeCertificate(certs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := sim.Registry().EffectivePolicies(c.ID, "box-3")
+	if err != nil || len(ps) != 1 || ps[0].Name != provisioning.DevicePolicyName {
+		t.Fatalf("policies of box-3's certificate = %v, %v; want %s", ps, err, provisioning.DevicePolicyName)
 	}
 }

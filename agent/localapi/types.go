@@ -1,0 +1,175 @@
+package localapi
+
+import "time"
+
+// Section and action names. The agent registers the sections it can fill;
+// the CLI asks for them by these names.
+const (
+	SectionAgent      = "agent"
+	SectionIdentity   = "identity"
+	SectionConnection = "connection"
+	SectionShadow     = "shadow"
+	SectionSensors    = "sensors"
+	SectionJobs       = "jobs"
+	SectionOTA        = "ota"
+	SectionDefender   = "defender"
+	SectionOutbox     = "outbox"
+	SectionLogs       = "logs"
+
+	ActionReadSensors    = "sensors.read"
+	ActionResyncShadow   = "shadow.resync"
+	ActionDefenderReport = "defender.report"
+	ActionLogLevel       = "log.level"
+)
+
+// Agent is the "agent" section: the daemon itself.
+type Agent struct {
+	Version   string    `json:"version"`
+	Thing     string    `json:"thing"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+	LogLevel  string    `json:"log_level"`            // in effect now
+	LogConfig string    `json:"log_level_configured"` // from the config file or the shadow
+	Healthy   bool      `json:"healthy"`
+	Unhealthy string    `json:"unhealthy,omitempty"` // why not
+}
+
+// Identity is the "identity" section: who the device is to AWS.
+type Identity struct {
+	Thing     string    `json:"thing"`
+	Cert      string    `json:"cert"`
+	Subject   string    `json:"subject,omitempty"`
+	Issuer    string    `json:"issuer,omitempty"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	DaysLeft  int       `json:"days_left"`
+	KeyStore  string    `json:"key_store"` // "file" or "tpm"
+	Key       string    `json:"key"`       // file path, or TPM device and handle
+	Error     string    `json:"error,omitempty"`
+}
+
+// Connection is the "connection" section: the MQTT link.
+type Connection struct {
+	Endpoint        string    `json:"endpoint"` // host:port
+	ServerName      string    `json:"server_name"`
+	ALPN            bool      `json:"alpn"`
+	ClientID        string    `json:"client_id"`
+	Connected       bool      `json:"connected"`
+	ConnectedSince  time.Time `json:"connected_since,omitzero"`
+	Connects        uint64    `json:"connects"`
+	ConnectFailures uint64    `json:"connect_failures"`
+	Disconnects     uint64    `json:"disconnects"`
+	LastAttempt     time.Time `json:"last_attempt,omitzero"`
+	LastError       string    `json:"last_error,omitempty"`
+	Subscriptions   int       `json:"subscriptions"`
+	Subscribed      int       `json:"subscribed"`
+	Published       uint64    `json:"published"`
+	Delivered       uint64    `json:"delivered"`
+}
+
+// Shadow is the "shadow" section. InSync is true when the cloud's document
+// has no delta and every desired value was applied. Cloud is what a live
+// get returned (absent offline); Reported is what the agent reports now.
+type Shadow struct {
+	Version     int64          `json:"version"`
+	Synced      bool           `json:"synced"` // at least one full sync since start
+	InSync      bool           `json:"in_sync"`
+	Pending     []string       `json:"pending,omitempty"`  // delta keys, "alarm.armed"
+	Problems    []string       `json:"problems,omitempty"` // desired values not applied
+	Reported    map[string]any `json:"reported"`
+	Desired     map[string]any `json:"desired,omitempty"`
+	Delta       map[string]any `json:"delta,omitempty"`
+	CloudError  string         `json:"cloud_error,omitempty"` // why there is no live document
+	LastError   string         `json:"last_error,omitempty"`
+	FetchedLive bool           `json:"fetched_live"`
+}
+
+// Sensors is the "sensors" section and the answer to sensors.read.
+type Sensors struct {
+	Env        *EnvReading     `json:"env,omitempty"`
+	Inputs     []InputState    `json:"inputs,omitempty"`
+	Outputs    map[string]bool `json:"outputs,omitempty"`
+	Alarm      AlarmState      `json:"alarm"`
+	ReadErrors uint64          `json:"read_errors"`
+	LastError  string          `json:"last_error,omitempty"`
+	Source     string          `json:"source"` // "agent" (last values), "live" (read now), "direct" (hardware, no agent)
+}
+
+// EnvReading is one BME280 sample.
+type EnvReading struct {
+	Sensor       string    `json:"sensor"`
+	Time         time.Time `json:"time,omitzero"`
+	TemperatureC float64   `json:"temperature_c"`
+	HumidityPct  float64   `json:"humidity_pct"`
+	PressureKPa  float64   `json:"pressure_kpa"`
+	MaxC         float64   `json:"max_c"`
+	High         bool      `json:"high"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// InputState is a digital input's level.
+type InputState struct {
+	Name   string `json:"name"`
+	Active bool   `json:"active"`
+	Error  string `json:"error,omitempty"`
+}
+
+// AlarmState is the alarm as the agent holds it.
+type AlarmState struct {
+	Armed      bool   `json:"armed"`
+	On         bool   `json:"on"`
+	LastAlarm  int64  `json:"last_alarm,omitempty"` // unix seconds
+	LastSensor string `json:"last_sensor,omitempty"`
+	Events     uint64 `json:"events"`
+}
+
+// Outbox is the "outbox" section.
+type Outbox struct {
+	Depth            int    `json:"depth"`
+	Bytes            int64  `json:"bytes"`
+	MaxMessages      int    `json:"max_messages"`
+	MaxBytes         int64  `json:"max_bytes"`
+	Dropped          uint64 `json:"dropped"`
+	DroppedTelemetry uint64 `json:"dropped_telemetry"`
+	DroppedAlarm     uint64 `json:"dropped_alarm"`
+	Corrupt          uint64 `json:"corrupt"`
+}
+
+// Defender is the "defender" section.
+type Defender struct {
+	Enabled         bool      `json:"enabled"`
+	Format          string    `json:"format,omitempty"`
+	IntervalS       int       `json:"interval_s,omitempty"`
+	Sent            uint64    `json:"sent"`
+	Accepted        uint64    `json:"accepted"`
+	Rejected        uint64    `json:"rejected"`
+	PublishFailures uint64    `json:"publish_failures"`
+	LastReportID    int64     `json:"last_report_id,omitempty"`
+	LastAck         string    `json:"last_ack,omitempty"` // ACCEPTED or REJECTED
+	LastAckAt       time.Time `json:"last_ack_at,omitzero"`
+	LastError       string    `json:"last_error,omitempty"`
+}
+
+// Logs is the "logs" section: the newest lines the agent logged.
+type Logs struct {
+	Lines []string `json:"lines"`
+	Total uint64   `json:"total"` // lines logged since start
+	Kept  int      `json:"kept"`  // the ring's size
+}
+
+// LogLevel is the body and answer of the log.level action.
+type LogLevel struct {
+	Level string `json:"level"`
+}
+
+// Done is the answer of an action that returns nothing else.
+type Done struct {
+	OK      bool   `json:"ok"`
+	Message string `json:"message,omitempty"`
+}
+
+// Index is the answer of GET /v1.
+type Index struct {
+	Sections []string `json:"sections"`
+	Actions  []string `json:"actions"`
+}

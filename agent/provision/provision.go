@@ -1,0 +1,517 @@
+package provision
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/tpm"
+)
+
+// Transport is the MQTT connection made with the claim certificate.
+// *transport.Client satisfies it.
+type Transport interface {
+	Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error
+	Publish(ctx context.Context, topic string, qos byte, payload []byte) error
+}
+
+// KeyStore holds the device key for the CSR path (tpm.FileStore,
+// tpm.TPMStore). Signer fails with tpm.ErrNoKey when there is no key yet;
+// Generate creates it.
+type KeyStore interface {
+	Signer() (crypto.Signer, error)
+	Generate() (crypto.Signer, error)
+}
+
+// SubscriptionWaiter is implemented by transports that can wait until the
+// broker has acknowledged every registered subscription. Without it an
+// answer can be lost to a subscription still on its way, and Provision
+// sends the first request again sooner (after a quarter of
+// ResponseTimeout).
+type SubscriptionWaiter interface {
+	WaitSubscribed(ctx context.Context) error
+}
+
+// Options configure Provision.
+type Options struct {
+	// Template is the provisioning template name (required).
+	Template string
+	// Params are RegisterThing's parameters (SerialNumber, usually from
+	// SerialNumber(), plus any from the configuration).
+	Params map[string]string
+	// UseCSR selects CreateCertificateFromCsr with the key store's key (the
+	// key never leaves it); otherwise CreateKeysAndCertificate, whose key is
+	// saved as StateDir/identity/device.key.
+	UseCSR bool
+	// StateDir is the agent's state directory (required).
+	StateDir string
+	// Format is "json" (default) or "cbor".
+	Format string
+	// ResponseTimeout bounds the wait for each answer (default 10 s); a
+	// request with no answer is sent again, up to Attempts times (default 3).
+	ResponseTimeout time.Duration
+	Attempts        int
+}
+
+// Identity is the device identity fleet provisioning produced. It is
+// persisted as StateDir/identity/identity.json.
+type Identity struct {
+	ThingName       string `json:"thingName"`
+	CertificateID   string `json:"certificateId"`
+	CertificateFile string `json:"certificateFile"` // PEM
+	// KeyFile is the private key (PEM, 0600) for an identity made with
+	// CreateKeysAndCertificate; "" means the key is the key store's.
+	KeyFile             string            `json:"keyFile,omitempty"`
+	DeviceConfiguration map[string]string `json:"deviceConfiguration,omitempty"`
+	ProvisionedAt       time.Time         `json:"provisionedAt"`
+}
+
+// Certificate returns the identity's TLS certificate; signer is the key
+// store's signer, used when KeyFile is "".
+func (id Identity) Certificate(signer crypto.Signer) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(id.CertificateFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("identity certificate: %w", err)
+	}
+	if id.KeyFile != "" {
+		keyPEM, err := os.ReadFile(id.KeyFile)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("identity key: %w", err)
+		}
+		return tls.X509KeyPair(certPEM, keyPEM)
+	}
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil || signer == nil {
+		return tls.Certificate{}, errors.New("identity certificate: no PEM certificate or no signer")
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("identity certificate: %w", err)
+	}
+	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
+		return tls.Certificate{}, errors.New("identity certificate: does not match the key store's key")
+	}
+	return tls.Certificate{Certificate: [][]byte{blk.Bytes}, PrivateKey: signer, Leaf: leaf}, nil
+}
+
+var (
+	// ErrNotProvisioned: the state dir holds no identity.
+	ErrNotProvisioned = errors.New("provision: not provisioned")
+	// ErrNoResponse: no answer came after every attempt.
+	ErrNoResponse = errors.New("provision: no response")
+	// ErrInvalidResponse: an answer could not be used (bad payload, or a
+	// certificate that does not match the key).
+	ErrInvalidResponse = errors.New("provision: invalid response")
+)
+
+// RejectedError is a …/rejected answer.
+type RejectedError struct {
+	API          string `json:"-" cbor:"-"` // CreateKeysAndCertificate, CreateCertificateFromCsr or RegisterThing
+	StatusCode   int    `json:"statusCode" cbor:"statusCode"`
+	ErrorCode    string `json:"errorCode" cbor:"errorCode"`
+	ErrorMessage string `json:"errorMessage" cbor:"errorMessage"`
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("%s rejected: %d %s: %s", e.API, e.StatusCode, e.ErrorCode, e.ErrorMessage)
+}
+
+// Retryable reports whether trying again later may succeed (429 and 5xx);
+// other rejections are permanent until something changes.
+func (e *RejectedError) Retryable() bool { return e.StatusCode == 429 || e.StatusCode >= 500 }
+
+// File names under StateDir/identity.
+const (
+	dirName      = "identity"
+	identityFile = "identity.json"
+	progressFile = "progress.json"
+	certFile     = "device.crt"
+	keyFile      = "device.key"
+)
+
+// progress is the persisted state between steps (see the package doc).
+type progress struct {
+	API            string            `json:"api"` // "create" or "create-from-csr"
+	CertificateID  string            `json:"certificateId"`
+	CertificatePEM string            `json:"certificatePem"`
+	PrivateKey     string            `json:"privateKey,omitempty"`
+	Token          string            `json:"certificateOwnershipToken"`
+	Template       string            `json:"template,omitempty"`
+	Params         map[string]string `json:"parameters,omitempty"` // set when RegisterThing is first sent
+}
+
+// Load returns the persisted identity, or an error wrapping
+// ErrNotProvisioned.
+func Load(stateDir string) (Identity, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, dirName, identityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Identity{}, ErrNotProvisioned
+	}
+	if err != nil {
+		return Identity{}, fmt.Errorf("load identity: %w", err)
+	}
+	var id Identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return Identity{}, fmt.Errorf("load identity: %w", err)
+	}
+	if id.ThingName == "" || id.CertificateFile == "" {
+		return Identity{}, fmt.Errorf("load identity: incomplete %s", identityFile)
+	}
+	return id, nil
+}
+
+// Provision returns the device identity, provisioning it first if the state
+// dir has none: create a certificate, RegisterThing, persist. t must be
+// connected with the claim certificate. It resumes whatever an earlier,
+// interrupted call left (see the package doc), and it never has two
+// certificates in flight. Errors name the step; a rejection is a
+// *RejectedError.
+func Provision(ctx context.Context, t Transport, ks KeyStore, o Options) (Identity, error) {
+	if id, err := Load(o.StateDir); err == nil {
+		_ = os.Remove(filepath.Join(o.StateDir, dirName, progressFile))
+		return id, nil
+	} else if !errors.Is(err, ErrNotProvisioned) {
+		return Identity{}, err
+	}
+	if o.Template == "" || o.StateDir == "" {
+		return Identity{}, errors.New("provision: Template and StateDir are required")
+	}
+	if o.Format == "" {
+		o.Format = "json"
+	}
+	if o.Format != "json" && o.Format != "cbor" {
+		return Identity{}, fmt.Errorf("provision: format %q: want json or cbor", o.Format)
+	}
+	if o.ResponseTimeout <= 0 {
+		o.ResponseTimeout = 10 * time.Second
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.UseCSR && ks == nil {
+		return Identity{}, errors.New("provision: the CSR path needs a key store")
+	}
+	dir := filepath.Join(o.StateDir, dirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Identity{}, fmt.Errorf("provision: state dir: %w", err)
+	}
+	p := &client{t: t, o: o, dir: dir}
+	prog, err := p.readProgress()
+	if err != nil {
+		return Identity{}, err
+	}
+	// At most two rounds: a token that expired (or that a restarted iotsim
+	// forgot) costs one new certificate.
+	for round := 0; ; round++ {
+		if prog == nil {
+			if prog, err = p.createCertificate(ctx, ks); err != nil {
+				return Identity{}, err
+			}
+		}
+		if prog.Params == nil {
+			prog.Template, prog.Params = o.Template, maps.Clone(o.Params)
+			if prog.Params == nil {
+				prog.Params = map[string]string{}
+			}
+			if err := p.writeProgress(prog); err != nil {
+				return Identity{}, err
+			}
+		}
+		resp, err := p.registerThing(ctx, prog)
+		var rej *RejectedError
+		if errors.As(err, &rej) && rej.StatusCode == 400 && rej.ErrorCode == "InvalidCertificateOwnershipToken" && round == 0 {
+			if err := os.Remove(filepath.Join(dir, progressFile)); err != nil {
+				return Identity{}, fmt.Errorf("provision: drop expired certificate: %w", err)
+			}
+			prog = nil
+			continue
+		}
+		if errors.As(err, &rej) && !rej.Retryable() {
+			// Nothing was registered: the next start may use other
+			// parameters (a fixed configuration) with the same certificate.
+			prog.Template, prog.Params = "", nil
+			if werr := p.writeProgress(prog); werr != nil {
+				return Identity{}, errors.Join(err, werr)
+			}
+		}
+		if err != nil {
+			return Identity{}, err
+		}
+		return p.commit(prog, resp)
+	}
+}
+
+type client struct {
+	t   Transport
+	o   Options
+	dir string
+}
+
+func (p *client) readProgress() (*progress, error) {
+	b, err := os.ReadFile(filepath.Join(p.dir, progressFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provision: read progress: %w", err)
+	}
+	var prog progress
+	if err := json.Unmarshal(b, &prog); err != nil || prog.Token == "" || prog.CertificatePEM == "" {
+		// A file that atomic writes cannot produce: start over.
+		_ = os.Remove(filepath.Join(p.dir, progressFile))
+		return nil, nil
+	}
+	return &prog, nil
+}
+
+func (p *client) writeProgress(prog *progress) error {
+	b, err := json.Marshal(prog)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(p.dir, progressFile), b, 0o600); err != nil {
+		return fmt.Errorf("provision: save progress: %w", err)
+	}
+	return nil
+}
+
+type createResponse struct {
+	CertificateID  string `json:"certificateId" cbor:"certificateId"`
+	CertificatePEM string `json:"certificatePem" cbor:"certificatePem"`
+	PrivateKey     string `json:"privateKey" cbor:"privateKey"`
+	Token          string `json:"certificateOwnershipToken" cbor:"certificateOwnershipToken"`
+}
+
+type registerResponse struct {
+	DeviceConfiguration map[string]string `json:"deviceConfiguration" cbor:"deviceConfiguration"`
+	ThingName           string            `json:"thingName" cbor:"thingName"`
+}
+
+// createCertificate runs CreateCertificateFromCsr or
+// CreateKeysAndCertificate and persists the result.
+func (p *client) createCertificate(ctx context.Context, ks KeyStore) (*progress, error) {
+	prog := &progress{API: "create"}
+	var req any = struct{}{}
+	var signer crypto.Signer
+	if p.o.UseCSR {
+		var err error
+		if signer, err = keyStoreSigner(ks); err != nil {
+			return nil, err
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "AWS IoT Certificate"}}, signer)
+		if err != nil {
+			return nil, fmt.Errorf("provision: create CSR: %w", err)
+		}
+		prog.API = "create-from-csr"
+		req = struct {
+			CSR string `json:"certificateSigningRequest" cbor:"certificateSigningRequest"`
+		}{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))}
+	}
+	apiName := map[string]string{"create": "CreateKeysAndCertificate", "create-from-csr": "CreateCertificateFromCsr"}[prog.API]
+	var resp createResponse
+	if err := p.call(ctx, apiName, "$aws/certificates/"+prog.API, req, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Token == "" || resp.CertificateID == "" {
+		return nil, fmt.Errorf("provision: %s: %w: no certificate or token", apiName, ErrInvalidResponse)
+	}
+	cert, err := parseCert(resp.CertificatePEM)
+	if err != nil {
+		return nil, fmt.Errorf("provision: %s: %w: %v", apiName, ErrInvalidResponse, err)
+	}
+	if p.o.UseCSR {
+		if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+			return nil, fmt.Errorf("provision: %s: %w: the certificate is not for our key", apiName, ErrInvalidResponse)
+		}
+	} else if _, err := tls.X509KeyPair([]byte(resp.CertificatePEM), []byte(resp.PrivateKey)); err != nil {
+		return nil, fmt.Errorf("provision: %s: %w: key and certificate: %v", apiName, ErrInvalidResponse, err)
+	}
+	prog.CertificateID, prog.CertificatePEM, prog.Token = resp.CertificateID, resp.CertificatePEM, resp.Token
+	if !p.o.UseCSR {
+		prog.PrivateKey = resp.PrivateKey
+	}
+	if err := p.writeProgress(prog); err != nil {
+		return nil, err
+	}
+	return prog, nil
+}
+
+// keyStoreSigner returns the key store's key, generating it if there is none.
+func keyStoreSigner(ks KeyStore) (crypto.Signer, error) {
+	s, err := ks.Signer()
+	if errors.Is(err, tpm.ErrNoKey) {
+		s, err = ks.Generate()
+		if errors.Is(err, tpm.ErrKeyExists) { // a concurrent Generate won
+			s, err = ks.Signer()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provision: device key: %w", err)
+	}
+	return s, nil
+}
+
+func (p *client) registerThing(ctx context.Context, prog *progress) (registerResponse, error) {
+	req := struct {
+		Token  string            `json:"certificateOwnershipToken" cbor:"certificateOwnershipToken"`
+		Params map[string]string `json:"parameters" cbor:"parameters"`
+	}{prog.Token, prog.Params}
+	var resp registerResponse
+	if err := p.call(ctx, "RegisterThing", "$aws/provisioning-templates/"+prog.Template+"/provision", req, &resp); err != nil {
+		return registerResponse{}, err
+	}
+	if resp.ThingName == "" {
+		return registerResponse{}, fmt.Errorf("provision: RegisterThing: %w: the template made no thing", ErrInvalidResponse)
+	}
+	return resp, nil
+}
+
+// commit writes the certificate (and key), then identity.json (the commit
+// point), then drops the progress file.
+func (p *client) commit(prog *progress, resp registerResponse) (Identity, error) {
+	id := Identity{
+		ThingName:           resp.ThingName,
+		CertificateID:       prog.CertificateID,
+		CertificateFile:     filepath.Join(p.dir, certFile),
+		DeviceConfiguration: resp.DeviceConfiguration,
+		ProvisionedAt:       time.Now().UTC(),
+	}
+	if err := atomicfile.WriteFile(id.CertificateFile, []byte(prog.CertificatePEM), 0o644); err != nil {
+		return Identity{}, fmt.Errorf("provision: save certificate: %w", err)
+	}
+	if prog.PrivateKey != "" {
+		id.KeyFile = filepath.Join(p.dir, keyFile)
+		if err := atomicfile.WriteFile(id.KeyFile, []byte(prog.PrivateKey), 0o600); err != nil {
+			return Identity{}, fmt.Errorf("provision: save key: %w", err)
+		}
+	}
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return Identity{}, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(p.dir, identityFile), append(b, '\n'), 0o600); err != nil {
+		return Identity{}, fmt.Errorf("provision: save identity: %w", err)
+	}
+	if testHookAfterIdentity != nil {
+		if err := testHookAfterIdentity(); err != nil {
+			return Identity{}, err
+		}
+	}
+	if err := os.Remove(filepath.Join(p.dir, progressFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Identity{}, fmt.Errorf("provision: drop progress: %w", err)
+	}
+	return id, nil
+}
+
+// testHookAfterIdentity runs between writing identity.json and removing
+// the progress file; an error stops there, as a crash would. Nil in
+// production.
+var testHookAfterIdentity func() error
+
+type message struct {
+	topic   string
+	payload []byte
+}
+
+// call sends one request and waits for its accepted or rejected answer,
+// sending it again after each ResponseTimeout, up to Attempts times.
+func (p *client) call(ctx context.Context, apiName, base string, req, resp any) error {
+	f := p.o.Format
+	accepted, rejected := base+"/"+f+"/accepted", base+"/"+f+"/rejected"
+	ch := make(chan message, 8)
+	h := func(topic string, payload []byte) {
+		select {
+		case ch <- message{topic, append([]byte(nil), payload...)}:
+		default:
+		}
+	}
+	for _, topic := range []string{accepted, rejected} {
+		if err := p.t.Subscribe(topic, 1, h); err != nil {
+			return fmt.Errorf("provision: %s: subscribe: %w", apiName, err)
+		}
+	}
+	if w, ok := p.t.(SubscriptionWaiter); ok {
+		if err := w.WaitSubscribed(ctx); err != nil {
+			return fmt.Errorf("provision: %s: subscribe: %w", apiName, err)
+		}
+	}
+	body, err := marshal(f, req)
+	if err != nil {
+		return fmt.Errorf("provision: %s: encode: %w", apiName, err)
+	}
+	for attempt := 0; attempt < p.o.Attempts; attempt++ {
+		if err := p.t.Publish(ctx, base+"/"+f, 1, body); err != nil {
+			return fmt.Errorf("provision: %s: publish: %w", apiName, err)
+		}
+		wait := p.o.ResponseTimeout
+		if _, ok := p.t.(SubscriptionWaiter); !ok && attempt == 0 && p.o.Attempts > 1 {
+			// The subscriptions may not be in place yet: the first answer
+			// can be lost, so do not wait long for it.
+			wait /= 4
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("provision: %s: %w", apiName, ctx.Err())
+		case <-timer.C:
+			continue
+		case m := <-ch:
+			timer.Stop()
+			if m.topic == rejected {
+				rej := &RejectedError{API: apiName}
+				if err := unmarshal(f, m.payload, rej); err != nil {
+					return fmt.Errorf("provision: %s: %w: rejected with an unreadable payload: %v", apiName, ErrInvalidResponse, err)
+				}
+				return rej
+			}
+			if err := unmarshal(f, m.payload, resp); err != nil {
+				return fmt.Errorf("provision: %s: %w: %v", apiName, ErrInvalidResponse, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("provision: %s: %w after %d attempts", apiName, ErrNoResponse, p.o.Attempts)
+}
+
+func marshal(f string, v any) ([]byte, error) {
+	if f == "cbor" {
+		return cbor.Marshal(v)
+	}
+	return json.Marshal(v)
+}
+
+func unmarshal(f string, b []byte, v any) error {
+	if f == "cbor" {
+		return cbor.Unmarshal(b, v)
+	}
+	return json.Unmarshal(b, v)
+}
+
+func parseCert(s string) (*x509.Certificate, error) {
+	blk, _ := pem.Decode([]byte(s))
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}

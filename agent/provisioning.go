@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/agent/provision"
+	"github.com/iotagent/iotagent/agent/transport"
+	"github.com/iotagent/iotagent/tpm"
+)
+
+// loadRoots reads the root CA bundle the agent trusts for the endpoint.
+func loadRoots(path string) (*x509.CertPool, error) {
+	caPEM, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("root CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("root CA %s: no PEM certificate in it", path)
+	}
+	return roots, nil
+}
+
+// ensureIdentity provisions the device when fleet provisioning is
+// configured and there is no identity yet, retrying with backoff until it
+// succeeds or ctx ends: a device on the shelf keeps trying rather than
+// crash-looping. It adopts the identity into a.cfg (thing name,
+// certificate and, for CreateKeysAndCertificate, the key file).
+func (a *Agent) ensureIdentity(ctx context.Context, ks tpm.KeyStore, roots *x509.CertPool) error {
+	if !a.cfg.Provisioning.Enabled() {
+		return nil
+	}
+	id, err := provision.Load(a.cfg.StateDir)
+	if err == nil {
+		adopt(&a.cfg, id)
+		return nil
+	}
+	if !errors.Is(err, provision.ErrNotProvisioned) {
+		return err
+	}
+	if _, err := os.Stat(a.cfg.Identity.Cert); err == nil {
+		return nil // an identity put there by hand or by the line: keep it
+	}
+	wait := time.Second
+	for {
+		a.log.Info("provisioning with the claim certificate", "template", a.cfg.Provisioning.Template)
+		id, err := ProvisionOnce(ctx, a.cfg, ks, roots, a.log)
+		if err == nil {
+			adopt(&a.cfg, id)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.mu.Lock()
+		a.st.LastError = "provisioning: " + err.Error()
+		a.mu.Unlock()
+		if !retryable(err) {
+			wait = max(wait, 5*time.Minute) // a permanent refusal: the cloud side must change first
+		}
+		d := time.Duration(rand.Int64N(int64(wait))) + time.Second
+		a.log.Warn("provisioning failed; retrying", "err", err, "retry_in", d.Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+		wait = min(2*wait, 30*time.Minute)
+	}
+}
+
+func retryable(err error) bool {
+	var rej *provision.RejectedError
+	if errors.As(err, &rej) {
+		return rej.Retryable()
+	}
+	return true // no answer, no connection: try again
+}
+
+// adopt points cfg at a provisioned identity.
+func adopt(cfg *config.Config, id provision.Identity) {
+	cfg.ThingName = id.ThingName
+	cfg.Identity.Cert = id.CertificateFile
+	if id.KeyFile != "" {
+		cfg.Identity.KeyStore, cfg.Identity.Key = "file", id.KeyFile
+	}
+}
+
+// ProvisionOnce runs fleet provisioning once with the claim certificate of
+// cfg.Provisioning: connect as the claim, get a certificate (from a CSR of
+// the key store's key when use_csr is set or the key is in the TPM, so the
+// key never leaves it; else CreateKeysAndCertificate), register the thing,
+// persist the identity in the state dir. It is what `iotagent provision`
+// runs on the manufacturing line.
+func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, roots *x509.CertPool, log *slog.Logger) (provision.Identity, error) {
+	p := cfg.Provisioning
+	claimCert, err := os.ReadFile(p.ClaimCert)
+	if err != nil {
+		return provision.Identity{}, fmt.Errorf("claim certificate: %w", err)
+	}
+	der, _ := nextCertificate(claimCert)
+	if der == nil {
+		return provision.Identity{}, fmt.Errorf("claim certificate %s: no PEM certificate in it", p.ClaimCert)
+	}
+	claimKey, err := tpm.NewFileStore(p.ClaimKey).Signer()
+	if err != nil {
+		return provision.Identity{}, fmt.Errorf("claim key: %w", err)
+	}
+	params := map[string]string{}
+	if serial, err := provision.SerialNumber(); err == nil {
+		params["SerialNumber"] = serial
+	}
+	maps.Copy(params, p.Params)
+	if params["SerialNumber"] == "" {
+		return provision.Identity{}, errors.New("no serial number: neither /proc/cpuinfo nor /etc/machine-id has one; set provisioning.params.SerialNumber")
+	}
+	pks, ok := ks.(provision.KeyStore)
+	useCSR := p.UseCSR || cfg.Identity.KeyStore == "tpm"
+	if useCSR && !ok {
+		return provision.Identity{}, fmt.Errorf("key store %v cannot generate keys for a CSR", ks)
+	}
+
+	claim, err := transport.New(transport.Options{
+		Broker:       net.JoinHostPort(cfg.MQTT.Endpoint, strconv.Itoa(cfg.MQTT.Port)),
+		ServerName:   cfg.MQTT.TLSServerName(),
+		ALPN:         cfg.MQTT.ALPN,
+		RootCAs:      roots,
+		Certificate:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: claimKey},
+		ClientID:     "provision-" + params["SerialNumber"],
+		CleanSession: true,
+		KeepAlive:    time.Duration(cfg.MQTT.KeepAliveS) * time.Second,
+		BackoffMax:   5 * time.Second,
+		Logger:       log.With("component", "provisioning"),
+	})
+	if err != nil {
+		return provision.Identity{}, fmt.Errorf("claim connection: %w", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = claim.Run(cctx) }()
+	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(cctx, time.Duration(cfg.MQTT.ConnectTimeoutS)*time.Second+10*time.Second)
+	err = claim.WaitConnected(wctx)
+	wcancel()
+	if err != nil {
+		return provision.Identity{}, fmt.Errorf("connect with the claim certificate: %w (last error: %s)", err, claim.Stats().LastError)
+	}
+	var store provision.KeyStore
+	if useCSR {
+		store = pks
+	}
+	return provision.Provision(ctx, claim, store, provision.Options{
+		Template: p.Template,
+		Params:   params,
+		UseCSR:   useCSR,
+		StateDir: cfg.StateDir,
+		Format:   p.Format,
+	})
+}

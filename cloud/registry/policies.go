@@ -1,0 +1,285 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/iotagent/iotagent/cloud/policy"
+	"github.com/iotagent/iotagent/cloud/store"
+)
+
+// Bucket names for IoT policies.
+const (
+	policiesBucket = "registry.policies"
+	// policyTargetsBucket maps a target ARN (certificate or thing group) to
+	// the sorted names of the policies attached to it.
+	policyTargetsBucket = "registry.policytargets"
+)
+
+// MaxPoliciesPerTarget is AWS's limit on policies attached to one
+// certificate or thing group.
+const MaxPoliciesPerTarget = 10
+
+var (
+	// ErrMalformedPolicy: the policy document is not valid (AWS's
+	// MalformedPolicyException). The error also wraps policy.ErrMalformed.
+	ErrMalformedPolicy = errors.New("registry: malformed policy document")
+	// ErrLimitExceeded: an AWS quota would be exceeded (LimitExceededException).
+	ErrLimitExceeded = errors.New("registry: limit exceeded")
+)
+
+var policyNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,128}$`)
+
+// Policy is an IoT policy. Only its default version is kept.
+type Policy struct {
+	Name             string    `json:"policyName"`
+	ARN              string    `json:"policyArn"`
+	Document         string    `json:"policyDocument"`
+	DefaultVersionID string    `json:"defaultVersionId"`
+	CreatedAt        time.Time `json:"creationDate"`
+}
+
+// ValidPolicyName reports whether name satisfies AWS's policy name rule,
+// [\w+=,.@-]{1,128}.
+func ValidPolicyName(name string) bool { return policyNameRE.MatchString(name) }
+
+// CreatePolicy creates a policy whose version 1 is document. A bad name
+// gives ErrInvalid, a document that does not parse ErrMalformedPolicy, an
+// existing name ErrExists.
+func (r *Registry) CreatePolicy(name, document string) (Policy, error) {
+	if !ValidPolicyName(name) {
+		return Policy{}, fmt.Errorf("create policy %q: name must match [\\w+=,.@-]{1,128}: %w", name, ErrInvalid)
+	}
+	if _, err := policy.Parse(document); err != nil {
+		return Policy{}, fmt.Errorf("create policy %q: %w: %w", name, ErrMalformedPolicy, err)
+	}
+	p := Policy{
+		Name:             name,
+		ARN:              r.arn("policy", name),
+		Document:         document,
+		DefaultVersionID: "1",
+		CreatedAt:        r.now().UTC(),
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.db.Update(func(tx *store.Tx) error {
+		if _, err := tx.Get(policiesBucket, name); err == nil {
+			return fmt.Errorf("create policy %q: %w", name, ErrExists)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("create policy %q: %w", name, err)
+		}
+		return putJSON(tx, policiesBucket, name, p)
+	})
+	if err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
+// GetPolicy returns the policy or ErrNotFound.
+func (r *Registry) GetPolicy(name string) (Policy, error) {
+	var p Policy
+	if err := r.db.GetJSON(policiesBucket, name, &p); err != nil {
+		return Policy{}, fmt.Errorf("get policy %q: %w", name, notFound(err))
+	}
+	return p, nil
+}
+
+// ListPolicies returns every policy, ordered by name.
+func (r *Registry) ListPolicies() ([]Policy, error) {
+	var out []Policy
+	err := r.db.ForEach(policiesBucket, "", func(_ string, v []byte) error {
+		var p Policy
+		if err := json.Unmarshal(v, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	return out, nil
+}
+
+// AttachPolicy attaches a policy to a target: a certificate ARN or a thing
+// group ARN, as AWS's AttachPolicy. An unknown policy or target gives
+// ErrNotFound, a target that is neither ErrInvalid, an eleventh policy on
+// one target ErrLimitExceeded. Attaching twice is not an error.
+func (r *Registry) AttachPolicy(name, target string) error {
+	return r.changePolicyTarget(name, target, true)
+}
+
+// DetachPolicy detaches a policy from a target. Detaching a policy that is
+// not attached is not an error; an unknown policy or target is ErrNotFound.
+func (r *Registry) DetachPolicy(name, target string) error {
+	return r.changePolicyTarget(name, target, false)
+}
+
+func (r *Registry) changePolicyTarget(name, target string, attach bool) error {
+	step := "attach"
+	if !attach {
+		step = "detach"
+	}
+	r.mu.Lock()
+	err := r.db.Update(func(tx *store.Tx) error {
+		if _, err := tx.Get(policiesBucket, name); err != nil {
+			return fmt.Errorf("%s policy %q: %w", step, name, notFound(err))
+		}
+		if err := r.checkTarget(tx.Get, target); err != nil {
+			return fmt.Errorf("%s policy %q: %w", step, name, err)
+		}
+		var names []string
+		if err := getJSON(tx, policyTargetsBucket, target, &names); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%s policy %q: %w", step, name, err)
+		}
+		if attach {
+			if !slices.Contains(names, name) && len(names) >= MaxPoliciesPerTarget {
+				return fmt.Errorf("%s policy %q: %s already has %d policies: %w", step, name, target, len(names), ErrLimitExceeded)
+			}
+			names = addSorted(names, name)
+		} else {
+			names = remove(names, name)
+		}
+		if len(names) == 0 {
+			return tx.Delete(policyTargetsBucket, target)
+		}
+		return putJSON(tx, policyTargetsBucket, target, names)
+	})
+	watchers := slices.Clone(r.policyWatchers)
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, fn := range watchers {
+		fn()
+	}
+	return nil
+}
+
+// getter reads one key: *store.Tx's Get or *store.DB's.
+type getter func(bucket, key string) ([]byte, error)
+
+// checkTarget checks that target is the ARN of a registered certificate or
+// an existing thing group in this registry's region and account.
+func (r *Registry) checkTarget(get getter, target string) error {
+	prefix := "arn:aws:iot:" + r.region + ":" + r.account + ":"
+	rest, ok := strings.CutPrefix(target, prefix)
+	if !ok {
+		if strings.HasPrefix(target, "arn:") {
+			return fmt.Errorf("target %s: %w", target, ErrNotFound)
+		}
+		return fmt.Errorf("target %q is not a certificate or thing group ARN: %w", target, ErrInvalid)
+	}
+	switch kind, id, _ := strings.Cut(rest, "/"); kind {
+	case "cert":
+		if _, err := get(certsBucket, id); err != nil {
+			return fmt.Errorf("certificate %s: %w", id, notFound(err))
+		}
+	case "thinggroup":
+		if _, err := get(groupsBucket, id); err != nil {
+			return fmt.Errorf("thing group %s: %w", id, notFound(err))
+		}
+	default:
+		return fmt.Errorf("target %q is not a certificate or thing group ARN: %w", target, ErrInvalid)
+	}
+	return nil
+}
+
+// AttachedPolicies returns the policies attached directly to target (a
+// certificate or thing group ARN), ordered by name.
+func (r *Registry) AttachedPolicies(target string) ([]Policy, error) {
+	if err := r.checkTarget(r.db.Get, target); err != nil {
+		return nil, fmt.Errorf("list attached policies: %w", err)
+	}
+	out, err := policiesOf(r.db.Get, target, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list attached policies: %w", err)
+	}
+	return out, nil
+}
+
+// policiesOf appends the policies attached to target that are not in have.
+func policiesOf(get getter, target string, have []Policy) ([]Policy, error) {
+	var names []string
+	if err := getJSONWith(get, policyTargetsBucket, target, &names); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return have, nil
+		}
+		return nil, err
+	}
+	for _, n := range names {
+		if slices.ContainsFunc(have, func(p Policy) bool { return p.Name == n }) {
+			continue
+		}
+		var p Policy
+		if err := getJSONWith(get, policiesBucket, n, &p); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		have = append(have, p)
+	}
+	return have, nil
+}
+
+// EffectivePolicies returns the policies that apply to a connection of
+// certificate certID as thing (thing may be ""): the certificate's own and
+// those of every thing group the thing belongs to, each once, ordered by
+// name. An unknown certificate gives ErrNotFound.
+func (r *Registry) EffectivePolicies(certID, thing string) ([]Policy, error) {
+	get := r.db.Get
+	if _, err := get(certsBucket, certID); err != nil {
+		return nil, fmt.Errorf("effective policies: certificate %s: %w", certID, notFound(err))
+	}
+	out, err := policiesOf(get, r.arn("cert", certID), nil)
+	if err != nil {
+		return nil, fmt.Errorf("effective policies: %w", err)
+	}
+	if thing != "" {
+		var t Thing
+		err := getJSONWith(get, thingsBucket, thing, &t)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("effective policies: %w", err)
+		}
+		var m membership
+		if err == nil {
+			if m, err = membershipOf(get, t); err != nil {
+				return nil, fmt.Errorf("effective policies: %w", err)
+			}
+		}
+		for _, g := range m.Groups {
+			if out, err = policiesOf(get, r.arn("thinggroup", g), out); err != nil {
+				return nil, fmt.Errorf("effective policies: %w", err)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Policy) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// WatchPolicies registers fn to be called, outside the registry's lock,
+// after every change that can alter a connection's effective policies:
+// policy attachments and thing group membership. fn must not block for long.
+func (r *Registry) WatchPolicies(fn func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.policyWatchers = append(r.policyWatchers, fn)
+}
+
+func getJSONWith(get getter, bucket, key string, v any) error {
+	b, err := get(bucket, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}

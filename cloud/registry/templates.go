@@ -1,0 +1,186 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"time"
+
+	"github.com/iotagent/iotagent/cloud/store"
+)
+
+// templatesBucket holds provisioning templates by name.
+const templatesBucket = "registry.provisioningtemplates"
+
+// Provisioning template types, as AWS names them.
+const (
+	TemplateTypeFleetProvisioning = "FLEET_PROVISIONING"
+	TemplateTypeJITP              = "JITP"
+)
+
+// Limits of a provisioning template record (botocore model).
+const (
+	MaxTemplateBodyLen        = 10240
+	MaxTemplateDescriptionLen = 500
+)
+
+var templateNameRE = regexp.MustCompile(`^[0-9A-Za-z_-]{1,36}$`)
+
+// ValidTemplateName reports whether name satisfies AWS's provisioning
+// template name rule, ^[0-9A-Za-z_-]{1,36}$.
+func ValidTemplateName(name string) bool { return templateNameRE.MatchString(name) }
+
+// ProvisioningHook is a template's pre-provisioning hook. On AWS TargetARN
+// names a Lambda function; iotsim also accepts an http(s) URL (a webhook).
+type ProvisioningHook struct {
+	TargetARN      string `json:"targetArn"`
+	PayloadVersion string `json:"payloadVersion,omitempty"`
+}
+
+// ProvisioningTemplate is a stored provisioning template. Body is the JSON
+// template document as a string, as AWS keeps it.
+type ProvisioningTemplate struct {
+	Name             string            `json:"templateName"`
+	ARN              string            `json:"templateArn"`
+	Description      string            `json:"description,omitempty"`
+	Body             string            `json:"templateBody"`
+	Enabled          bool              `json:"enabled"`
+	RoleARN          string            `json:"provisioningRoleArn"`
+	Hook             *ProvisioningHook `json:"preProvisioningHook,omitempty"`
+	Type             string            `json:"type"`
+	DefaultVersionID int64             `json:"defaultVersionId"`
+	Tags             map[string]string `json:"tags,omitempty"`
+	CreatedAt        time.Time         `json:"creationDate"`
+	UpdatedAt        time.Time         `json:"lastModifiedDate"`
+}
+
+// CreateProvisioningTemplate stores a new template. Name, ARN, version and
+// timestamps are filled in; Type "" means FLEET_PROVISIONING. A bad name,
+// type, an over-long body or description, or a hook on a JITP template give
+// ErrInvalid; an existing name gives ErrExists. The body itself is not
+// interpreted here (cloud/provisioning validates it).
+func (r *Registry) CreateProvisioningTemplate(t ProvisioningTemplate) (ProvisioningTemplate, error) {
+	if !ValidTemplateName(t.Name) {
+		return ProvisioningTemplate{}, fmt.Errorf("create provisioning template %q: name must match ^[0-9A-Za-z_-]{1,36}$: %w", t.Name, ErrInvalid)
+	}
+	if t.Type == "" {
+		t.Type = TemplateTypeFleetProvisioning
+	}
+	switch {
+	case t.Type != TemplateTypeFleetProvisioning && t.Type != TemplateTypeJITP:
+		return ProvisioningTemplate{}, fmt.Errorf("create provisioning template %q: type %q: %w", t.Name, t.Type, ErrInvalid)
+	case len(t.Body) > MaxTemplateBodyLen:
+		return ProvisioningTemplate{}, fmt.Errorf("create provisioning template %q: body longer than %d: %w", t.Name, MaxTemplateBodyLen, ErrInvalid)
+	case len(t.Description) > MaxTemplateDescriptionLen:
+		return ProvisioningTemplate{}, fmt.Errorf("create provisioning template %q: description longer than %d: %w", t.Name, MaxTemplateDescriptionLen, ErrInvalid)
+	case t.Hook != nil && t.Type == TemplateTypeJITP:
+		return ProvisioningTemplate{}, fmt.Errorf("create provisioning template %q: a pre-provisioning hook works only for FLEET_PROVISIONING: %w", t.Name, ErrInvalid)
+	case t.Hook != nil && t.Hook.TargetARN == "":
+		return ProvisioningTemplate{}, fmt.Errorf("create provisioning template %q: pre-provisioning hook without a target: %w", t.Name, ErrInvalid)
+	}
+	now := r.now().UTC()
+	t.ARN = r.arn("provisioningtemplate", t.Name)
+	t.DefaultVersionID = 1
+	t.CreatedAt, t.UpdatedAt = now, now
+	t.Tags = maps.Clone(t.Tags)
+	if t.Hook != nil {
+		h := *t.Hook
+		t.Hook = &h
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.db.Update(func(tx *store.Tx) error {
+		if _, err := tx.Get(templatesBucket, t.Name); err == nil {
+			return fmt.Errorf("create provisioning template %q: %w", t.Name, ErrExists)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("create provisioning template %q: %w", t.Name, err)
+		}
+		return putJSON(tx, templatesBucket, t.Name, t)
+	})
+	if err != nil {
+		return ProvisioningTemplate{}, err
+	}
+	return t, nil
+}
+
+// DescribeProvisioningTemplate returns the template or ErrNotFound.
+func (r *Registry) DescribeProvisioningTemplate(name string) (ProvisioningTemplate, error) {
+	if !ValidTemplateName(name) {
+		return ProvisioningTemplate{}, fmt.Errorf("describe provisioning template %q: %w", name, ErrNotFound)
+	}
+	var t ProvisioningTemplate
+	if err := r.db.GetJSON(templatesBucket, name, &t); err != nil {
+		return ProvisioningTemplate{}, fmt.Errorf("describe provisioning template %q: %w", name, notFound(err))
+	}
+	return t, nil
+}
+
+// ListProvisioningTemplates returns every template, ordered by name.
+func (r *Registry) ListProvisioningTemplates() ([]ProvisioningTemplate, error) {
+	var out []ProvisioningTemplate
+	err := r.db.ForEach(templatesBucket, "", func(_ string, v []byte) error {
+		var t ProvisioningTemplate
+		if err := json.Unmarshal(v, &t); err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list provisioning templates: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteProvisioningTemplate deletes a template; an unknown name gives
+// ErrNotFound, as AWS's DeleteProvisioningTemplate does.
+func (r *Registry) DeleteProvisioningTemplate(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.db.Update(func(tx *store.Tx) error {
+		if _, err := tx.Get(templatesBucket, name); err != nil {
+			return fmt.Errorf("delete provisioning template %q: %w", name, notFound(err))
+		}
+		return tx.Delete(templatesBucket, name)
+	})
+}
+
+// SetThingAttributes replaces an existing thing's type and attributes (nil
+// or empty attrs removes them all) and bumps its version. Fleet
+// provisioning's OverrideSettings (REPLACE, MERGE) use it. An unknown thing
+// gives ErrNotFound, bad attributes ErrInvalid.
+func (r *Registry) SetThingAttributes(name, typeName string, attrs map[string]string) (Thing, error) {
+	if typeName != "" && !nameRE.MatchString(typeName) {
+		return Thing{}, fmt.Errorf("set thing %q attributes: thing type name %q: %w", name, typeName, ErrInvalid)
+	}
+	for k, v := range attrs {
+		if !attrNameRE.MatchString(k) || !attrValueRE.MatchString(v) {
+			return Thing{}, fmt.Errorf("set thing %q attributes: attribute %q=%q: %w", name, k, v, ErrInvalid)
+		}
+	}
+	if len(attrs) == 0 {
+		attrs = nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out Thing
+	err := r.db.Update(func(tx *store.Tx) error {
+		if err := getJSON(tx, thingsBucket, name, &out); err != nil {
+			return fmt.Errorf("set thing %q attributes: %w", name, notFound(err))
+		}
+		if out.TypeName == typeName && maps.Equal(out.Attributes, attrs) {
+			return nil
+		}
+		out.TypeName = typeName
+		out.Attributes = maps.Clone(attrs)
+		out.Version++
+		out.LastUpdatedAt = r.now().UTC()
+		return putJSON(tx, thingsBucket, name, out)
+	})
+	if err != nil {
+		return Thing{}, err
+	}
+	return out, nil
+}

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/iotagent/iotagent/agent/localapi"
+)
+
+func statusCmd(args []string, stdout, stderr io.Writer) error {
+	c := newFlags("status", "status [flags]",
+		"One screen about the running agent: identity and certificate expiry, key store,\n"+
+			"endpoint and connection, last error, shadow sync, sensors, alarm, jobs, OTA,\n"+
+			"Device Defender and the outbox.", stderr)
+	if err := c.parse(args, 0); err != nil {
+		return err
+	}
+	st, err := c.client().Status(context.Background())
+	if err != nil {
+		return err
+	}
+	if *c.json {
+		return printJSON(stdout, st)
+	}
+	_, err = io.WriteString(stdout, renderStatus(st, now()))
+	return err
+}
+
+// renderStatus is the human-readable status screen.
+func renderStatus(st map[string]json.RawMessage, now time.Time) string {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-11s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	// decode fills v from section name; it reports a section's error, or
+	// its absence, on the line instead.
+	decode := func(label, name string, v any) bool {
+		raw, ok := st[name]
+		if !ok {
+			line(label, "not provided by this agent (%s)", notProvidedWhy(name))
+			return false
+		}
+		var e localapi.Error
+		if json.Unmarshal(raw, &e) == nil && e.Code != "" && e.Message != "" {
+			line(label, "error: %s", e.Message)
+			return false
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			line(label, "unreadable: %v", err)
+			return false
+		}
+		return true
+	}
+
+	var ag localapi.Agent
+	if decode("Agent", localapi.SectionAgent, &ag) {
+		health := "healthy"
+		if !ag.Healthy {
+			health = "UNHEALTHY: " + ag.Unhealthy
+		}
+		level := ag.LogLevel
+		if ag.LogConfig != "" && ag.LogConfig != ag.LogLevel {
+			level += " (configured " + ag.LogConfig + ", until restart)"
+		}
+		line("Agent", "iotagent %s, pid %d, up %s, %s; log level %s", ag.Version, ag.PID, ago(now, ag.StartedAt), health, level)
+	}
+	var id localapi.Identity
+	if decode("Identity", localapi.SectionIdentity, &id) {
+		switch {
+		case id.Error != "":
+			line("Identity", "%s; certificate %s: %s", id.Thing, id.Cert, id.Error)
+		default:
+			line("Identity", "%s; certificate %s", id.Thing, id.Subject)
+			line("", "issued by %s", id.Issuer)
+			line("", "%s", expiry(id.NotAfter, id.DaysLeft))
+		}
+		line("Key store", "%s %s", id.KeyStore, id.Key)
+	}
+	var conn localapi.Connection
+	if decode("Endpoint", localapi.SectionConnection, &conn) {
+		ep := conn.Endpoint
+		if conn.ServerName != "" && !strings.HasPrefix(conn.Endpoint, conn.ServerName+":") {
+			ep += " (TLS name " + conn.ServerName + ")"
+		}
+		if conn.ALPN {
+			ep += ", ALPN x-amzn-mqtt-ca"
+		}
+		line("Endpoint", "%s as client ID %s", ep, conn.ClientID)
+		counts := fmt.Sprintf("%d connects, %d failed attempts, %d disconnects", conn.Connects, conn.ConnectFailures, conn.Disconnects)
+		switch {
+		case conn.Connected && !conn.ConnectedSince.IsZero():
+			line("Connected", "since %s (%s); %s", stamp(conn.ConnectedSince), ago(now, conn.ConnectedSince), counts)
+		case conn.Connected:
+			line("Connected", "yes; %s", counts)
+		case conn.LastAttempt.IsZero():
+			line("Connected", "NO, no attempt yet")
+		default:
+			line("Connected", "NO, last attempt %s ago; %s", ago(now, conn.LastAttempt), counts)
+		}
+		if conn.Connected && conn.Subscribed < conn.Subscriptions {
+			line("", "only %d of %d subscriptions acknowledged", conn.Subscribed, conn.Subscriptions)
+		}
+		lastErr := conn.LastError
+		switch {
+		case lastErr == "":
+			lastErr = "none"
+		case conn.Connected:
+			lastErr = "none since connecting; before: " + lastErr
+		}
+		line("Last error", "%s", lastErr)
+	}
+	var sh localapi.Shadow
+	if decode("Shadow", localapi.SectionShadow, &sh) {
+		switch {
+		case sh.InSync:
+			line("Shadow", "in sync (version %d)", sh.Version)
+		case len(sh.Pending) > 0:
+			line("Shadow", "PENDING DELTA (version %d): %s", sh.Version, strings.Join(sh.Pending, ", "))
+		case !sh.Synced:
+			line("Shadow", "not synced yet since start")
+		case !sh.FetchedLive:
+			line("Shadow", "synced earlier (version %d); now unknown: %s", sh.Version, sh.CloudError)
+		default:
+			line("Shadow", "not in sync (version %d)", sh.Version)
+		}
+		for _, p := range sh.Problems {
+			line("", "not applied: %s", p)
+		}
+	}
+	var se localapi.Sensors
+	if decode("Sensors", localapi.SectionSensors, &se) {
+		renderSensors(&b, se, line)
+	}
+	renderOptional(&b, st, line)
+	var ob localapi.Outbox
+	if decode("Outbox", localapi.SectionOutbox, &ob) {
+		line("Outbox", "%d queued (%s) of %d; %d dropped (%d telemetry, %d alarms)", ob.Depth, bytesText(ob.Bytes), ob.MaxMessages,
+			ob.Dropped, ob.DroppedTelemetry, ob.DroppedAlarm)
+	}
+	return b.String()
+}
+
+// renderSensors writes the sensors' and the alarm's lines.
+func renderSensors(b *strings.Builder, se localapi.Sensors, line func(label, format string, args ...any)) {
+	var parts []string
+	if e := se.Env; e != nil {
+		if e.Error != "" {
+			parts = append(parts, fmt.Sprintf("%s: %s", e.Sensor, e.Error))
+		} else {
+			hot := ""
+			if e.High {
+				hot = " HIGH"
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f °C%s (max %g), %.2f %%RH, %.2f kPa", e.Sensor, e.TemperatureC, hot, e.MaxC, e.HumidityPct, e.PressureKPa))
+		}
+	}
+	for _, in := range se.Inputs {
+		parts = append(parts, inputText(in))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no values yet")
+	}
+	line("Sensors", "%s", parts[0])
+	for _, p := range parts[1:] {
+		line("", "%s", p)
+	}
+	if se.ReadErrors > 0 {
+		line("", "%d read errors; last: %s", se.ReadErrors, se.LastError)
+	}
+	if len(se.Outputs) > 0 {
+		names := make([]string, 0, len(se.Outputs))
+		for n := range se.Outputs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var outs []string
+		for _, n := range names {
+			outs = append(outs, n+" "+onOff(se.Outputs[n]))
+		}
+		line("Outputs", "%s", strings.Join(outs, ", "))
+	}
+	al := se.Alarm
+	armed := "disarmed"
+	if al.Armed {
+		armed = "armed"
+	}
+	state := "off"
+	if al.On {
+		state = "ON"
+	}
+	last := ""
+	if al.LastAlarm != 0 {
+		last = fmt.Sprintf("; last alarm %s by %s", stamp(time.Unix(al.LastAlarm, 0)), al.LastSensor)
+	}
+	line("Alarm", "%s, %s%s", armed, state, last)
+}
+
+func inputText(in localapi.InputState) string {
+	if in.Error != "" {
+		return in.Name + ": " + in.Error
+	}
+	switch in.Name {
+	case "motion":
+		if in.Active {
+			return "motion: MOTION"
+		}
+		return "motion: still"
+	case "contact":
+		if in.Active {
+			return "contact: OPEN (lid)"
+		}
+		return "contact: closed (lid)"
+	}
+	return fmt.Sprintf("%s: %s", in.Name, map[bool]string{true: "active", false: "inactive"}[in.Active])
+}
+
+// renderOptional writes jobs, OTA and Defender, which only some agents
+// provide.
+func renderOptional(b *strings.Builder, st map[string]json.RawMessage, line func(label, format string, args ...any)) {
+	for _, s := range []struct{ label, name string }{{"Jobs", localapi.SectionJobs}, {"OTA", localapi.SectionOTA}} {
+		raw, ok := st[s.name]
+		if !ok {
+			line(s.label, "not provided by this agent (%s)", notProvidedWhy(s.name))
+			continue
+		}
+		line(s.label, "%s", compactJSON(raw))
+	}
+	raw, ok := st[localapi.SectionDefender]
+	if !ok {
+		line("Defender", "not provided by this agent (%s)", notProvidedWhy(localapi.SectionDefender))
+		return
+	}
+	var d localapi.Defender
+	if err := json.Unmarshal(raw, &d); err != nil {
+		line("Defender", "unreadable: %v", err)
+		return
+	}
+	if !d.Enabled {
+		line("Defender", "off (defender.enabled is false)")
+		return
+	}
+	ack := "no answer yet"
+	if d.Accepted+d.Rejected > 0 {
+		ack = "answered"
+	}
+	if d.LastAck != "" {
+		ack = d.LastAck
+		if !d.LastAckAt.IsZero() {
+			ack += " at " + stamp(d.LastAckAt)
+		}
+	}
+	line("Defender", "every %ds, %s; last report %d: %s; %d sent, %d accepted, %d rejected", d.IntervalS, d.Format, d.LastReportID, ack, d.Sent, d.Accepted, d.Rejected)
+	if d.LastError != "" {
+		line("", "last error: %s", d.LastError)
+	}
+}
+
+func notProvidedWhy(name string) string {
+	switch name {
+	case localapi.SectionJobs:
+		return "this build has no jobs service"
+	case localapi.SectionOTA:
+		return "this build has no OTA updater"
+	case localapi.SectionDefender:
+		return "this build does not wire Device Defender into the local API"
+	}
+	return "an older agent"
+}
+
+func compactJSON(raw json.RawMessage) string {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return string(raw)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func expiry(notAfter time.Time, days int) string {
+	switch {
+	case days < 0:
+		return fmt.Sprintf("EXPIRED %s (%d days ago): renew it", stamp(notAfter), -days)
+	case days < 30:
+		return fmt.Sprintf("expires %s: only %d days left, renew soon", stamp(notAfter), days)
+	}
+	return fmt.Sprintf("expires %s (%d days left)", stamp(notAfter), days)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// ago is a rough duration for people: "3h12m", "45s", "12 days".
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%ds", int(d.Seconds()))
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
