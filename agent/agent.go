@@ -179,7 +179,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("key store: %w", err)
 	}
 	defer func() { ks.Close() }() // after every goroutine that signs has stopped
-	roots, err := loadRoots(a.cfg.MQTT.RootCA)
+	roots, err := LoadRoots(a.cfg.MQTT.RootCA)
 	if err != nil {
 		return err
 	}

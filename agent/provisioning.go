@@ -20,8 +20,8 @@ import (
 	"github.com/iotagent/iotagent/tpm"
 )
 
-// loadRoots reads the root CA bundle the agent trusts for the endpoint.
-func loadRoots(path string) (*x509.CertPool, error) {
+// LoadRoots reads the root CA bundle the agent trusts for the endpoint.
+func LoadRoots(path string) (*x509.CertPool, error) {
 	caPEM, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("root CA: %w", err)

@@ -39,6 +39,8 @@ Usage:
   iotagent logs [-n N]                 the newest log lines the agent keeps in memory
   iotagent log-level LEVEL             set the agent's log level until it restarts
   iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
+  iotagent provision [flags]           fleet provisioning once, for the manufacturing line (JSON result)
+  iotagent defender report [--dry-run] send a Device Defender report now, or print the one that would be sent
   iotagent completion bash|zsh|fish    print a shell completion script
   iotagent version                     print version, commit and platform
 
@@ -95,6 +97,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return logLevelCmd(rest, stdout, stderr)
 	case "diag":
 		return diagCmd(rest, stdout, stderr)
+	case "provision":
+		return provisionCmd(rest, stdout, stderr)
+	case "defender":
+		if len(rest) == 0 || rest[0] != "report" {
+			return usagef("usage: iotagent defender report [--dry-run] [flags]")
+		}
+		return defenderCmd(rest[1:], stdout, stderr)
 	case "completion":
 		return completionCmd(rest, stdout, stderr)
 	case "version":
@@ -134,15 +143,8 @@ func (o overrides) apply(c *config.Config) {
 			*dst = v
 		}
 	}
-	abs := func(p *string) {
-		if *p != "" {
-			if a, err := filepath.Abs(*p); err == nil {
-				*p = a
-			}
-		}
-	}
 	for _, p := range []*string{o.stateDir, o.rootCA, o.cert, o.key} {
-		abs(p)
+		*p = absPath(*p)
 	}
 	set(&c.StateDir, *o.stateDir)
 	set(&c.ThingName, *o.thing)
@@ -157,6 +159,16 @@ func (o overrides) apply(c *config.Config) {
 }
 
 func loadConfig(path string, ov *overrides) (config.Config, error) {
+	var override func(*config.Config)
+	if ov != nil {
+		override = ov.apply
+	}
+	return loadConfigWith(path, override)
+}
+
+// loadConfigWith reads, parses and validates the config file, with
+// override (the command line) applied before the derived defaults.
+func loadConfigWith(path string, override func(*config.Config)) (config.Config, error) {
 	data, err := config.ReadFile(path)
 	if err != nil {
 		return config.Config{}, err
@@ -164,10 +176,6 @@ func loadConfig(path string, ov *overrides) (config.Config, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return config.Config{}, err
-	}
-	var override func(*config.Config)
-	if ov != nil {
-		override = ov.apply
 	}
 	c, err := config.ParseWith(data, filepath.Dir(abs), override)
 	if err != nil {
@@ -207,13 +215,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	hopts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if cfg.Log.Format == "json" {
-		h = slog.NewJSONHandler(stderr, hopts)
-	}
 	ring := logring.New(0)
-	log := slog.New(ring.Handler(h))
+	log := slog.New(ring.Handler(logHandler(cfg, level, stderr)))
 	if agent.NeedsHost(cfg) {
 		st, err := host.Init()
 		if err != nil {
@@ -235,6 +238,33 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	log.Info("agent stopped")
 	return nil
+}
+
+// logHandler is the configured log format at level, on w.
+func logHandler(cfg config.Config, level slog.Leveler, w io.Writer) slog.Handler {
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.NewJSONHandler(w, hopts)
+	}
+	return slog.NewTextHandler(w, hopts)
+}
+
+// newLogger logs in the configured format and level to w.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(cfg.Log.Level))
+	return slog.New(logHandler(cfg, l, w))
+}
+
+// absPath makes a path given on the command line absolute ("" stays "").
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 func validate(args []string, stdout, stderr io.Writer) error {
