@@ -28,6 +28,8 @@ var commands = []command{
 	{name: "logs", flags: append([]string{"n"}, clientFlags...)},
 	{name: "log-level", sub: logLevelNames, flags: clientFlags},
 	{name: "diag", flags: clientFlags},
+	{name: "provision", flags: []string{"config", "state-dir", "endpoint", "port", "root-ca", "claim-cert", "claim-key", "template", "param", "key-store", "csr", "help"}},
+	{name: "defender", sub: []string{"report"}, flags: append([]string{"dry-run"}, clientFlags...)},
 	{name: "config", sub: []string{"validate"}, flags: []string{"config", "json", "help"}, files: true},
 	{name: "completion", sub: []string{"bash", "zsh", "fish"}},
 	{name: "version"},

@@ -2,7 +2,7 @@
 _iotagent() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "run status sensors shadow jobs ota logs log-level diag config completion version help" -- "$cur"))
+		COMPREPLY=($(compgen -W "run status sensors shadow jobs ota logs log-level diag provision defender config completion version help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -32,6 +32,12 @@ _iotagent() {
 		;;
 	diag)
 		COMPREPLY=($(compgen -W "--json --socket --config --timeout --help" -- "$cur"))
+		;;
+	provision)
+		COMPREPLY=($(compgen -W "--config --state-dir --endpoint --port --root-ca --claim-cert --claim-key --template --param --key-store --csr --help" -- "$cur"))
+		;;
+	defender)
+		COMPREPLY=($(compgen -W "report --dry-run --json --socket --config --timeout --help" -- "$cur"))
 		;;
 	config)
 		COMPREPLY=($(compgen -W "validate --config --json --help" -- "$cur") $(compgen -f -- "$cur"))
