@@ -30,7 +30,7 @@ type Opts struct {
 	// Debounce defaults to 50 ms.
 	Debounce time.Duration
 	// Poll bounds how long Watch takes to notice that its ctx ended;
-	// it defaults to 200 ms.
+	// it defaults to 1 s.
 	Poll time.Duration
 	// Clock defaults to the real clock; tests pass a clockwork.FakeClock.
 	Clock clockwork.Clock

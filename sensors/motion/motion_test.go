@@ -92,7 +92,7 @@ func TestWatchSimPin(t *testing.T) {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	cancel()
-	fc.Advance(200 * time.Millisecond) // the default poll interval
+	fc.Advance(time.Second) // the default poll interval
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch = %v, want context.Canceled", err)
 	}
