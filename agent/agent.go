@@ -41,6 +41,9 @@ type Options struct {
 	// Hardware replaces the sensors that the config would open; tests and
 	// the simulated profile use it. Nil: built from cfg.Sensors by Open.
 	Hardware *Hardware
+	// StartupProblem is shown as the last error until something else
+	// happens (e.g. a boot-partition configuration that was refused).
+	StartupProblem string
 	// DefenderFirstDelay is the wait before the first Device Defender
 	// report; 0 means the reporter's default. Tests shorten it.
 	DefenderFirstDelay time.Duration
@@ -148,6 +151,7 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 
 		DefenderIntervalS: cfg.Defender.IntervalS,
 	}
+	a.st.LastError = opt.StartupProblem
 	for _, o := range cfg.Sensors.Outputs {
 		a.st.Outputs[o.Name] = false
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/iotagent/iotagent/agent"
 	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/agent/firstboot"
 	"github.com/iotagent/iotagent/agent/localapi"
 	"github.com/iotagent/iotagent/internal/logring"
 	"github.com/iotagent/iotagent/internal/version"
@@ -40,6 +41,7 @@ Usage:
   iotagent log-level LEVEL             set the agent's log level until it restarts
   iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
   iotagent provision [flags]           fleet provisioning once, for the manufacturing line (JSON result)
+  iotagent firstboot [flags]           adopt a config dropped on the boot partition (run as root before the agent)
   iotagent defender report [--dry-run] send a Device Defender report now, or print the one that would be sent
   iotagent completion bash|zsh|fish    print a shell completion script
   iotagent version                     print version, commit and platform
@@ -99,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return diagCmd(rest, stdout, stderr)
 	case "provision":
 		return provisionCmd(rest, stdout, stderr)
+	case "firstboot":
+		return firstbootCmd(rest, stdout, stderr)
 	case "defender":
 		if len(rest) == 0 || rest[0] != "report" {
 			return usagef("usage: iotagent defender report [--dry-run] [flags]")
@@ -209,6 +213,15 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	stateDir := *ov.stateDir
+	if stateDir == "" {
+		stateDir = config.DefaultStateDir
+	}
+	if p := firstboot.ConfigPath(stateDir); p != "" && !explicit {
+		*cfgPath = p // adopted from the boot partition: it wins over the packaged default
+	}
 	cfg, err := loadConfig(*cfgPath, &ov)
 	if err != nil {
 		return err
@@ -226,7 +239,12 @@ func runAgent(args []string, stderr io.Writer) error {
 			log.Info("periph driver failed", "driver", f.D.String(), "err", f.Err)
 		}
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: log, Level: level, Version: version.Version})
+	opts := agent.Options{Logger: log, Level: level, Version: version.Version}
+	if p, ok := firstboot.LastProblem(cfg.StateDir); ok {
+		opts.StartupProblem = fmt.Sprintf("first boot: %s (files left in %s)", p.Error, p.BootDir)
+		log.Error("the configuration on the boot partition was not adopted", "boot_dir", p.BootDir, "err", p.Error)
+	}
+	a, err := agent.New(cfg, opts)
 	if err != nil {
 		return err
 	}
