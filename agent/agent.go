@@ -25,6 +25,7 @@ import (
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/defender"
 	"github.com/iotagent/iotagent/agent/outbox"
+	"github.com/iotagent/iotagent/agent/rotate"
 	"github.com/iotagent/iotagent/agent/shadow"
 	"github.com/iotagent/iotagent/agent/transport"
 	"github.com/iotagent/iotagent/sensors"
@@ -76,6 +77,10 @@ type Agent struct {
 	db   *bolt.DB
 	tick chan struct{} // a settings change that the main loop must see
 
+	roots    *x509.CertPool
+	rotating sync.Mutex      // one certificate rotation at a time
+	leafKeys *rotate.TPMKeys // TPM keys of a rotation done in this run
+
 	connected chan struct{} // a (re)connect: resync the shadow
 	dirty     chan struct{} // reported state changed
 	synced    chan struct{} // closed after the first shadow sync
@@ -84,7 +89,8 @@ type Agent struct {
 
 	mu      sync.Mutex
 	st      deviceState
-	running struct { // what Status reads; set once Run has opened it
+	leaf    *x509.Certificate // the device certificate in use; guarded by mu
+	running struct {          // what Status reads; set once Run has opened it
 		tr *transport.Client
 		ob *outbox.Outbox
 		dr *defender.Reporter
@@ -107,17 +113,20 @@ func (a *Agent) box() *outbox.Outbox {
 // deviceState is what the agent knows and reports; guarded by Agent.mu.
 type deviceState struct {
 	Settings
-	AlarmOn     bool
-	LastAlarm   int64
-	LastSensor  string
-	Motion      bool
-	LidOpen     bool
-	TempHigh    bool
-	Env         *sensors.Reading
-	LastError   string
-	ReadErrors  uint64
-	Events      uint64
-	desiredErrs []string
+	AlarmOn    bool
+	LastAlarm  int64
+	LastSensor string
+	Motion     bool
+	LidOpen    bool
+	TempHigh   bool
+	Env        *sensors.Reading
+	LastError  string
+	ReadErrors uint64
+	Events     uint64
+	// OldCertificateID is the certificate a rotation replaced, reported
+	// so that it can be deactivated.
+	OldCertificateID string
+	desiredErrs      []string
 }
 
 // New checks the configuration and prepares the agent. It opens nothing
@@ -187,16 +196,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	keyBefore := a.cfg.Identity.Key
+	keyBefore := a.cfg.Identity
 	if err := a.ensureIdentity(ctx, ks, roots); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("provisioning: %w", err)
 	}
-	if a.cfg.Identity.Key != keyBefore { // CreateKeysAndCertificate made a key file
+	if err := adoptRotated(&a.cfg); err != nil {
+		return err
+	}
+	if id := a.cfg.Identity; id.KeyStore != keyBefore.KeyStore || id.Key != keyBefore.Key || id.TPM != keyBefore.TPM {
+		// provisioning made a key file, or a rotation moved the key
 		ks.Close()
-		if ks, err = tpm.OpenKeyStore("file", a.cfg.Identity.Key, tpm.TPMConfig{}); err != nil {
+		if ks, err = tpm.OpenKeyStore(id.KeyStore, id.Key, tpm.TPMConfig{Device: id.TPM.Device, Handle: uint32(id.TPM.Handle)}); err != nil {
 			return fmt.Errorf("key store: %w", err)
 		}
 	}
@@ -204,6 +217,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	a.roots, a.leaf = roots, tlsCert.Leaf
+	defer func() {
+		if a.leafKeys != nil {
+			a.leafKeys.Close()
+		}
+	}()
 	a.hw = a.opt.Hardware
 	if a.hw == nil {
 		if a.hw, err = OpenHardware(a.cfg); err != nil {
@@ -268,6 +287,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		g.Go(func() error { a.watch(ctx, in, events); return nil })
 	}
 	g.Go(func() error { a.syncLoop(ctx); return nil })
+	g.Go(func() error { a.rotationLoop(ctx); return nil })
 	g.Go(func() error { a.mainLoop(ctx, events); return nil })
 	if a.cfg.LocalAPI.Enabled {
 		g.Go(func() error { a.serveLocalAPI(ctx); return nil })
@@ -332,35 +352,16 @@ func (a *Agent) watch(ctx context.Context, in sensors.Input, events chan<- senso
 
 // identity loads the device certificate and checks it against the key.
 func (a *Agent) identity(ks tpm.KeyStore) (tls.Certificate, error) {
-	certPEM, err := os.ReadFile(a.cfg.Identity.Cert)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("device certificate: %w", err)
-	}
-	var chain [][]byte
-	for rest := certPEM; ; {
-		var der []byte
-		der, rest = nextCertificate(rest)
-		if der == nil {
-			break
-		}
-		chain = append(chain, der)
-	}
-	if len(chain) == 0 {
-		return tls.Certificate{}, fmt.Errorf("device certificate %s: no PEM certificate in it", a.cfg.Identity.Cert)
-	}
-	leaf, err := x509.ParseCertificate(chain[0])
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("device certificate %s: %w", a.cfg.Identity.Cert, err)
-	}
 	signer, err := ks.Signer()
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("device key: %w", err)
 	}
-	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
-		return tls.Certificate{}, fmt.Errorf("device key (%s) does not match certificate %s", ks, a.cfg.Identity.Cert)
+	cert, err := tlsCertificate(a.cfg.Identity.Cert, signer)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%w (key store %s)", err, ks)
 	}
-	a.log.Info("identity loaded", "key_store", fmt.Sprint(ks), "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
-	return tls.Certificate{Certificate: chain, PrivateKey: signer, Leaf: leaf}, nil
+	a.log.Info("identity loaded", "key_store", fmt.Sprint(ks), "subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter)
+	return cert, nil
 }
 
 // signal does a non-blocking send on a wake-up channel of capacity 1.
@@ -673,6 +674,10 @@ func (a *Agent) reported() map[string]any {
 		lastErr = joinProblems(st.desiredErrs)
 	}
 	ob := a.ob.Stats()
+	identity := map[string]any{"certificate_id": certificateID(a.leaf)}
+	if st.OldCertificateID != "" {
+		identity["rotated_from"] = st.OldCertificateID
+	}
 	return map[string]any{
 		"agent":       map[string]any{"version": a.opt.Version},
 		"outbox":      map[string]any{"dropped": ob.Dropped},
@@ -681,6 +686,7 @@ func (a *Agent) reported() map[string]any {
 		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},
 		"log":         map[string]any{"level": st.LogLevel},
 		"defender":    map[string]any{"enabled": a.dr != nil, "interval_s": st.DefenderIntervalS},
+		"identity":    identity,
 		"outputs":     outs,
 		"sensors":     sens,
 		"last_error":  lastErr,

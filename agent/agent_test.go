@@ -536,3 +536,46 @@ func TestFleetProvisioningAtFirstStart(t *testing.T) {
 		})
 	}
 }
+
+// TestCertificateRotation rotates the running agent's certificate through
+// iotsim, and after a restart the agent connects with the new one.
+func TestCertificateRotation(t *testing.T) {
+	sim := cloudtest.Start(t, "")
+	obs := observe(sim, "box-r")
+	certOf := make(chan string, 64)
+	sim.Broker().Handle("telemetry/box-r", func(p *broker.Principal, _ string, _ []byte) { certOf <- p.CertificateID })
+	d := newDevice(t, sim, "box-r")
+	d.cfg.Rotation.Template = sim.Endpoint().ProvisioningTemplate
+	d.start(t, agent.Options{})
+	waitFor(t, "first report", obs.reported, func(map[string]any) bool { return true })
+	oldID := <-certOf
+
+	res, err := d.agent.Rotate(context.Background())
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	if res.OldCertificateID != oldID || res.NewCertificateID == oldID {
+		t.Fatalf("rotation result %+v; the old certificate was %s", res, oldID)
+	}
+	waitFor(t, "the old certificate id in reported", obs.reported, func(r map[string]any) bool {
+		return path(r, "identity.rotated_from") == oldID
+	})
+	certs, err := sim.Registry().ThingPrincipals("box-r")
+	if err != nil || len(certs) != 2 {
+		t.Fatalf("certificates of box-r after rotation: %v %v; want the old and the new", certs, err)
+	}
+
+	d.stop()
+	for len(certOf) > 0 {
+		<-certOf
+	}
+	d.start(t, agent.Options{})
+	select {
+	case id := <-certOf:
+		if id != res.NewCertificateID {
+			t.Errorf("after a restart the agent connects with %s, want the new certificate %s", id, res.NewCertificateID)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no telemetry after the restart")
+	}
+}

@@ -101,6 +101,13 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 			return localapi.Done{OK: true, Message: "Device Defender report sent; the answer shows in iotagent status"}, nil
 		})
 	}
+	s.RegisterAction(localapi.ActionRotateCert, func(ctx context.Context, _ []byte) (any, error) {
+		res, err := a.Rotate(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("certificate rotation: %w", err)
+		}
+		return localapi.Rotated{NewCertificateID: res.NewCertificateID, NewCertificate: res.NewCertFile, OldCertificateID: res.OldCertificateID}, nil
+	})
 	s.RegisterAction(localapi.ActionReadSensors, func(ctx context.Context, _ []byte) (any, error) {
 		return a.readSensorsNow(ctx), nil
 	})

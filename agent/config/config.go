@@ -25,6 +25,27 @@ type Config struct {
 	// Provisioning, when ClaimCert is set, makes the agent provision itself
 	// on a start with no identity yet (fleet provisioning by claim).
 	Provisioning Provisioning `json:"provisioning"`
+	Rotation     Rotation     `json:"rotation"`
+}
+
+// Rotation is automatic certificate rotation: a new key and certificate
+// when the current certificate is within Days of expiry.
+type Rotation struct {
+	Days int `json:"days"` // 0 turns automatic rotation off (iotagent cert rotate still works)
+	// Template is the provisioning template RegisterThing attaches the new
+	// certificate through; "" means provisioning.template.
+	Template string `json:"template"`
+	// TPMSpareHandle is the second persistent handle the TPM key
+	// alternates with (the first is identity.tpm.handle).
+	TPMSpareHandle TPMHandle `json:"tpm_spare_handle"`
+}
+
+// RotationTemplate is the template rotation uses.
+func (c *Config) RotationTemplate() string {
+	if c.Rotation.Template != "" {
+		return c.Rotation.Template
+	}
+	return c.Provisioning.Template
 }
 
 // Provisioning is fleet provisioning by claim: on the first start the agent
@@ -211,6 +232,7 @@ func Default() Config {
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
 		Defender:    Defender{Format: "json", IntervalS: 300},
+		Rotation:    Rotation{Days: 30, TPMSpareHandle: DefaultTPMHandle + 1},
 		LocalAPI:    LocalAPI{Enabled: true, Socket: DefaultLocalAPISocket},
 	}
 	c.fillDerived()

@@ -38,6 +38,7 @@ func TestDefault(t *testing.T) {
 		Temperature: Temperature{MaxC: 30},
 		Defender:    Defender{Format: "json", IntervalS: 300},
 		LocalAPI:    LocalAPI{Enabled: true, Socket: "/run/iotagent/iotagent.sock"},
+		Rotation:    Rotation{Days: 30, TPMSpareHandle: 0x81000011},
 	}
 	if diff := cmp.Diff(want, Default()); diff != "" {
 		t.Errorf("Default() (-want +got):\n%s", diff)

@@ -136,6 +136,14 @@ func (c *Config) Validate() error {
 		oneOf(&p, "provisioning.format", f, "json", "cbor")
 	}
 
+	inRange(&p, "rotation.days", c.Rotation.Days, 0, 3650)
+	if t := c.Rotation.Template; t != "" && !templateNameRE.MatchString(t) {
+		inv("rotation.template", "%q is not a provisioning template name: want 1 to 36 of a-z A-Z 0-9 _ -", t)
+	}
+	if h := c.Rotation.TPMSpareHandle; h < minTPMHandle || h > maxTPMHandle || h == c.Identity.TPM.Handle {
+		inv("rotation.tpm_spare_handle", "%v: want an owner persistent handle (%v to %v) other than identity.tpm.handle", h, minTPMHandle, maxTPMHandle)
+	}
+
 	c.validateLocalAPI(&p)
 	c.validateSensors(&p)
 	return p.err()

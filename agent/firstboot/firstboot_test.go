@@ -80,7 +80,9 @@ func TestAdoptRefusesBadFilesAndKeepsThem(t *testing.T) {
 	}{
 		{"malformed config", `{"state_dir":`, "config.json", nil},
 		{"unknown key", strings.Replace(goodConfig, `"mqtt"`, `"mqt"`, 1), `unknown field "mqt"`, nil},
-		{"truncated claim key", goodConfig, "claim key", func(d string) { os.WriteFile(filepath.Join(d, "claim.key"), []byte("-----BEGIN PRIVATE KEY-----\nMII"), 0o755) }},
+		{"truncated claim key", goodConfig, "claim key", func(d string) {
+			os.WriteFile(filepath.Join(d, "claim.key"), []byte("-----BEGIN PRIVATE KEY-----\nMII"), 0o755)
+		}},
 		{"missing root CA", goodConfig, "mqtt.root_ca", func(d string) { os.Remove(filepath.Join(d, "root-ca.pem")) }},
 		{"no config", goodConfig, "no usable config.json", func(d string) { os.Remove(filepath.Join(d, "config.json")) }},
 		{"a directory", goodConfig, "not a regular file", func(d string) { os.Mkdir(filepath.Join(d, "sub"), 0o755) }},

@@ -20,7 +20,15 @@ const (
 	ActionResyncShadow   = "shadow.resync"
 	ActionDefenderReport = "defender.report"
 	ActionLogLevel       = "log.level"
+	ActionRotateCert     = "cert.rotate"
 )
+
+// Rotated is the answer of the cert.rotate action.
+type Rotated struct {
+	NewCertificateID string `json:"new_certificate_id"`
+	NewCertificate   string `json:"new_certificate"`
+	OldCertificateID string `json:"old_certificate_id"` // to deactivate: aws iot update-certificate --new-status INACTIVE
+}
 
 // Agent is the "agent" section: the daemon itself.
 type Agent struct {

@@ -121,6 +121,7 @@ type inMsg struct {
 // Its methods are safe for concurrent use.
 type Client struct {
 	o      Options
+	cert   *atomic.Pointer[tls.Certificate] // the client certificate of the next handshake
 	tlsCfg *tls.Config
 	log    *slog.Logger
 
@@ -217,17 +218,22 @@ func New(o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	cert := new(atomic.Pointer[tls.Certificate])
+	cert.Store(&o.Certificate)
 	cfg := &tls.Config{
-		ServerName:   o.ServerName,
-		RootCAs:      o.RootCAs,
-		Certificates: []tls.Certificate{o.Certificate},
-		MinVersion:   tls.VersionTLS12,
+		ServerName: o.ServerName,
+		RootCAs:    o.RootCAs,
+		MinVersion: tls.VersionTLS12,
+		// Read at every handshake, so that SetCertificate takes effect on
+		// the next connection.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert.Load(), nil },
 	}
 	if o.ALPN {
 		cfg.NextProtos = []string{ALPNProtocol}
 	}
 	return &Client{
 		o:             o,
+		cert:          cert,
 		tlsCfg:        cfg,
 		log:           o.Logger.With("component", "mqtt", "broker", o.Broker, "client_id", o.ClientID),
 		rand:          rand.Int64N,
@@ -352,6 +358,12 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// SetCertificate replaces the client certificate (after a certificate
+// rotation); the next connection uses it. The current one is not touched.
+func (c *Client) SetCertificate(cert tls.Certificate) {
+	c.cert.Store(&cert)
 }
 
 // Stats returns a snapshot of the counters.

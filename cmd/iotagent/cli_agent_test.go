@@ -67,6 +67,10 @@ func TestCommandsWithAgent(t *testing.T) {
 	if _, err = cmd("ota", "status"); exitCode(err) != exitNotProvided {
 		t.Errorf("ota status: exit %d, %v", exitCode(err), err)
 	}
+	// No template to register a new certificate with: a clear refusal.
+	if _, err = cmd("cert", "rotate"); exitCode(err) != exitFail || !strings.Contains(err.Error(), "rotation.template") {
+		t.Errorf("cert rotate without a template: exit %d, %v", exitCode(err), err)
+	}
 }
 
 func TestCommandsWithoutAgent(t *testing.T) {

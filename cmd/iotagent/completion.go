@@ -29,6 +29,8 @@ var commands = []command{
 	{name: "log-level", sub: logLevelNames, flags: clientFlags},
 	{name: "diag", flags: clientFlags},
 	{name: "provision", flags: []string{"config", "state-dir", "endpoint", "port", "root-ca", "claim-cert", "claim-key", "template", "param", "key-store", "csr", "help"}},
+	{name: "cert", sub: []string{"rotate"}, flags: clientFlags},
+	{name: "firstboot", flags: []string{"boot-dir", "state-dir", "user", "help"}},
 	{name: "defender", sub: []string{"report"}, flags: append([]string{"dry-run"}, clientFlags...)},
 	{name: "config", sub: []string{"validate"}, flags: []string{"config", "json", "help"}, files: true},
 	{name: "completion", sub: []string{"bash", "zsh", "fish"}},

@@ -42,6 +42,7 @@ Usage:
   iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
   iotagent provision [flags]           fleet provisioning once, for the manufacturing line (JSON result)
   iotagent firstboot [flags]           adopt a config dropped on the boot partition (run as root before the agent)
+  iotagent cert rotate                 new key and certificate now (also automatic near expiry)
   iotagent defender report [--dry-run] send a Device Defender report now, or print the one that would be sent
   iotagent completion bash|zsh|fish    print a shell completion script
   iotagent version                     print version, commit and platform
@@ -103,6 +104,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return provisionCmd(rest, stdout, stderr)
 	case "firstboot":
 		return firstbootCmd(rest, stdout, stderr)
+	case "cert":
+		return certCmd(rest, stdout, stderr)
 	case "defender":
 		if len(rest) == 0 || rest[0] != "report" {
 			return usagef("usage: iotagent defender report [--dry-run] [flags]")

@@ -2,7 +2,7 @@
 _iotagent() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "run status sensors shadow jobs ota logs log-level diag provision defender config completion version help" -- "$cur"))
+		COMPREPLY=($(compgen -W "run status sensors shadow jobs ota logs log-level diag provision cert firstboot defender config completion version help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -35,6 +35,12 @@ _iotagent() {
 		;;
 	provision)
 		COMPREPLY=($(compgen -W "--config --state-dir --endpoint --port --root-ca --claim-cert --claim-key --template --param --key-store --csr --help" -- "$cur"))
+		;;
+	cert)
+		COMPREPLY=($(compgen -W "rotate --json --socket --config --timeout --help" -- "$cur"))
+		;;
+	firstboot)
+		COMPREPLY=($(compgen -W "--boot-dir --state-dir --user --help" -- "$cur"))
 		;;
 	defender)
 		COMPREPLY=($(compgen -W "report --dry-run --json --socket --config --timeout --help" -- "$cur"))

@@ -1,0 +1,395 @@
+package rotate
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/iotagent/iotagent/internal/atomicfile"
+)
+
+// Transport is the device's current MQTT connection. *transport.Client
+// satisfies it.
+type Transport interface {
+	Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error
+	Publish(ctx context.Context, topic string, qos byte, payload []byte) error
+}
+
+// KeyStore makes and opens keys by reference ("file:/path",
+// "tpm:0x81000011"). FileKeys and TPMKeys implement it.
+type KeyStore interface {
+	// Next returns the reference of the slot the next key goes to, given
+	// the current key's reference; never the current one.
+	Next(current string) string
+	// Create makes a new key at ref, replacing any key there.
+	Create(ref string) (crypto.Signer, error)
+	// Signer opens the key at ref.
+	Signer(ref string) (crypto.Signer, error)
+}
+
+// Verifier connects once with cert (client id = the thing name) and
+// reports whether the broker accepted it. DialVerifier is the real one.
+type Verifier func(ctx context.Context, cert tls.Certificate) error
+
+// Options configure Rotate.
+type Options struct {
+	// StateDir is the agent's state directory (required).
+	StateDir string
+	// Template and Params are RegisterThing's template name and parameters:
+	// the ones the device was provisioned with, so that the template finds
+	// the same thing.
+	Template string
+	Params   map[string]string
+	// CurrentCertificateFile and CurrentKeyRef name the identity in use
+	// when no rotation has been committed yet (Load's answer wins).
+	CurrentCertificateFile string
+	CurrentKeyRef          string
+	// Verify checks the new certificate before the switch (required).
+	Verify Verifier
+	// ResponseTimeout bounds the wait for each answer (default 10 s); a
+	// request is sent up to Attempts times (default 3).
+	ResponseTimeout time.Duration
+	Attempts        int
+	// Now is the clock for RotatedAt; nil means time.Now.
+	Now func() time.Time
+}
+
+// Identity is a committed rotation: STATE_DIR/identity/rotated.json.
+type Identity struct {
+	CertificateID    string    `json:"certificateId"`
+	CertificateFile  string    `json:"certificateFile"`
+	KeyRef           string    `json:"keyRef"`
+	OldCertificateID string    `json:"oldCertificateId"`
+	RotatedAt        time.Time `json:"rotatedAt"`
+}
+
+// Result is what Rotate did.
+type Result struct {
+	NewCertFile      string
+	NewKeyRef        string
+	NewCertificateID string
+	// OldCertificateID should be deactivated once the device runs on the
+	// new one (aws iot update-certificate --new-status INACTIVE).
+	OldCertificateID string
+}
+
+var (
+	// ErrNotRotated: no rotation has been committed in this state dir.
+	ErrNotRotated = errors.New("rotate: no rotated identity")
+	// ErrInvalidResponse: an answer could not be used.
+	ErrInvalidResponse = errors.New("rotate: invalid response")
+	// ErrNoResponse: no answer after every attempt.
+	ErrNoResponse = errors.New("rotate: no response")
+	// ErrVerify: the new certificate did not connect; the old identity
+	// stays in use and the next Rotate tries Verify again.
+	ErrVerify = errors.New("rotate: new certificate did not connect")
+)
+
+// RejectedError is a …/rejected answer.
+type RejectedError struct {
+	API          string `json:"-"`
+	StatusCode   int    `json:"statusCode"`
+	ErrorCode    string `json:"errorCode"`
+	ErrorMessage string `json:"errorMessage"`
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("%s rejected: %d %s: %s", e.API, e.StatusCode, e.ErrorCode, e.ErrorMessage)
+}
+
+// Retryable reports whether trying again later may succeed (429 and 5xx).
+func (e *RejectedError) Retryable() bool { return e.StatusCode == 429 || e.StatusCode >= 500 }
+
+// Due reports whether cert expires within days of now (a certificate
+// already expired is due too).
+func Due(cert *x509.Certificate, now time.Time, days int) bool {
+	return cert != nil && !now.Add(time.Duration(days)*24*time.Hour).Before(cert.NotAfter)
+}
+
+// File names under StateDir/identity.
+const (
+	dirName      = "identity"
+	rotatedFile  = "rotated.json"
+	progressFile = "rotation.json"
+)
+
+// Load returns the committed rotated identity or ErrNotRotated. The agent
+// uses its certificate and key instead of the configured ones.
+func Load(stateDir string) (Identity, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, dirName, rotatedFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Identity{}, ErrNotRotated
+	}
+	if err != nil {
+		return Identity{}, fmt.Errorf("rotate: load: %w", err)
+	}
+	var id Identity
+	if err := json.Unmarshal(b, &id); err != nil || id.CertificateFile == "" || id.KeyRef == "" {
+		return Identity{}, fmt.Errorf("rotate: load %s: incomplete or unreadable (%v)", rotatedFile, err)
+	}
+	return id, nil
+}
+
+// progress is the persisted state of an unfinished rotation.
+type progress struct {
+	KeyRef           string            `json:"keyRef"`
+	OldCertificateID string            `json:"oldCertificateId"`
+	CertificateID    string            `json:"certificateId,omitempty"`
+	CertificatePEM   string            `json:"certificatePem,omitempty"`
+	Token            string            `json:"certificateOwnershipToken,omitempty"`
+	Template         string            `json:"template,omitempty"`
+	Params           map[string]string `json:"parameters,omitempty"`
+	Registered       bool              `json:"registered,omitempty"`
+}
+
+// testHook, when set, runs after each persisted step with its name; an
+// error stops Rotate there, as a crash would. Nil in production.
+var testHook func(step string) error
+
+func hook(step string) error {
+	if testHook != nil {
+		return testHook(step)
+	}
+	return nil
+}
+
+// Rotate renews the device certificate (see the package doc) and commits
+// the switch once the new certificate has connected. It resumes whatever
+// an interrupted call left. t must be the device's own connection.
+func Rotate(ctx context.Context, t Transport, ks KeyStore, o Options) (Result, error) {
+	if o.StateDir == "" || o.Template == "" || o.Verify == nil || t == nil || ks == nil {
+		return Result{}, errors.New("rotate: StateDir, Template, Verify, a transport and a key store are required")
+	}
+	if o.ResponseTimeout <= 0 {
+		o.ResponseTimeout = 10 * time.Second
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	dir := filepath.Join(o.StateDir, dirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("rotate: state dir: %w", err)
+	}
+	r := &rotation{t: t, ks: ks, o: o, dir: dir}
+	prog, err := r.readProgress()
+	if err != nil {
+		return Result{}, err
+	}
+	if prog == nil {
+		cur, err := r.current()
+		if err != nil {
+			return Result{}, err
+		}
+		prog = &progress{KeyRef: ks.Next(cur.KeyRef), OldCertificateID: cur.CertificateID}
+		if err := r.writeProgress(prog); err != nil {
+			return Result{}, err
+		}
+		if err := hook("started"); err != nil {
+			return Result{}, err
+		}
+	}
+	for round := 0; ; round++ {
+		if prog.CertificatePEM == "" {
+			if err := r.createCertificate(ctx, prog); err != nil {
+				return Result{}, err
+			}
+		}
+		if !prog.Registered {
+			err := r.registerThing(ctx, prog)
+			var rej *RejectedError
+			if errors.As(err, &rej) && rej.ErrorCode == "InvalidCertificateOwnershipToken" && round == 0 {
+				// Expired, forgotten or already used: start over with a new key.
+				prog = &progress{KeyRef: prog.KeyRef, OldCertificateID: prog.OldCertificateID}
+				if err := r.writeProgress(prog); err != nil {
+					return Result{}, err
+				}
+				continue
+			}
+			if err != nil {
+				return Result{}, err
+			}
+		}
+		return r.verifyAndCommit(ctx, prog)
+	}
+}
+
+type rotation struct {
+	t   Transport
+	ks  KeyStore
+	o   Options
+	dir string
+}
+
+// current is the identity in use: the last committed rotation, else the
+// configured one.
+func (r *rotation) current() (Identity, error) {
+	if id, err := Load(r.o.StateDir); err == nil {
+		return id, nil
+	} else if !errors.Is(err, ErrNotRotated) {
+		return Identity{}, err
+	}
+	if r.o.CurrentKeyRef == "" {
+		return Identity{}, errors.New("rotate: CurrentKeyRef is required before the first rotation")
+	}
+	id := Identity{CertificateFile: r.o.CurrentCertificateFile, KeyRef: r.o.CurrentKeyRef}
+	if b, err := os.ReadFile(r.o.CurrentCertificateFile); err == nil {
+		if c, err := parseCert(string(b)); err == nil {
+			id.CertificateID = certificateID(c.Raw)
+		}
+	}
+	return id, nil
+}
+
+func (r *rotation) readProgress() (*progress, error) {
+	b, err := os.ReadFile(filepath.Join(r.dir, progressFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rotate: read progress: %w", err)
+	}
+	var p progress
+	if err := json.Unmarshal(b, &p); err != nil || p.KeyRef == "" {
+		// Atomic writes cannot produce this: start over.
+		_ = os.Remove(filepath.Join(r.dir, progressFile))
+		return nil, nil
+	}
+	return &p, nil
+}
+
+func (r *rotation) writeProgress(p *progress) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(r.dir, progressFile), b, 0o600); err != nil {
+		return fmt.Errorf("rotate: save progress: %w", err)
+	}
+	return nil
+}
+
+// createCertificate makes the new key (replacing whatever an interrupted
+// attempt left in its slot) and gets a certificate for it.
+func (r *rotation) createCertificate(ctx context.Context, p *progress) error {
+	signer, err := r.ks.Create(p.KeyRef)
+	if err != nil {
+		return fmt.Errorf("rotate: new key %s: %w", p.KeyRef, err)
+	}
+	if err := hook("key"); err != nil {
+		return err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "AWS IoT Certificate"}}, signer)
+	if err != nil {
+		return fmt.Errorf("rotate: create CSR: %w", err)
+	}
+	req := struct {
+		CSR string `json:"certificateSigningRequest"`
+	}{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))}
+	var resp struct {
+		CertificateID  string `json:"certificateId"`
+		CertificatePEM string `json:"certificatePem"`
+		Token          string `json:"certificateOwnershipToken"`
+	}
+	if err := r.call(ctx, "CreateCertificateFromCsr", "$aws/certificates/create-from-csr", req, &resp); err != nil {
+		return err
+	}
+	cert, err := parseCert(resp.CertificatePEM)
+	if err != nil || resp.Token == "" || len(resp.CertificateID) < 12 {
+		return fmt.Errorf("rotate: CreateCertificateFromCsr: %w: no certificate or token (%v)", ErrInvalidResponse, err)
+	}
+	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+		return fmt.Errorf("rotate: CreateCertificateFromCsr: %w: the certificate is not for the new key", ErrInvalidResponse)
+	}
+	p.CertificateID, p.CertificatePEM, p.Token = resp.CertificateID, resp.CertificatePEM, resp.Token
+	p.Template, p.Params = r.o.Template, maps.Clone(r.o.Params)
+	if p.Params == nil {
+		p.Params = map[string]string{}
+	}
+	if err := r.writeProgress(p); err != nil {
+		return err
+	}
+	return hook("certificate")
+}
+
+func (r *rotation) registerThing(ctx context.Context, p *progress) error {
+	req := struct {
+		Token  string            `json:"certificateOwnershipToken"`
+		Params map[string]string `json:"parameters"`
+	}{p.Token, p.Params}
+	var resp struct {
+		ThingName string `json:"thingName"`
+	}
+	if err := r.call(ctx, "RegisterThing", "$aws/provisioning-templates/"+p.Template+"/provision", req, &resp); err != nil {
+		return err
+	}
+	p.Registered = true
+	if err := r.writeProgress(p); err != nil {
+		return err
+	}
+	return hook("registered")
+}
+
+// verifyAndCommit connects with the new identity, then switches to it.
+func (r *rotation) verifyAndCommit(ctx context.Context, p *progress) (Result, error) {
+	signer, err := r.ks.Signer(p.KeyRef)
+	if err != nil {
+		return Result{}, fmt.Errorf("rotate: open new key %s: %w", p.KeyRef, err)
+	}
+	cert, err := parseCert(p.CertificatePEM)
+	if err != nil {
+		return Result{}, fmt.Errorf("rotate: %w: saved certificate: %v", ErrInvalidResponse, err)
+	}
+	if err := r.o.Verify(ctx, tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: signer, Leaf: cert}); err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrVerify, err)
+	}
+	if err := hook("verified"); err != nil {
+		return Result{}, err
+	}
+	certFile := filepath.Join(r.dir, "device-"+p.CertificateID[:12]+".crt")
+	if err := atomicfile.WriteFile(certFile, []byte(p.CertificatePEM), 0o644); err != nil {
+		return Result{}, fmt.Errorf("rotate: save certificate: %w", err)
+	}
+	id := Identity{
+		CertificateID:    p.CertificateID,
+		CertificateFile:  certFile,
+		KeyRef:           p.KeyRef,
+		OldCertificateID: p.OldCertificateID,
+		RotatedAt:        r.o.Now().UTC(),
+	}
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return Result{}, err
+	}
+	// The commit point.
+	if err := atomicfile.WriteFile(filepath.Join(r.dir, rotatedFile), append(b, '\n'), 0o600); err != nil {
+		return Result{}, fmt.Errorf("rotate: commit: %w", err)
+	}
+	if err := hook("committed"); err != nil {
+		return Result{}, err
+	}
+	if err := os.Remove(filepath.Join(r.dir, progressFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Result{}, fmt.Errorf("rotate: drop progress: %w", err)
+	}
+	return Result{NewCertFile: certFile, NewKeyRef: p.KeyRef, NewCertificateID: p.CertificateID, OldCertificateID: p.OldCertificateID}, nil
+}
+
+// Pending reports whether a rotation has started and not committed.
+func Pending(stateDir string) bool {
+	_, err := os.Stat(filepath.Join(stateDir, dirName, progressFile))
+	return err == nil
+}
