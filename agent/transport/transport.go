@@ -144,6 +144,7 @@ type Client struct {
 	subs    []subscription // registration order
 	sess    *session       // nil while disconnected
 	connCh  chan struct{}  // closed while connected
+	subCh   chan struct{}  // closed and replaced when the subscription state changes
 	lastErr string
 
 	connects, failures, disconnects, published, delivered atomic.Uint64
@@ -243,6 +244,7 @@ func New(o Options) (*Client, error) {
 		ackTimeout:    defaultAckTimeout,
 		subKick:       make(chan struct{}, 1),
 		connCh:        make(chan struct{}),
+		subCh:         make(chan struct{}),
 	}, nil
 }
 
@@ -358,6 +360,33 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// WaitSubscribed waits until the client is connected and the broker has
+// acknowledged every registered subscription on this connection, so that
+// a request published next cannot have its answer lost to a subscription
+// still on its way.
+func (c *Client) WaitSubscribed(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		ok := c.sess != nil && int(c.sess.live.Load()) >= len(c.subs)
+		ch := c.subCh
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// subsChangedLocked wakes WaitSubscribed; c.mu must be held.
+func (c *Client) subsChangedLocked() {
+	close(c.subCh)
+	c.subCh = make(chan struct{})
 }
 
 // SetCertificate replaces the client certificate (after a certificate
@@ -564,6 +593,7 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 	c.mu.Lock()
 	c.sess = s
 	close(c.connCh)
+	c.subsChangedLocked()
 	c.mu.Unlock()
 	c.log.Info("mqtt connected")
 
@@ -573,6 +603,7 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 		c.mu.Lock()
 		c.sess = nil
 		c.connCh = make(chan struct{})
+		c.subsChangedLocked()
 		c.mu.Unlock()
 		close(s.done)
 		cancel()
@@ -676,6 +707,9 @@ func (c *Client) subscribePending(ctx context.Context, s *session) error {
 			}
 			s.subbed[f] = q // refused filters are not retried until reconnect
 		}
+		c.mu.Lock()
+		c.subsChangedLocked()
+		c.mu.Unlock()
 	}
 	return nil
 }

@@ -120,6 +120,11 @@ func TestSubscribeAndResubscribeAfterBrokerRestart(t *testing.T) {
 	if m := recv(t, got, "message from broker 2"); m != "cmd/fan/set=off" {
 		t.Errorf("got %q", m)
 	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := c.WaitSubscribed(wctx); err != nil {
+		t.Errorf("WaitSubscribed on broker 2: %v", err)
+	}
+	wcancel()
 	if st := c.Stats(); st.Subscriptions != 1 || st.Subscribed != 1 {
 		t.Errorf("Stats subscriptions %d, subscribed %d on broker 2; want 1 and 1", st.Subscriptions, st.Subscribed)
 	}
@@ -667,4 +672,17 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("# does not match %q", topic)
 		}
 	})
+}
+
+func TestWaitSubscribedWhileOffline(t *testing.T) {
+	p := newPKI(t)
+	c := newTestClient(t, p, "127.0.0.1:1", nil)
+	if err := c.Subscribe("a/b", 1, func(string, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := c.WaitSubscribed(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitSubscribed offline = %v, want the context's deadline", err)
+	}
 }
