@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -29,7 +28,6 @@ import (
 	"github.com/iotagent/iotagent/agent/shadow"
 	"github.com/iotagent/iotagent/agent/transport"
 	"github.com/iotagent/iotagent/sensors"
-	"github.com/iotagent/iotagent/tpm"
 )
 
 // Options carries what the agent takes from its caller rather than from
@@ -186,39 +184,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("open outbox: %w", err)
 	}
-	ks, err := tpm.OpenKeyStore(a.cfg.Identity.KeyStore, a.cfg.Identity.Key,
-		tpm.TPMConfig{Device: a.cfg.Identity.TPM.Device, Handle: uint32(a.cfg.Identity.TPM.Handle)})
+	ks, tlsCert, err := a.openIdentity(ctx)
 	if err != nil {
-		return fmt.Errorf("key store: %w", err)
-	}
-	defer func() { ks.Close() }() // after every goroutine that signs has stopped
-	roots, err := LoadRoots(a.cfg.MQTT.RootCA)
-	if err != nil {
-		return err
-	}
-	keyBefore := a.cfg.Identity
-	if err := a.ensureIdentity(ctx, ks, roots); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	if err := adoptRotated(&a.cfg); err != nil {
 		return err
 	}
-	if id := a.cfg.Identity; id.KeyStore != keyBefore.KeyStore || id.Key != keyBefore.Key || id.TPM != keyBefore.TPM {
-		// provisioning made a key file, or a rotation moved the key
+	defer func() { // after every goroutine that signs has stopped
 		ks.Close()
-		if ks, err = tpm.OpenKeyStore(id.KeyStore, id.Key, tpm.TPMConfig{Device: id.TPM.Device, Handle: uint32(id.TPM.Handle)}); err != nil {
-			return fmt.Errorf("key store: %w", err)
-		}
-	}
-	tlsCert, err := a.identity(ks)
-	if err != nil {
-		return err
-	}
-	a.roots, a.leaf = roots, tlsCert.Leaf
-	defer func() {
 		if a.leafKeys != nil {
 			a.leafKeys.Close()
 		}
@@ -240,7 +214,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Broker:         net.JoinHostPort(a.cfg.MQTT.Endpoint, strconv.Itoa(a.cfg.MQTT.Port)),
 		ServerName:     a.cfg.MQTT.TLSServerName(),
 		ALPN:           a.cfg.MQTT.ALPN,
-		RootCAs:        roots,
+		RootCAs:        a.roots,
 		Certificate:    tlsCert,
 		ClientID:       a.cfg.ThingName,
 		KeepAlive:      time.Duration(a.cfg.MQTT.KeepAliveS) * time.Second,
@@ -274,7 +248,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.tr.Run(ctx) })
 	if a.dr != nil {
-		g.Go(func() error { return a.dr.Run(ctx) })
+		g.Go(func() error {
+			// The first report waits for the connection, not just the clock.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-a.synced:
+			}
+			return a.dr.Run(ctx)
+		})
 	}
 	if a.hw.Run != nil {
 		g.Go(func() error { return a.hw.Run(ctx) })
@@ -348,20 +330,6 @@ func (a *Agent) watch(ctx context.Context, in sensors.Input, events chan<- senso
 		case <-time.After(5 * time.Second):
 		}
 	}
-}
-
-// identity loads the device certificate and checks it against the key.
-func (a *Agent) identity(ks tpm.KeyStore) (tls.Certificate, error) {
-	signer, err := ks.Signer()
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("device key: %w", err)
-	}
-	cert, err := tlsCertificate(a.cfg.Identity.Cert, signer)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%w (key store %s)", err, ks)
-	}
-	a.log.Info("identity loaded", "key_store", fmt.Sprint(ks), "subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter)
-	return cert, nil
 }
 
 // signal does a non-blocking send on a wake-up channel of capacity 1.
