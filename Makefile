@@ -37,6 +37,13 @@ cross: ## static iotagent for the Pi: armv6, armv7, arm64 (and amd64) in dist/
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/iotagent-linux-amd64 ./cmd/iotagent
 	@ls -l $(DIST)/
 
+.PHONY: package test-arm
+package: cross ## .deb packages (armhf, arm64, amd64) in dist/ with nfpm; scripts/check-packages.sh checks them
+	./scripts/package.sh
+
+test-arm: ## unit tests for arm64 and armv7 under qemu-user-static, then an arm64 agent round trip against iotsim
+	./scripts/test-arm.sh
+
 FUZZTIME ?= 10s
 fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
 	@for pkg in $$($(GO) list ./...); do \
@@ -44,6 +51,17 @@ fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+BENCHFLAGS ?=
+bench: build cross ## measure agent and iotsim (BENCHFLAGS="--quick" for a smoke run) and update BENCHMARKS.md
+	$(GO) run ./scripts/bench --bin $(BIN) --dist $(DIST) --out BENCHMARKS.md $(BENCHFLAGS)
+
+N ?= 200
+PARALLEL ?= 32
+REHEARSALFLAGS ?=
+.PHONY: provision-rehearsal
+provision-rehearsal: ## provision N (200) devices, PARALLEL (32) at once, against iotsim; REHEARSALFLAGS="-csr" or "-tpm auto"
+	$(GO) run ./scripts/rehearsal -n $(N) -parallel $(PARALLEL) $(REHEARSALFLAGS)
 
 clean: ## remove build output
 	rm -rf $(BIN) $(DIST)

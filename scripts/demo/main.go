@@ -28,10 +28,17 @@ import (
 
 const thing = "chocolate-box-1"
 
+// agentBin and agentExec choose how the agent runs (--agent, --agent-exec):
+// make test-arm runs an arm64 iotagent under qemu-user against this
+// machine's iotsim.
+var agentBin, agentExec string
+
 func main() {
 	bin := flag.String("bin", "bin", "directory holding the iotagent and iotsim binaries")
 	cfg := flag.String("config", "configs/chocolate-box.json", "agent config (the simulated chocolate box)")
 	keep := flag.Bool("keep", false, "keep the temporary directory for inspection")
+	flag.StringVar(&agentBin, "agent", "", "iotagent binary to run (default BIN/iotagent), e.g. dist/iotagent-linux-arm64")
+	flag.StringVar(&agentExec, "agent-exec", "", "run the agent through this program, e.g. qemu-aarch64-static")
 	flag.Parse()
 	if err := run(*bin, *cfg, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
@@ -103,9 +110,16 @@ func run(bin, cfg string, keep bool) error {
 		return err
 	}
 	defer logFile.Close()
-	agent := exec.Command(filepath.Join(bin, "iotagent"), "run", "--config", cfg, "--state-dir", agentDir,
+	if agentBin == "" {
+		agentBin = filepath.Join(bin, "iotagent")
+	}
+	argv := []string{agentBin, "run", "--config", cfg, "--state-dir", agentDir,
 		"--endpoint", host, "--port", port, "--root-ca", filepath.Join(idDir, "root-ca.pem"),
-		"--cert", filepath.Join(idDir, thing+".crt"), "--key", filepath.Join(idDir, thing+".key"))
+		"--cert", filepath.Join(idDir, thing+".crt"), "--key", filepath.Join(idDir, thing+".key")}
+	if agentExec != "" {
+		argv = append([]string{agentExec}, argv...)
+	}
+	agent := exec.Command(argv[0], argv[1:]...)
 	agent.Stdout, agent.Stderr = logFile, logFile
 	if err := agent.Start(); err != nil {
 		return err
@@ -189,6 +203,14 @@ func run(bin, cfg string, keep bool) error {
 		return fmt.Errorf("shadow document: %w", err)
 	}
 	fmt.Printf("    version %d, state:\n    %s\n", full.Version, pretty.String())
+
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", agent.Process.Pid)); err == nil {
+		for line := range strings.Lines(string(status)) {
+			if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+				fmt.Printf("    %s %s\n", filepath.Base(argv[0]), strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
 
 	step("stopping")
 	_ = agent.Process.Signal(syscall.SIGTERM)

@@ -91,6 +91,11 @@ func TestWatchSimPin(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
+	// Let Watch be waiting on the clock before it is cancelled: an
+	// Advance while it is between two waits would be lost.
+	if err := fc.BlockUntilContext(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	fc.Advance(time.Second) // the default poll interval
 	if err := <-done; !errors.Is(err, context.Canceled) {
