@@ -131,6 +131,9 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 		for _, p := range sh.Problems {
 			line("", "not applied: %s", p)
 		}
+		if sh.LastError != "" { // the agent's own: first boot, provisioning, sensors, outputs
+			line("Problem", "%s", sh.LastError)
+		}
 	}
 	var se localapi.Sensors
 	if decode("Sensors", localapi.SectionSensors, &se) {
