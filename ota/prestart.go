@@ -1,0 +1,70 @@
+package ota
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Decision is what PreStart decided.
+type Decision struct {
+	// Slot is the slot that will start (STATE/ota/current).
+	Slot string
+	// Trial is true when it is the new version on trial (Start counts it).
+	Trial bool
+	Start int
+	// RolledBack is set when PreStart rolled back now, with the reason.
+	RolledBack bool
+	Reason     string
+}
+
+// PreStart decides, before every start of the agent, which slot starts.
+// It must run from the committed (known-good) binary, e.g. as systemd's
+// ExecStartPre=STATE/ota/committed/iotagent ota prestart. During a trial
+// it counts the start and rolls back when the new version recorded a
+// failure, is not an executable for this CPU, or used up its starts. It
+// repairs the symlinks from state.json in every case. With no OTA state
+// it does nothing.
+func PreStart(stateDir string, now time.Time) (Decision, error) {
+	l := NewLayout(stateDir)
+	st, err := l.load()
+	if errors.Is(err, ErrNotInitialized) {
+		return Decision{}, nil
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	if st.State != Confirm {
+		if err := l.repairWith(&st); err != nil {
+			return Decision{}, err
+		}
+		return Decision{Slot: st.Active}, nil
+	}
+	max := st.MaxStarts
+	if max <= 0 {
+		max = DefaultMaxStarts
+	}
+	var reason string
+	switch {
+	case st.TrialFailure != "":
+		reason = "version " + st.Release.Version + " failed its trial: " + st.TrialFailure
+	case CheckBinary(l.SlotBinary(st.Slot)) != nil:
+		reason = fmt.Sprintf("version %s cannot start: %v", st.Release.Version, CheckBinary(l.SlotBinary(st.Slot)))
+	case st.Starts >= max:
+		reason = fmt.Sprintf("version %s did not commit in %d starts (it crashed, hung, exited or could not connect)", st.Release.Version, max)
+	}
+	if reason != "" {
+		if err := rollback(l, &st, reason, now); err != nil {
+			return Decision{}, err
+		}
+		return Decision{Slot: st.Active, RolledBack: true, Reason: reason}, nil
+	}
+	st.Starts++
+	if err := l.save(&st, now); err != nil {
+		return Decision{}, err
+	}
+	if err := l.repairWith(&st); err != nil {
+		return Decision{}, err
+	}
+	return Decision{Slot: st.Slot, Trial: true, Start: st.Starts}, nil
+}

@@ -1,0 +1,143 @@
+package ota
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Init creates STATE/ota with binary installed in slot a as the committed
+// version, unless it exists already (then it only repairs the symlinks).
+// The package's install script runs it once; it is idempotent.
+func Init(stateDir, binary, version string) error {
+	l := NewLayout(stateDir)
+	if _, err := l.load(); err == nil {
+		return l.repair()
+	} else if !errors.Is(err, ErrNotInitialized) {
+		return err
+	}
+	for _, s := range Slots {
+		if err := os.MkdirAll(l.slotDir(s), 0o755); err != nil {
+			return fmt.Errorf("ota init: %w", err)
+		}
+	}
+	if err := copyFileSync(binary, l.SlotBinary("a"), 0o755); err != nil {
+		return fmt.Errorf("ota init: %w", err)
+	}
+	st := Status{State: Idle, Active: "a", ActiveVersion: version, MaxStarts: DefaultMaxStarts}
+	if err := l.save(&st, time.Now()); err != nil {
+		return fmt.Errorf("ota init: %w", err)
+	}
+	return l.repair()
+}
+
+// copyFileSync copies src to dst (via a temporary file and a rename) and
+// fsyncs the file and dst's directory.
+func copyFileSync(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// syncDir makes renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// pointTo makes link a symlink to slots/slot with one atomic rename (a
+// new link under a temporary name replaces the old one), then fsyncs the
+// directory. It does nothing when the link is already right.
+func (l Layout) pointTo(link, slot string) error {
+	target := filepath.Join("slots", slot)
+	if got, err := os.Readlink(link); err == nil && got == target {
+		return nil
+	}
+	tmp := link + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("point %s: %w", filepath.Base(link), err)
+	}
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("point %s: %w", filepath.Base(link), err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		return fmt.Errorf("point %s: %w", filepath.Base(link), err)
+	}
+	return syncDir(l.Dir)
+}
+
+// linkSlot returns the slot a symlink points to, or "" if it is missing
+// or points elsewhere.
+func linkSlot(link string) string {
+	got, err := os.Readlink(link)
+	if err != nil {
+		return ""
+	}
+	switch got {
+	case filepath.Join("slots", "a"):
+		return "a"
+	case filepath.Join("slots", "b"):
+		return "b"
+	}
+	return ""
+}
+
+// repair makes both symlinks agree with state.json: committed -> Active;
+// current -> Slot while a trial is recorded (Confirm), else -> Active.
+func (l Layout) repair() error {
+	st, err := l.load()
+	if err != nil {
+		return err
+	}
+	return l.repairWith(&st)
+}
+
+func (l Layout) repairWith(st *Status) error {
+	if err := l.pointTo(l.Committed(), st.Active); err != nil {
+		return err
+	}
+	cur := st.Active
+	if st.State == Confirm {
+		cur = st.Slot
+	}
+	return l.pointTo(l.Current(), cur)
+}
