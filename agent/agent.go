@@ -93,7 +93,8 @@ type Agent struct {
 		ob *outbox.Outbox
 		dr *defender.Reporter
 	}
-	api apiState // the local API's view; see introspect.go
+	api  apiState  // the local API's view; see introspect.go
+	jobs jobsState // the jobs runner and OTA updater; see jobs.go
 }
 
 func (a *Agent) transport() *transport.Client {
@@ -223,7 +224,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		BackoffMax:     time.Duration(a.cfg.MQTT.BackoffMaxS) * time.Second,
 		Outbox:         a.ob,
 		Logger:         a.log,
-		OnConnect:      func(context.Context) { signal(a.connected) },
+		OnConnect:      func(context.Context) { signal(a.connected); a.kickJobs() },
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
@@ -232,6 +233,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if a.dr, err = a.newDefender(); err != nil {
 			return err
 		}
+	}
+	if err := a.newJobs(); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	a.running.tr, a.running.ob, a.running.dr = a.tr, a.ob, a.dr
@@ -258,6 +262,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return a.dr.Run(ctx)
 		})
 	}
+	g.Go(func() error { return a.runJobs(ctx) }) // once the shadow has synced
 	if a.hw.Run != nil {
 		g.Go(func() error { return a.hw.Run(ctx) })
 	}
@@ -277,7 +282,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if os.Getenv("NOTIFY_SOCKET") != "" {
 		g.Go(func() error { a.notifyLoop(ctx); return nil })
 	}
-	return g.Wait()
+	if err := g.Wait(); !errors.Is(err, errRestart) {
+		return err
+	}
+	return nil // exit 0: the supervisor starts the agent again (see jobs.go)
 }
 
 // Status is a snapshot of the agent for tests and, later, the local API.

@@ -77,7 +77,6 @@ func (a *Agent) trackConnection(ctx context.Context) {
 }
 
 // registerAPI registers the sections and actions this agent can fill.
-// Jobs and OTA are registered by those services when they exist.
 func (a *Agent) registerAPI(s *localapi.Server) {
 	a.mu.Lock()
 	a.api.started = a.now()
@@ -93,6 +92,8 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 	s.Register(localapi.SectionOutbox, get(func(context.Context) any { return a.outboxSection() }))
 	s.Register(localapi.SectionLogs, get(func(context.Context) any { return a.logsSection() }))
 	s.Register(localapi.SectionDefender, get(func(context.Context) any { return a.defenderSection() }))
+	s.Register(localapi.SectionJobs, get(func(context.Context) any { return a.jobsSection() }))
+	s.Register(localapi.SectionOTA, get(func(context.Context) any { return a.otaSection() }))
 	if a.dr != nil {
 		s.RegisterAction(localapi.ActionDefenderReport, func(ctx context.Context, _ []byte) (any, error) {
 			if err := a.dr.Report(ctx); err != nil {

@@ -151,8 +151,13 @@ func TestLocalAPI(t *testing.T) {
 	if err := c.Do(bg, localapi.ActionResyncShadow, nil, &ok); err != nil || !ok.OK {
 		t.Errorf("shadow.resync %+v, %v", ok, err)
 	}
-	if err := c.Get(bg, localapi.SectionJobs, nil); !errors.Is(err, localapi.ErrNotProvided) {
-		t.Errorf("jobs: %v, want ErrNotProvided until the jobs service exists", err)
+	var js localapi.Jobs
+	if err := c.Get(bg, localapi.SectionJobs, &js); err != nil || !js.Enabled || !slices.Contains(js.Handlers, "download-file") {
+		t.Errorf("jobs: %+v, %v; want enabled with download-file", js, err)
+	}
+	var ot localapi.OTA
+	if err := c.Get(bg, localapi.SectionOTA, &ot); err != nil || ot.Enabled || ot.Version == "" {
+		t.Errorf("ota: %+v, %v; want disabled, with the version", ot, err)
 	}
 
 	// a second agent on the same socket goes on without the API

@@ -26,6 +26,36 @@ type Config struct {
 	// on a start with no identity yet (fleet provisioning by claim).
 	Provisioning Provisioning `json:"provisioning"`
 	Rotation     Rotation     `json:"rotation"`
+	Jobs         Jobs         `json:"jobs"`
+	OTA          OTA          `json:"ota"`
+}
+
+// Jobs is the agent's AWS IoT Jobs runner and the job handlers it offers.
+type Jobs struct {
+	Enabled        bool `json:"enabled"`
+	StepTimeoutMin int  `json:"step_timeout_min"` // minutes without progress before a job is FAILED
+	// DownloadDirs are the directories download-file jobs may write into
+	// (and below); none: every download-file job is rejected.
+	DownloadDirs     []string   `json:"download_dirs"`
+	DownloadMaxBytes int64      `json:"download_max_bytes"`
+	DownloadHosts    []string   `json:"download_hosts"` // URL hosts downloads may come from; none: any
+	RunCommand       RunCommand `json:"run_command"`
+}
+
+// RunCommand configures the run-command job handler, which exists only
+// when Allowed is not empty.
+type RunCommand struct {
+	User    string   `json:"user"`    // the unprivileged user commands run as
+	Allowed []string `json:"allowed"` // absolute paths of the only programs a job may run
+}
+
+// OTA is the over-the-air update of the agent's own binary (ota jobs).
+type OTA struct {
+	Enabled       bool     `json:"enabled"`
+	TrustedKeys   []string `json:"trusted_keys"`  // minisign public keys ("RW…")
+	AllowedHosts  []string `json:"allowed_hosts"` // hosts artifacts may come from; none: any
+	MaxStarts     int      `json:"max_starts"`    // starts the new version gets to commit
+	TrialTimeoutS int      `json:"trial_timeout_s"`
 }
 
 // Rotation is automatic certificate rotation: a new key and certificate
@@ -207,6 +237,8 @@ const (
 
 	DefaultTPMDevice = "/dev/tpmrm0"
 	DefaultTPMHandle = TPMHandle(0x81000010)
+
+	DefaultDownloadMaxBytes = 64 << 20
 )
 
 // Default returns the configuration with every default set. ThingName,
@@ -234,6 +266,8 @@ func Default() Config {
 		Defender:    Defender{Format: "json", IntervalS: 300},
 		Rotation:    Rotation{Days: 30, TPMSpareHandle: DefaultTPMHandle + 1},
 		LocalAPI:    LocalAPI{Enabled: true, Socket: DefaultLocalAPISocket},
+		Jobs:        Jobs{Enabled: true, StepTimeoutMin: 10, DownloadMaxBytes: DefaultDownloadMaxBytes},
+		OTA:         OTA{MaxStarts: 3, TrialTimeoutS: 120},
 	}
 	c.fillDerived()
 	return c
@@ -286,6 +320,9 @@ func (c *Config) resolvePaths(baseDir string) {
 func (c *Config) paths() []*string {
 	ps := []*string{&c.StateDir, &c.MQTT.RootCA, &c.Identity.Cert, &c.Identity.Key, &c.LocalAPI.Socket,
 		&c.Provisioning.ClaimCert, &c.Provisioning.ClaimKey}
+	for i := range c.Jobs.DownloadDirs {
+		ps = append(ps, &c.Jobs.DownloadDirs[i])
+	}
 	if c.Sensors.Motion != nil {
 		ps = append(ps, &c.Sensors.Motion.SimFIFO)
 	}

@@ -39,6 +39,8 @@ func TestDefault(t *testing.T) {
 		Defender:    Defender{Format: "json", IntervalS: 300},
 		LocalAPI:    LocalAPI{Enabled: true, Socket: "/run/iotagent/iotagent.sock"},
 		Rotation:    Rotation{Days: 30, TPMSpareHandle: 0x81000011},
+		Jobs:        Jobs{Enabled: true, StepTimeoutMin: 10, DownloadMaxBytes: 64 << 20},
+		OTA:         OTA{MaxStarts: 3, TrialTimeoutS: 120},
 	}
 	if diff := cmp.Diff(want, Default()); diff != "" {
 		t.Errorf("Default() (-want +got):\n%s", diff)

@@ -6,10 +6,13 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/iotagent/iotagent/ota"
 )
 
 // Limits Validate enforces (configs/README.md lists them too).
@@ -146,7 +149,91 @@ func (c *Config) Validate() error {
 
 	c.validateLocalAPI(&p)
 	c.validateSensors(&p)
+	c.validateJobs(&p)
+	c.validateOTA(&p)
 	return p.err()
+}
+
+// Limits of the jobs and ota sections.
+const (
+	maxStepTimeoutMin   = 10080 // AWS IoT Jobs' stepTimeoutInMinutes limit (7 days)
+	minDownloadMaxBytes = 1
+	maxDownloadMaxBytes = 16 << 30
+	maxOTAStarts        = 20
+	minTrialTimeoutS    = 10
+	maxTrialTimeoutS    = 3600
+)
+
+func (c *Config) validateJobs(p *problems) {
+	j := c.Jobs
+	inRange(p, "jobs.step_timeout_min", j.StepTimeoutMin, 1, maxStepTimeoutMin)
+	for i, d := range j.DownloadDirs {
+		path := fmt.Sprintf("jobs.download_dirs[%d]", i)
+		switch {
+		case d == "":
+			p.add(ErrInvalid, path, "empty; want an absolute directory")
+		case !filepath.IsAbs(d):
+			p.add(ErrInvalid, path, "%q is not an absolute path", d)
+		case filepath.Clean(d) == "/":
+			p.add(ErrInvalid, path, "the root directory is not allowed; name a directory for downloads")
+		}
+	}
+	if j.DownloadMaxBytes < minDownloadMaxBytes || j.DownloadMaxBytes > maxDownloadMaxBytes {
+		p.add(ErrInvalid, "jobs.download_max_bytes", "%d is out of range: want %d to %d (16 GiB)", j.DownloadMaxBytes, minDownloadMaxBytes, int64(maxDownloadMaxBytes))
+	}
+	hostList(p, "jobs.download_hosts", j.DownloadHosts)
+	rc := j.RunCommand
+	if len(rc.Allowed) > 0 {
+		switch rc.User {
+		case "":
+			p.add(ErrInvalid, "jobs.run_command.user", "required with jobs.run_command.allowed: the unprivileged user commands run as")
+		case "root", "0":
+			p.add(ErrInvalid, "jobs.run_command.user", "%q is root; want an unprivileged user", rc.User)
+		}
+	}
+	seen := map[string]bool{}
+	for i, prog := range rc.Allowed {
+		path := fmt.Sprintf("jobs.run_command.allowed[%d]", i)
+		switch {
+		case prog == "" || !filepath.IsAbs(prog) || filepath.Clean(prog) != prog:
+			p.add(ErrInvalid, path, "%q: want the clean absolute path of a program", prog)
+		case seen[prog]:
+			p.add(ErrInvalid, path, "%q is listed twice", prog)
+		}
+		seen[prog] = true
+	}
+}
+
+func (c *Config) validateOTA(p *problems) {
+	o := c.OTA
+	if o.Enabled && len(o.TrustedKeys) == 0 {
+		p.add(ErrInvalid, "ota.trusted_keys", "required with ota.enabled: the minisign public keys releases are signed with")
+	}
+	for i, k := range o.TrustedKeys {
+		if _, err := ota.ParsePublicKey(k); err != nil {
+			p.add(ErrInvalid, fmt.Sprintf("ota.trusted_keys[%d]", i), "not a minisign public key (want the \"RW…\" line of the .pub file): %v", err)
+		}
+	}
+	hostList(p, "ota.allowed_hosts", o.AllowedHosts)
+	inRange(p, "ota.max_starts", o.MaxStarts, 1, maxOTAStarts)
+	inRange(p, "ota.trial_timeout_s", o.TrialTimeoutS, minTrialTimeoutS, maxTrialTimeoutS)
+}
+
+// hostList checks a list of URL hosts ("host" or "host:port").
+func hostList(p *problems, path string, hosts []string) {
+	for i, h := range hosts {
+		name := h
+		if hh, port, err := net.SplitHostPort(h); err == nil {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				p.add(ErrInvalid, fmt.Sprintf("%s[%d]", path, i), "%q: port %q is not a TCP port (1..65535)", h, port)
+				continue
+			}
+			name = hh
+		}
+		if msg := hostProblem(name); msg != "" {
+			p.add(ErrInvalid, fmt.Sprintf("%s[%d]", path, i), "%s", msg)
+		}
+	}
 }
 
 func (c *Config) validateSensors(p *problems) {

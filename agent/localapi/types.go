@@ -181,3 +181,60 @@ type Index struct {
 	Sections []string `json:"sections"`
 	Actions  []string `json:"actions"`
 }
+
+// Jobs is the "jobs" section: the agent's AWS IoT Jobs runner.
+type Jobs struct {
+	Enabled  bool     `json:"enabled"`
+	Handlers []string `json:"handlers,omitempty"` // the operations this agent runs
+	Current  *JobRun  `json:"current,omitempty"`  // the job a handler runs now
+	Last     *JobRun  `json:"last,omitempty"`     // the last job a handler finished in this run
+	// InFlight is the job the runner has persisted as in flight
+	// (STATE/jobs/inflight.json): it survives a restart, which resumes it.
+	InFlight *JobInFlight `json:"in_flight,omitempty"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// JobRun is one job a handler ran or runs.
+type JobRun struct {
+	ID        string    `json:"id"`
+	Operation string    `json:"operation"`
+	Resumed   bool      `json:"resumed,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+	// Outcome is SUCCEEDED, FAILED, REJECTED, CANCELED, STOPPED (the agent
+	// stopped first) or RESTARTING (the job finishes after a restart).
+	Outcome string            `json:"outcome,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+	Error   string            `json:"error,omitempty"`
+}
+
+// JobInFlight is the runner's persisted in-flight record.
+type JobInFlight struct {
+	JobID           string `json:"job_id"`
+	ExecutionNumber int64  `json:"execution_number"`
+	Operation       string `json:"operation"`
+	Marker          string `json:"marker,omitempty"`
+	FinalStatus     string `json:"final_status,omitempty"` // decided, not yet acknowledged by the service
+}
+
+// OTA is the "ota" section: the A/B updater of the agent's binary.
+type OTA struct {
+	Enabled bool   `json:"enabled"`
+	Version string `json:"version"`            // the version running now
+	InTrial bool   `json:"in_trial,omitempty"` // this process is the new version on trial
+	// The rest is STATE/ota/state.json; State is "" before the first update.
+	State          string    `json:"state,omitempty"`
+	JobID          string    `json:"job_id,omitempty"`
+	ReleaseVersion string    `json:"release_version,omitempty"`
+	Active         string    `json:"active,omitempty"`
+	ActiveVersion  string    `json:"active_version,omitempty"`
+	Slot           string    `json:"slot,omitempty"`
+	FromVersion    string    `json:"from_version,omitempty"`
+	Starts         int       `json:"starts,omitempty"`
+	MaxStarts      int       `json:"max_starts,omitempty"`
+	Reason         string    `json:"reason,omitempty"`
+	TrialFailure   string    `json:"trial_failure,omitempty"`
+	Failed         []string  `json:"failed,omitempty"`
+	UpdatedAt      time.Time `json:"updated_at,omitzero"`
+	Error          string    `json:"error,omitempty"`
+}

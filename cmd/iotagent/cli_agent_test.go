@@ -26,7 +26,7 @@ func TestCommandsWithAgent(t *testing.T) {
 	}
 	for _, want := range []string{"iotagent cli-test", "healthy", "Identity    cli-box; certificate CN=cli-box", "days left", "Key store   file ",
 		"as client ID cli-box", "Connected   since", "Shadow      in sync (version", "bme280 21.50 °C", "Alarm       disarmed, off",
-		"Jobs        not provided by this agent", "OTA         not provided by this agent", "Outbox      "} {
+		`Jobs        {"enabled":true`, `OTA         {"enabled":false`, "Outbox      "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -60,12 +60,11 @@ func TestCommandsWithAgent(t *testing.T) {
 	if out, err = cmd("logs", "-n", "5"); err != nil || !strings.Contains(out, "log level set through the local API") || strings.Count(out, "\n") > 5 {
 		t.Errorf("logs: %v\n%s", err, out)
 	}
-	_, err = cmd("jobs", "list")
-	if exitCode(err) != exitNotProvided || !strings.Contains(err.Error(), "this build has no jobs service") {
-		t.Errorf("jobs list: exit %d, %v", exitCode(err), err)
+	if out, err = cmd("jobs", "list"); err != nil || !strings.Contains(out, `"enabled": true`) || !strings.Contains(out, `"restart-agent"`) {
+		t.Errorf("jobs list: exit %d, %v\n%s", exitCode(err), err, out)
 	}
-	if _, err = cmd("ota", "status"); exitCode(err) != exitNotProvided {
-		t.Errorf("ota status: exit %d, %v", exitCode(err), err)
+	if out, err = cmd("ota", "status"); err != nil || !strings.Contains(out, `"enabled": false`) {
+		t.Errorf("ota status: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 	// No template to register a new certificate with: a clear refusal.
 	if _, err = cmd("cert", "rotate"); exitCode(err) != exitFail || !strings.Contains(err.Error(), "rotation.template") {
