@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
@@ -66,9 +65,4 @@ func nextCertificate(data []byte) (der, rest []byte) {
 			return b.Bytes, data
 		}
 	}
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/agent/provision"
 	"github.com/iotagent/iotagent/agent/rotate"
 	"github.com/iotagent/iotagent/tpm"
@@ -192,7 +193,7 @@ func tlsCertificate(path string, signer crypto.Signer) (tls.Certificate, error) 
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("device certificate %s: %w", path, err)
 	}
-	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
+	if !fleetapi.PublicKeysEqual(leaf.PublicKey, signer.Public()) {
 		return tls.Certificate{}, fmt.Errorf("device key does not match certificate %s", path)
 	}
 	return tls.Certificate{Certificate: chain, PrivateKey: signer, Leaf: leaf}, nil

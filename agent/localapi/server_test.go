@@ -80,11 +80,9 @@ func serve(t *testing.T, s *Server) {
 		} else if time.Now().After(deadline) {
 			t.Fatalf("server not answering: %v", err)
 		}
-		runtime_Gosched()
+		time.Sleep(time.Millisecond) // bounded poll for the socket coming up, not synchronising state
 	}
 }
-
-func runtime_Gosched() { time.Sleep(time.Millisecond) } // polling a socket coming up, not synchronising state
 
 func testServer(t *testing.T) *Server {
 	s := NewServer(Options{Socket: filepath.Join(shortDir(t), "a.sock"), Timeout: 500 * time.Millisecond})

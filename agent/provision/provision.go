@@ -17,8 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/internal/atomicfile"
 	"github.com/iotagent/iotagent/tpm"
 )
@@ -103,7 +102,7 @@ func (id Identity) Certificate(signer crypto.Signer) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("identity certificate: %w", err)
 	}
-	if !publicKeysEqual(leaf.PublicKey, signer.Public()) {
+	if !fleetapi.PublicKeysEqual(leaf.PublicKey, signer.Public()) {
 		return tls.Certificate{}, errors.New("identity certificate: does not match the key store's key")
 	}
 	return tls.Certificate{Certificate: [][]byte{blk.Bytes}, PrivateKey: signer, Leaf: leaf}, nil
@@ -113,27 +112,15 @@ var (
 	// ErrNotProvisioned: the state dir holds no identity.
 	ErrNotProvisioned = errors.New("provision: not provisioned")
 	// ErrNoResponse: no answer came after every attempt.
-	ErrNoResponse = errors.New("provision: no response")
+	ErrNoResponse = fleetapi.ErrNoResponse
 	// ErrInvalidResponse: an answer could not be used (bad payload, or a
 	// certificate that does not match the key).
-	ErrInvalidResponse = errors.New("provision: invalid response")
+	ErrInvalidResponse = fleetapi.ErrInvalidResponse
 )
 
-// RejectedError is a …/rejected answer.
-type RejectedError struct {
-	API          string `json:"-" cbor:"-"` // CreateKeysAndCertificate, CreateCertificateFromCsr or RegisterThing
-	StatusCode   int    `json:"statusCode" cbor:"statusCode"`
-	ErrorCode    string `json:"errorCode" cbor:"errorCode"`
-	ErrorMessage string `json:"errorMessage" cbor:"errorMessage"`
-}
-
-func (e *RejectedError) Error() string {
-	return fmt.Sprintf("%s rejected: %d %s: %s", e.API, e.StatusCode, e.ErrorCode, e.ErrorMessage)
-}
-
-// Retryable reports whether trying again later may succeed (429 and 5xx);
-// other rejections are permanent until something changes.
-func (e *RejectedError) Retryable() bool { return e.StatusCode == 429 || e.StatusCode >= 500 }
+// RejectedError is a …/rejected answer; Retryable tells a rejection worth
+// another try later (429, 5xx) from a permanent one.
+type RejectedError = fleetapi.RejectedError
 
 // File names under StateDir/identity.
 const (
@@ -330,12 +317,12 @@ func (p *client) createCertificate(ctx context.Context, ks KeyStore) (*progress,
 	if resp.Token == "" || resp.CertificateID == "" {
 		return nil, fmt.Errorf("provision: %s: %w: no certificate or token", apiName, ErrInvalidResponse)
 	}
-	cert, err := parseCert(resp.CertificatePEM)
+	cert, err := fleetapi.ParseCert(resp.CertificatePEM)
 	if err != nil {
 		return nil, fmt.Errorf("provision: %s: %w: %v", apiName, ErrInvalidResponse, err)
 	}
 	if p.o.UseCSR {
-		if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+		if !fleetapi.PublicKeysEqual(cert.PublicKey, signer.Public()) {
 			return nil, fmt.Errorf("provision: %s: %w: the certificate is not for our key", apiName, ErrInvalidResponse)
 		}
 	} else if _, err := tls.X509KeyPair([]byte(resp.CertificatePEM), []byte(resp.PrivateKey)); err != nil {
@@ -423,95 +410,11 @@ func (p *client) commit(prog *progress, resp registerResponse) (Identity, error)
 // production.
 var testHookAfterIdentity func() error
 
-type message struct {
-	topic   string
-	payload []byte
-}
-
-// call sends one request and waits for its accepted or rejected answer,
-// sending it again after each ResponseTimeout, up to Attempts times.
+// call sends one fleet provisioning request and waits for its answer.
 func (p *client) call(ctx context.Context, apiName, base string, req, resp any) error {
-	f := p.o.Format
-	accepted, rejected := base+"/"+f+"/accepted", base+"/"+f+"/rejected"
-	ch := make(chan message, 8)
-	h := func(topic string, payload []byte) {
-		select {
-		case ch <- message{topic, append([]byte(nil), payload...)}:
-		default:
-		}
+	o := fleetapi.Options{Format: p.o.Format, ResponseTimeout: p.o.ResponseTimeout, Attempts: p.o.Attempts}
+	if err := fleetapi.Call(ctx, p.t, o, apiName, base, req, resp); err != nil {
+		return fmt.Errorf("provision: %w", err)
 	}
-	for _, topic := range []string{accepted, rejected} {
-		if err := p.t.Subscribe(topic, 1, h); err != nil {
-			return fmt.Errorf("provision: %s: subscribe: %w", apiName, err)
-		}
-	}
-	if w, ok := p.t.(SubscriptionWaiter); ok {
-		if err := w.WaitSubscribed(ctx); err != nil {
-			return fmt.Errorf("provision: %s: subscribe: %w", apiName, err)
-		}
-	}
-	body, err := marshal(f, req)
-	if err != nil {
-		return fmt.Errorf("provision: %s: encode: %w", apiName, err)
-	}
-	for attempt := 0; attempt < p.o.Attempts; attempt++ {
-		if err := p.t.Publish(ctx, base+"/"+f, 1, body); err != nil {
-			return fmt.Errorf("provision: %s: publish: %w", apiName, err)
-		}
-		wait := p.o.ResponseTimeout
-		if _, ok := p.t.(SubscriptionWaiter); !ok && attempt == 0 && p.o.Attempts > 1 {
-			// The subscriptions may not be in place yet: the first answer
-			// can be lost, so do not wait long for it.
-			wait /= 4
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("provision: %s: %w", apiName, ctx.Err())
-		case <-timer.C:
-			continue
-		case m := <-ch:
-			timer.Stop()
-			if m.topic == rejected {
-				rej := &RejectedError{API: apiName}
-				if err := unmarshal(f, m.payload, rej); err != nil {
-					return fmt.Errorf("provision: %s: %w: rejected with an unreadable payload: %v", apiName, ErrInvalidResponse, err)
-				}
-				return rej
-			}
-			if err := unmarshal(f, m.payload, resp); err != nil {
-				return fmt.Errorf("provision: %s: %w: %v", apiName, ErrInvalidResponse, err)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("provision: %s: %w after %d attempts", apiName, ErrNoResponse, p.o.Attempts)
-}
-
-func marshal(f string, v any) ([]byte, error) {
-	if f == "cbor" {
-		return cbor.Marshal(v)
-	}
-	return json.Marshal(v)
-}
-
-func unmarshal(f string, b []byte, v any) error {
-	if f == "cbor" {
-		return cbor.Unmarshal(b, v)
-	}
-	return json.Unmarshal(b, v)
-}
-
-func parseCert(s string) (*x509.Certificate, error) {
-	blk, _ := pem.Decode([]byte(s))
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, errors.New("no PEM certificate")
-	}
-	return x509.ParseCertificate(blk.Bytes)
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/internal/atomicfile"
 )
 
@@ -89,28 +90,16 @@ var (
 	// ErrNotRotated: no rotation has been committed in this state dir.
 	ErrNotRotated = errors.New("rotate: no rotated identity")
 	// ErrInvalidResponse: an answer could not be used.
-	ErrInvalidResponse = errors.New("rotate: invalid response")
+	ErrInvalidResponse = fleetapi.ErrInvalidResponse
 	// ErrNoResponse: no answer after every attempt.
-	ErrNoResponse = errors.New("rotate: no response")
+	ErrNoResponse = fleetapi.ErrNoResponse
 	// ErrVerify: the new certificate did not connect; the old identity
 	// stays in use and the next Rotate tries Verify again.
 	ErrVerify = errors.New("rotate: new certificate did not connect")
 )
 
 // RejectedError is a …/rejected answer.
-type RejectedError struct {
-	API          string `json:"-"`
-	StatusCode   int    `json:"statusCode"`
-	ErrorCode    string `json:"errorCode"`
-	ErrorMessage string `json:"errorMessage"`
-}
-
-func (e *RejectedError) Error() string {
-	return fmt.Sprintf("%s rejected: %d %s: %s", e.API, e.StatusCode, e.ErrorCode, e.ErrorMessage)
-}
-
-// Retryable reports whether trying again later may succeed (429 and 5xx).
-func (e *RejectedError) Retryable() bool { return e.StatusCode == 429 || e.StatusCode >= 500 }
+type RejectedError = fleetapi.RejectedError
 
 // Due reports whether cert expires within days of now (a certificate
 // already expired is due too).
@@ -248,7 +237,7 @@ func (r *rotation) current() (Identity, error) {
 	}
 	id := Identity{CertificateFile: r.o.CurrentCertificateFile, KeyRef: r.o.CurrentKeyRef}
 	if b, err := os.ReadFile(r.o.CurrentCertificateFile); err == nil {
-		if c, err := parseCert(string(b)); err == nil {
+		if c, err := fleetapi.ParseCert(string(b)); err == nil {
 			id.CertificateID = certificateID(c.Raw)
 		}
 	}
@@ -308,11 +297,11 @@ func (r *rotation) createCertificate(ctx context.Context, p *progress) error {
 	if err := r.call(ctx, "CreateCertificateFromCsr", "$aws/certificates/create-from-csr", req, &resp); err != nil {
 		return err
 	}
-	cert, err := parseCert(resp.CertificatePEM)
+	cert, err := fleetapi.ParseCert(resp.CertificatePEM)
 	if err != nil || resp.Token == "" || len(resp.CertificateID) < 12 {
 		return fmt.Errorf("rotate: CreateCertificateFromCsr: %w: no certificate or token (%v)", ErrInvalidResponse, err)
 	}
-	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+	if !fleetapi.PublicKeysEqual(cert.PublicKey, signer.Public()) {
 		return fmt.Errorf("rotate: CreateCertificateFromCsr: %w: the certificate is not for the new key", ErrInvalidResponse)
 	}
 	p.CertificateID, p.CertificatePEM, p.Token = resp.CertificateID, resp.CertificatePEM, resp.Token
@@ -350,7 +339,7 @@ func (r *rotation) verifyAndCommit(ctx context.Context, p *progress) (Result, er
 	if err != nil {
 		return Result{}, fmt.Errorf("rotate: open new key %s: %w", p.KeyRef, err)
 	}
-	cert, err := parseCert(p.CertificatePEM)
+	cert, err := fleetapi.ParseCert(p.CertificatePEM)
 	if err != nil {
 		return Result{}, fmt.Errorf("rotate: %w: saved certificate: %v", ErrInvalidResponse, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/agent/transport"
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
@@ -294,11 +295,11 @@ func TestKeySlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if publicKeysEqual(s1.Public(), s2.Public()) {
+	if fleetapi.PublicKeysEqual(s1.Public(), s2.Public()) {
 		t.Error("Create reused the key")
 	}
 	got, err := k.Signer(a)
-	if err != nil || !publicKeysEqual(got.Public(), s2.Public()) {
+	if err != nil || !fleetapi.PublicKeysEqual(got.Public(), s2.Public()) {
 		t.Errorf("Signer = %v, want the second key", err)
 	}
 	if _, err := k.Create("tpm:0x81000010"); err == nil {
@@ -370,5 +371,5 @@ func parseCertFile(path string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseCert(string(b))
+	return fleetapi.ParseCert(string(b))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpmutil"
 
+	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/agent/transport"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
 	"github.com/iotagent/iotagent/cloud/pki"
@@ -120,11 +121,11 @@ func TestRotateTPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := parseCertFile(res.NewCertFile)
-	if err != nil || !publicKeysEqual(got.PublicKey, newKey.Public()) {
+	if err != nil || !fleetapi.PublicKeysEqual(got.PublicKey, newKey.Public()) {
 		t.Errorf("new certificate is not for the key at 0x%x: %v", h1, err)
 	}
 	// The old key is still at its handle.
-	if old, err := cur.Signer(); err != nil || !publicKeysEqual(old.Public(), signer.Public()) {
+	if old, err := cur.Signer(); err != nil || !fleetapi.PublicKeysEqual(old.Public(), signer.Public()) {
 		t.Errorf("old key at 0x%x: %v", h0, err)
 	}
 	if nc, err := reg.DescribeCertificate(res.NewCertificateID); err != nil || nc.Status != registry.StatusActive {
