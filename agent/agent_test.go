@@ -320,12 +320,14 @@ func TestIotsimRestartMidStream(t *testing.T) {
 				if err := sim.Close(); err != nil {
 					t.Fatal(err)
 				}
-				sim2, err := cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: addr, HTTPAddr: "127.0.0.1:0"})
+				// The observer is attached before iotsim listens: an alarm the
+				// reconnecting agent sends at once must not go unseen.
+				sim2, err := cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: addr, HTTPAddr: "127.0.0.1:0",
+					BeforeListen: func(s *cloud.Sim) { obs.attach(s, "box-2") }})
 				if err != nil {
 					t.Fatalf("restart iotsim: %v", err)
 				}
 				t.Cleanup(func() { sim2.Close() })
-				obs.attach(sim2, "box-2")
 			}
 			if unique == total {
 				t.Logf("%d alarms arrived across the restart, %d duplicates", unique, dups)
@@ -371,12 +373,14 @@ func TestOfflineAlarmsSurviveAgentRestart(t *testing.T) {
 	})
 	d.stop() // a power cut would do the same: the outbox is on disk
 
-	sim, err = cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: addr, HTTPAddr: "127.0.0.1:0"})
+	obs = &observer{alarms: make(chan map[string]any, 1024), warnings: make(chan map[string]any, 64),
+		telemetry: make(chan map[string]any, 1024), reported: make(chan map[string]any, 256)}
+	sim, err = cloud.Start(cloud.Options{DataDir: dataDir, MQTTAddr: addr, HTTPAddr: "127.0.0.1:0",
+		BeforeListen: func(s *cloud.Sim) { obs.attach(s, "box-3") }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	obs = observe(sim, "box-3")
 	d.motion = sensortest.NewFakeInput("motion") // a fresh boot: the sensor is idle
 	d.hw.Motion = d.motion
 	d.start(t, opt)

@@ -57,6 +57,11 @@ type Options struct {
 	Account        string
 	Logger         *slog.Logger
 	Now            func() time.Time
+	// BeforeListen, if set, runs once every service is wired and before
+	// any listener accepts a connection: the place to register broker
+	// handlers that must not miss a device's first message (tests that
+	// restart iotsim under a connected device).
+	BeforeListen func(*Sim)
 }
 
 // Endpoint is the content of DATA_DIR/endpoint.json: the contract that
@@ -193,6 +198,9 @@ func Start(o Options) (_ *Sim, err error) {
 	s.jit = provisioning.NewJIT(s.prov, s.reg, func(topic string, payload []byte) error {
 		return s.broker.Publish(topic, payload, 1)
 	}, o.Now)
+	if o.BeforeListen != nil {
+		o.BeforeListen(s)
+	}
 	if err := s.broker.Start(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
