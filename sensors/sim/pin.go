@@ -91,25 +91,13 @@ func (p *Pin) In(pull gpio.Pull, edge gpio.Edge) error {
 // WaitForEdge implements gpio.PinIn: -1 waits forever, 0 only checks for a
 // queued edge, a positive timeout is measured on Pin.Clock.
 func (p *Pin) WaitForEdge(timeout time.Duration) bool {
-	switch {
-	case timeout < 0:
-		<-p.EdgesChan
-	case timeout == 0:
-		select {
-		case <-p.EdgesChan:
-		default:
-			return false
-		}
+	// A queued edge is taken before any timer is armed: a test that waits
+	// for the fake clock to have a waiter must only see one while
+	// WaitForEdge is really blocked.
+	select {
+	case <-p.EdgesChan:
 	default:
-		c := p.Clock
-		if c == nil {
-			c = clockwork.NewRealClock()
-		}
-		t := c.NewTimer(timeout)
-		select {
-		case <-p.EdgesChan:
-			t.Stop()
-		case <-t.Chan():
+		if !p.waitEdge(timeout) {
 			return false
 		}
 	}
@@ -117,6 +105,29 @@ func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	defer p.sm.Unlock()
 	p.consumedLocked(1)
 	return true
+}
+
+// waitEdge blocks for the next edge, forever if timeout < 0, on Pin.Clock.
+func (p *Pin) waitEdge(timeout time.Duration) bool {
+	if timeout == 0 {
+		return false
+	}
+	if timeout < 0 {
+		<-p.EdgesChan
+		return true
+	}
+	c := p.Clock
+	if c == nil {
+		c = clockwork.NewRealClock()
+	}
+	t := c.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.EdgesChan:
+		return true
+	case <-t.Chan():
+		return false
+	}
 }
 
 func (p *Pin) consumedLocked(n int) {
