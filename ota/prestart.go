@@ -3,6 +3,8 @@ package ota
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 )
 
@@ -32,7 +34,10 @@ func PreStart(stateDir string, now time.Time) (Decision, error) {
 		return Decision{}, nil
 	}
 	if err != nil {
-		return Decision{}, err
+		if st, err = l.recoverState(err, now); err != nil {
+			return Decision{}, err
+		}
+		return Decision{Slot: st.Active, Reason: st.Reason}, nil
 	}
 	if st.State != Confirm {
 		if err := l.repairWith(&st); err != nil {
@@ -67,4 +72,35 @@ func PreStart(stateDir string, now time.Time) (Decision, error) {
 		return Decision{}, err
 	}
 	return Decision{Slot: st.Slot, Trial: true, Start: st.Starts}, nil
+}
+
+// recoverState replaces a state.json that cannot be read (a torn write on
+// a file system without ordered writes, a disk error) with a fresh Idle
+// state whose committed slot is the one the committed link points to, or
+// else the one holding a binary for this CPU; any trial is abandoned. The
+// bad file is kept as state.json.corrupt. It fails, with cause, when no
+// slot holds a usable binary.
+func (l Layout) recoverState(cause error, now time.Time) (Status, error) {
+	slot := linkSlot(l.Committed())
+	if slot == "" || CheckBinary(l.SlotBinary(slot)) != nil {
+		slot = ""
+		for _, s := range Slots {
+			if CheckBinary(l.SlotBinary(s)) == nil {
+				slot = s
+				break
+			}
+		}
+	}
+	if slot == "" {
+		return Status{}, fmt.Errorf("%w; no slot holds a usable binary", cause)
+	}
+	if err := os.Rename(l.statePath(), l.statePath()+".corrupt"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Status{}, errors.Join(cause, err)
+	}
+	st := Status{State: Idle, Active: slot, MaxStarts: DefaultMaxStarts,
+		Reason: fmt.Sprintf("recovered slot %s after an unreadable state (%v)", slot, cause)}
+	if err := l.save(&st, now); err != nil {
+		return Status{}, err
+	}
+	return st, l.repairWith(&st)
 }

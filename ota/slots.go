@@ -35,6 +35,38 @@ func Init(stateDir, binary, version string) error {
 	return l.repair()
 }
 
+// Upgrade installs binary as the committed version when the package that
+// ships it is upgraded (postinst): like Init when STATE/ota is missing;
+// otherwise, when no update is in progress and the committed slot holds
+// another version, it replaces that slot's binary (a rename: a running
+// agent keeps its own) and records version. During an update it changes
+// nothing and returns ErrBusy.
+func Upgrade(stateDir, binary, version string) error {
+	l := NewLayout(stateDir)
+	st, err := l.load()
+	switch {
+	case errors.Is(err, ErrNotInitialized):
+		return Init(stateDir, binary, version)
+	case err != nil:
+		return err
+	case !st.State.Terminal():
+		return fmt.Errorf("%w (state %s): %s is not installed; run this again when it ends", ErrBusy, st.State, version)
+	case st.ActiveVersion == version:
+		return l.repairWith(&st)
+	}
+	if err := CheckBinary(binary); err != nil {
+		return fmt.Errorf("ota upgrade: %w", err)
+	}
+	if err := copyFileSync(binary, l.SlotBinary(st.Active), 0o755); err != nil {
+		return fmt.Errorf("ota upgrade: %w", err)
+	}
+	st.ActiveVersion = version
+	if err := l.save(&st, time.Now()); err != nil {
+		return err
+	}
+	return l.repairWith(&st)
+}
+
 // copyFileSync copies src to dst (via a temporary file and a rename) and
 // fsyncs the file and dst's directory.
 func copyFileSync(src, dst string, mode os.FileMode) error {

@@ -90,10 +90,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return sectionCmd("jobs list", "jobs list [flags]", "The running agent's jobs, as JSON.", localapi.SectionJobs)(rest[1:], stdout, stderr)
 	case "ota":
-		if len(rest) == 0 || rest[0] != "status" {
-			return usagef("usage: iotagent ota status [flags]")
-		}
-		return sectionCmd("ota status", "ota status [flags]", "OTA slots and versions of the running agent, as JSON.", localapi.SectionOTA)(rest[1:], stdout, stderr)
+		return otaCmd(rest, stdout, stderr)
 	case "logs":
 		return logsCmd(rest, stdout, stderr)
 	case "log-level":
