@@ -33,6 +33,11 @@ type Registry interface {
 	DescribeThing(name string) (registry.Thing, error)
 	SetThingAttributes(name, typeName string, attrs map[string]string) (registry.Thing, error)
 	AttachThingPrincipal(thing, certID string) error
+	// Batch runs fn in one registry transaction, which concurrent callers
+	// share (group commit): RegisterThing creates and attaches a device's
+	// resources through it, all or nothing, and so does
+	// CreateKeysAndCertificate/CreateCertificateFromCsr its certificate.
+	Batch(fn func(tx *registry.Txn) error) error
 }
 
 // Policies is what the service needs of IoT policies and thing groups.
@@ -82,7 +87,9 @@ type Responder func(clientID, topic string, payload []byte) error
 // Options configure a Service.
 type Options struct {
 	// Policies, if nil, makes templates with policy resources or thing
-	// groups fail with 500 InternalFailure.
+	// groups fail with 500 InternalFailure. RegisterThing itself creates
+	// and attaches policies through Registry.Batch, in the transaction
+	// that creates the thing.
 	Policies Policies
 	// Hooks maps a template's pre-provisioning hook target ARN to a hook.
 	// A target that is an http:// or https:// URL is called as a Webhook
@@ -229,7 +236,11 @@ func (s *Service) sweep() {
 
 // issue registers certPEM as PENDING_ACTIVATION and returns a token for it.
 func (s *Service) issue(p *broker.Principal, certPEM []byte) (registry.Certificate, string, error) {
-	c, err := s.reg.RegisterCertificate(certPEM, registry.StatusPendingActivation)
+	var c registry.Certificate
+	err := s.reg.Batch(func(tx *registry.Txn) (err error) {
+		c, err = tx.RegisterCertificate(certPEM, registry.StatusPendingActivation)
+		return err
+	})
 	if err != nil {
 		return registry.Certificate{}, "", fmt.Errorf("register certificate: %w", err)
 	}
@@ -460,7 +471,10 @@ func (s *Service) callHook(ctx context.Context, tpl registry.ProvisioningTemplat
 }
 
 // apply creates or updates the template's resources for cert, in this
-// order: policies, thing (and groups), attachments, certificate status.
+// order: policies, thing (and groups), attachments, certificate status. It
+// is one registry transaction: a step that fails leaves nothing of the
+// others behind, and the device's resources cost one commit, shared with
+// the devices being provisioned at the same time.
 func (s *Service) apply(res Result, cert registry.Certificate) error {
 	if c := res.Certificate; c != nil {
 		if c.CertificateID != cert.ID {
@@ -471,18 +485,22 @@ func (s *Service) apply(res Result, cert registry.Certificate) error {
 	if needPolicies && s.o.Policies == nil {
 		return errors.New("policies and thing groups are not available")
 	}
+	return s.reg.Batch(func(tx *registry.Txn) error { return applyIn(tx, res, cert) })
+}
+
+func applyIn(tx *registry.Txn, res Result, cert registry.Certificate) error {
 	for _, pol := range res.Policies {
 		if pol.Document == "" {
-			ok, err := s.o.Policies.PolicyExists(pol.Name)
+			_, err := tx.GetPolicy(pol.Name)
+			if errors.Is(err, registry.ErrNotFound) {
+				return reject(400, CodeInvalidParameters, "Policy %s does not exist.", pol.Name)
+			}
 			if err != nil {
 				return fmt.Errorf("policy %s: %w", pol.Name, err)
 			}
-			if !ok {
-				return reject(400, CodeInvalidParameters, "Policy %s does not exist.", pol.Name)
-			}
 			continue
 		}
-		if err := s.o.Policies.CreatePolicy(pol.Name, pol.Document); err != nil && !errors.Is(err, registry.ErrExists) {
+		if _, err := tx.CreatePolicy(pol.Name, pol.Document); err != nil && !errors.Is(err, registry.ErrExists) {
 			if errors.Is(err, registry.ErrInvalid) || errors.Is(err, registry.ErrMalformedPolicy) {
 				return reject(400, CodeInvalidParameters, "Policy %s: %v.", pol.Name, err)
 			}
@@ -490,15 +508,15 @@ func (s *Service) apply(res Result, cert registry.Certificate) error {
 		}
 	}
 	if th := res.Thing; th != nil {
-		if err := s.applyThing(th); err != nil {
+		if err := applyThing(tx, th); err != nil {
 			return err
 		}
-		if err := s.reg.AttachThingPrincipal(th.ThingName, cert.ID); err != nil {
+		if err := tx.AttachThingPrincipal(th.ThingName, cert.ID); err != nil {
 			return fmt.Errorf("attach certificate to %s: %w", th.ThingName, err)
 		}
 	}
 	for _, pol := range res.Policies {
-		if err := s.o.Policies.AttachPolicy(pol.Name, cert.ARN); err != nil {
+		if err := tx.AttachPolicy(pol.Name, cert.ARN); err != nil {
 			return fmt.Errorf("attach policy %s: %w", pol.Name, err)
 		}
 	}
@@ -506,22 +524,22 @@ func (s *Service) apply(res Result, cert registry.Certificate) error {
 	if c := res.Certificate; c != nil && c.Status != "" {
 		status = c.Status
 	}
-	if err := s.reg.SetCertificateStatus(cert.ID, status); err != nil {
+	if err := tx.SetCertificateStatus(cert.ID, status); err != nil {
 		return fmt.Errorf("set certificate status: %w", err)
 	}
 	return nil
 }
 
-func (s *Service) applyThing(th *ThingResource) error {
-	existing, err := s.reg.DescribeThing(th.ThingName)
+func applyThing(tx *registry.Txn, th *ThingResource) error {
+	existing, err := tx.DescribeThing(th.ThingName)
 	if errors.Is(err, registry.ErrNotFound) {
-		if _, err := s.reg.CreateThing(th.ThingName, th.ThingTypeName, th.AttributePayload); err != nil {
+		if _, err := tx.CreateThing(th.ThingName, th.ThingTypeName, th.AttributePayload); err != nil {
 			if errors.Is(err, registry.ErrInvalid) {
 				return reject(400, CodeInvalidParameters, "Thing %s: %v.", th.ThingName, err)
 			}
 			return fmt.Errorf("create thing %s: %w", th.ThingName, err)
 		}
-		return s.addGroups(th, th.ThingGroups)
+		return addGroups(tx, th, th.ThingGroups)
 	}
 	if err != nil {
 		return fmt.Errorf("describe thing %s: %w", th.ThingName, err)
@@ -552,7 +570,7 @@ func (s *Service) applyThing(th *ThingResource) error {
 		typ = th.ThingTypeName
 	}
 	if !maps.Equal(attrs, existing.Attributes) || typ != existing.TypeName {
-		if _, err := s.reg.SetThingAttributes(th.ThingName, typ, attrs); err != nil {
+		if _, err := tx.SetThingAttributes(th.ThingName, typ, attrs); err != nil {
 			if errors.Is(err, registry.ErrInvalid) {
 				return reject(400, CodeInvalidParameters, "Thing %s: %v.", th.ThingName, err)
 			}
@@ -563,14 +581,14 @@ func (s *Service) applyThing(th *ThingResource) error {
 	case OverrideReplace, OverrideMerge:
 		// Membership is only ever added here: the registry keeps no list
 		// to replace, so REPLACE behaves as MERGE.
-		return s.addGroups(th, th.ThingGroups)
+		return addGroups(tx, th, th.ThingGroups)
 	}
 	return nil
 }
 
-func (s *Service) addGroups(th *ThingResource, groups []string) error {
+func addGroups(tx *registry.Txn, th *ThingResource, groups []string) error {
 	for _, g := range groups {
-		if err := s.o.Policies.AddThingToThingGroup(g, th.ThingName); err != nil {
+		if err := tx.AddThingToThingGroup(g, th.ThingName); err != nil {
 			if errors.Is(err, registry.ErrNotFound) {
 				return reject(400, CodeInvalidParameters, "Thing group %s does not exist.", g)
 			}

@@ -32,9 +32,16 @@ type token struct {
 // restart: a device then gets InvalidCertificateOwnershipToken and starts
 // over, as it does after an expiry.
 type tokens struct {
-	mu sync.Mutex
-	m  map[string]*token
+	mu    sync.Mutex
+	m     map[string]*token
+	swept time.Time // the last scan by expired
 }
+
+// sweepEvery spaces expired's scans of the whole table: every request
+// calls it, and a scan per request would cost each request the size of
+// the table (a day of provisioned devices). Expiries are an hour apart
+// from issue, so a minute's delay in deleting them does not matter.
+const sweepEvery = time.Minute
 
 // newToken returns an opaque, unguessable token: base64 of a small JSON
 // object with 256 random bits, shaped like AWS's (which start "eyJ").
@@ -58,10 +65,15 @@ func (ts *tokens) add(tok string, t *token) {
 }
 
 // expired removes and returns the certificate ids of tokens that expired
-// unused, and forgets consumed tokens past the replay window.
+// unused, and forgets consumed tokens past the replay window. It scans at
+// most once per sweepEvery, and returns nil in between.
 func (ts *tokens) expired(now time.Time) []string {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if d := now.Sub(ts.swept); d >= 0 && d < sweepEvery {
+		return nil
+	}
+	ts.swept = now
 	var ids []string
 	for k, t := range ts.m {
 		switch {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/iotagent/iotagent/cloud/store"
@@ -125,45 +124,7 @@ func (r *Registry) RemoveThingFromThingGroup(group, thing string) error {
 }
 
 func (r *Registry) changeMembership(group, thing string, add bool) error {
-	step := "add thing to thing group"
-	if !add {
-		step = "remove thing from thing group"
-	}
-	r.mu.Lock()
-	err := r.db.Update(func(tx *store.Tx) error {
-		if _, err := tx.Get(groupsBucket, group); err != nil {
-			return fmt.Errorf("%s: group %q: %w", step, group, notFound(err))
-		}
-		var t Thing
-		if err := getJSON(tx, thingsBucket, thing, &t); err != nil {
-			return fmt.Errorf("%s: thing %q: %w", step, thing, notFound(err))
-		}
-		m, err := membershipOf(tx.Get, t)
-		if err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
-		if add {
-			if !slices.Contains(m.Groups, group) && len(m.Groups) >= MaxGroupsPerThing {
-				return fmt.Errorf("%s: %q is already in %d groups: %w", step, thing, len(m.Groups), ErrInvalid)
-			}
-			m.Groups = addSorted(m.Groups, group)
-		} else {
-			m.Groups = remove(m.Groups, group)
-		}
-		if len(m.Groups) == 0 {
-			return tx.Delete(groupMembersBucket, thing)
-		}
-		return putJSON(tx, groupMembersBucket, thing, m)
-	})
-	watchers := slices.Clone(r.policyWatchers)
-	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	for _, fn := range watchers {
-		fn()
-	}
-	return nil
+	return r.Update(func(t *Txn) error { return t.changeMembership(group, thing, add) })
 }
 
 // membershipOf returns thing t's memberships, ignoring those of an earlier

@@ -52,33 +52,30 @@ func ValidPolicyName(name string) bool { return policyNameRE.MatchString(name) }
 // gives ErrInvalid, a document that does not parse ErrMalformedPolicy, an
 // existing name ErrExists.
 func (r *Registry) CreatePolicy(name, document string) (Policy, error) {
+	var p Policy
+	err := r.Update(func(t *Txn) (err error) {
+		p, err = t.CreatePolicy(name, document)
+		return err
+	})
+	return p, err
+}
+
+// newPolicy checks name and document and returns the policy, not yet
+// stored.
+func (r *Registry) newPolicy(name, document string) (Policy, error) {
 	if !ValidPolicyName(name) {
 		return Policy{}, fmt.Errorf("create policy %q: name must match [\\w+=,.@-]{1,128}: %w", name, ErrInvalid)
 	}
 	if _, err := policy.Parse(document); err != nil {
 		return Policy{}, fmt.Errorf("create policy %q: %w: %w", name, ErrMalformedPolicy, err)
 	}
-	p := Policy{
+	return Policy{
 		Name:             name,
 		ARN:              r.arn("policy", name),
 		Document:         document,
 		DefaultVersionID: "1",
 		CreatedAt:        r.now().UTC(),
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	err := r.db.Update(func(tx *store.Tx) error {
-		if _, err := tx.Get(policiesBucket, name); err == nil {
-			return fmt.Errorf("create policy %q: %w", name, ErrExists)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("create policy %q: %w", name, err)
-		}
-		return putJSON(tx, policiesBucket, name, p)
-	})
-	if err != nil {
-		return Policy{}, err
-	}
-	return p, nil
+	}, nil
 }
 
 // GetPolicy returns the policy or ErrNotFound.
@@ -122,44 +119,7 @@ func (r *Registry) DetachPolicy(name, target string) error {
 }
 
 func (r *Registry) changePolicyTarget(name, target string, attach bool) error {
-	step := "attach"
-	if !attach {
-		step = "detach"
-	}
-	r.mu.Lock()
-	err := r.db.Update(func(tx *store.Tx) error {
-		if _, err := tx.Get(policiesBucket, name); err != nil {
-			return fmt.Errorf("%s policy %q: %w", step, name, notFound(err))
-		}
-		if err := r.checkTarget(tx.Get, target); err != nil {
-			return fmt.Errorf("%s policy %q: %w", step, name, err)
-		}
-		var names []string
-		if err := getJSON(tx, policyTargetsBucket, target, &names); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%s policy %q: %w", step, name, err)
-		}
-		if attach {
-			if !slices.Contains(names, name) && len(names) >= MaxPoliciesPerTarget {
-				return fmt.Errorf("%s policy %q: %s already has %d policies: %w", step, name, target, len(names), ErrLimitExceeded)
-			}
-			names = addSorted(names, name)
-		} else {
-			names = remove(names, name)
-		}
-		if len(names) == 0 {
-			return tx.Delete(policyTargetsBucket, target)
-		}
-		return putJSON(tx, policyTargetsBucket, target, names)
-	})
-	watchers := slices.Clone(r.policyWatchers)
-	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	for _, fn := range watchers {
-		fn()
-	}
-	return nil
+	return r.Update(func(t *Txn) error { return t.changePolicyTarget(name, target, attach) })
 }
 
 // getter reads one key: *store.Tx's Get or *store.DB's.

@@ -6,13 +6,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/store"
 )
 
@@ -74,53 +72,12 @@ func ValidThingName(name string) bool { return nameRE.MatchString(name) }
 // that exists with the same type and attributes returns it; with other ones
 // it fails with ErrExists. Invalid names and attributes give ErrInvalid.
 func (r *Registry) CreateThing(name, typeName string, attrs map[string]string) (Thing, error) {
-	if !ValidThingName(name) {
-		return Thing{}, fmt.Errorf("create thing %q: name must match [a-zA-Z0-9:_-]{1,128}: %w", name, ErrInvalid)
-	}
-	if typeName != "" && !nameRE.MatchString(typeName) {
-		return Thing{}, fmt.Errorf("create thing %q: thing type name %q: %w", name, typeName, ErrInvalid)
-	}
-	for k, v := range attrs {
-		if !attrNameRE.MatchString(k) || !attrValueRE.MatchString(v) {
-			return Thing{}, fmt.Errorf("create thing %q: attribute %q=%q: %w", name, k, v, ErrInvalid)
-		}
-	}
-	if len(attrs) == 0 {
-		attrs = nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out Thing
-	err := r.db.Update(func(tx *store.Tx) error {
-		var existing Thing
-		err := getJSON(tx, thingsBucket, name, &existing)
-		if err == nil {
-			if existing.TypeName == typeName && maps.Equal(existing.Attributes, attrs) {
-				out = existing
-				return nil
-			}
-			return fmt.Errorf("create thing %q: exists with other attributes: %w", name, ErrExists)
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("create thing %q: %w", name, err)
-		}
-		now := r.now().UTC()
-		out = Thing{
-			Name:          name,
-			ID:            newUUID(),
-			ARN:           r.arn("thing", name),
-			TypeName:      typeName,
-			Attributes:    maps.Clone(attrs),
-			Version:       1,
-			CreatedAt:     now,
-			LastUpdatedAt: now,
-		}
-		return putJSON(tx, thingsBucket, name, out)
+	err := r.Update(func(t *Txn) (err error) {
+		out, err = t.CreateThing(name, typeName, attrs)
+		return err
 	})
-	if err != nil {
-		return Thing{}, err
-	}
-	return out, nil
+	return out, err
 }
 
 // DescribeThing returns the thing or ErrNotFound.
@@ -176,39 +133,11 @@ func (r *Registry) DeleteThing(name string) error {
 // A certificate already registered gives ErrExists; bad PEM or an unknown
 // status gives ErrInvalid.
 func (r *Registry) RegisterCertificate(certPEM []byte, status string) (Certificate, error) {
-	if status == "" {
-		status = StatusInactive
-	}
-	if !knownStatus(status) {
-		return Certificate{}, fmt.Errorf("register certificate: status %q: %w", status, ErrInvalid)
-	}
-	cert, err := pki.ParseCertificatePEM(certPEM)
+	c, err := r.newCertificate(certPEM, status)
 	if err != nil {
-		return Certificate{}, fmt.Errorf("register certificate: %w: %w", ErrInvalid, err)
+		return Certificate{}, err
 	}
-	id := pki.CertificateID(cert.Raw)
-	now := r.now().UTC()
-	c := Certificate{
-		ID:        id,
-		ARN:       r.arn("cert", id),
-		Status:    status,
-		PEM:       string(pkiPEM(cert.Raw)),
-		NotBefore: cert.NotBefore.UTC(),
-		NotAfter:  cert.NotAfter.UTC(),
-		CreatedAt: now,
-		UpdatedAt: now,
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	err = r.db.Update(func(tx *store.Tx) error {
-		if _, err := tx.Get(certsBucket, id); err == nil {
-			return fmt.Errorf("register certificate %s: %w", id, ErrExists)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("register certificate %s: %w", id, err)
-		}
-		return putJSON(tx, certsBucket, id, c)
-	})
-	if err != nil {
+	if err := r.Update(func(t *Txn) error { return t.putNewCertificate(c) }); err != nil {
 		return Certificate{}, err
 	}
 	return c, nil
@@ -267,38 +196,7 @@ func (r *Registry) SetCertificateStatus(id, status string) error {
 }
 
 func (r *Registry) setStatus(id, status string, api bool) error {
-	r.mu.Lock()
-	changed := false
-	err := r.db.Update(func(tx *store.Tx) error {
-		var c Certificate
-		if err := getJSON(tx, certsBucket, id, &c); err != nil {
-			return fmt.Errorf("update certificate %s: %w", id, notFound(err))
-		}
-		if c.Status == status {
-			return nil
-		}
-		if c.Status == StatusRevoked {
-			return fmt.Errorf("update certificate %s: REVOKED is terminal: %w", id, ErrCertificateState)
-		}
-		if api && c.Status == StatusPendingTransfer {
-			return fmt.Errorf("update certificate %s: transfer pending: %w", id, ErrCertificateState)
-		}
-		c.Status = status
-		c.UpdatedAt = r.now().UTC()
-		changed = true
-		return putJSON(tx, certsBucket, id, c)
-	})
-	watchers := slices.Clone(r.watchers)
-	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if changed {
-		for _, fn := range watchers {
-			fn(id, status)
-		}
-	}
-	return nil
+	return r.Update(func(t *Txn) error { return t.setStatus(id, status, api) })
 }
 
 // DeleteCertificate deletes a certificate. Like AWS it refuses an ACTIVE
@@ -343,33 +241,7 @@ func (r *Registry) DetachThingPrincipal(thing, certID string) error {
 }
 
 func (r *Registry) changePrincipal(thing, certID string, attach bool) error {
-	step := "attach"
-	if !attach {
-		step = "detach"
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.db.Update(func(tx *store.Tx) error {
-		var t Thing
-		if err := getJSON(tx, thingsBucket, thing, &t); err != nil {
-			return fmt.Errorf("%s principal: thing %q: %w", step, thing, notFound(err))
-		}
-		var c Certificate
-		if err := getJSON(tx, certsBucket, certID, &c); err != nil {
-			return fmt.Errorf("%s principal: certificate %q: %w", step, certID, notFound(err))
-		}
-		if attach {
-			t.Principals = addSorted(t.Principals, certID)
-			c.Things = addSorted(c.Things, thing)
-		} else {
-			t.Principals = remove(t.Principals, certID)
-			c.Things = remove(c.Things, thing)
-		}
-		if err := putJSON(tx, thingsBucket, thing, t); err != nil {
-			return err
-		}
-		return putJSON(tx, certsBucket, certID, c)
-	})
+	return r.Update(func(t *Txn) error { return t.changePrincipal(thing, certID, attach) })
 }
 
 // ThingsForCertificate returns the names of the things the certificate is

@@ -152,32 +152,10 @@ func (r *Registry) DeleteProvisioningTemplate(name string) error {
 // provisioning's OverrideSettings (REPLACE, MERGE) use it. An unknown thing
 // gives ErrNotFound, bad attributes ErrInvalid.
 func (r *Registry) SetThingAttributes(name, typeName string, attrs map[string]string) (Thing, error) {
-	if typeName != "" && !nameRE.MatchString(typeName) {
-		return Thing{}, fmt.Errorf("set thing %q attributes: thing type name %q: %w", name, typeName, ErrInvalid)
-	}
-	for k, v := range attrs {
-		if !attrNameRE.MatchString(k) || !attrValueRE.MatchString(v) {
-			return Thing{}, fmt.Errorf("set thing %q attributes: attribute %q=%q: %w", name, k, v, ErrInvalid)
-		}
-	}
-	if len(attrs) == 0 {
-		attrs = nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out Thing
-	err := r.db.Update(func(tx *store.Tx) error {
-		if err := getJSON(tx, thingsBucket, name, &out); err != nil {
-			return fmt.Errorf("set thing %q attributes: %w", name, notFound(err))
-		}
-		if out.TypeName == typeName && maps.Equal(out.Attributes, attrs) {
-			return nil
-		}
-		out.TypeName = typeName
-		out.Attributes = maps.Clone(attrs)
-		out.Version++
-		out.LastUpdatedAt = r.now().UTC()
-		return putJSON(tx, thingsBucket, name, out)
+	err := r.Update(func(t *Txn) (err error) {
+		out, err = t.SetThingAttributes(name, typeName, attrs)
+		return err
 	})
 	if err != nil {
 		return Thing{}, err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,6 +25,10 @@ var ErrLocked = errors.New("store: database is in use by another process")
 // DB is an open database. It is safe for concurrent use.
 type DB struct {
 	b *bolt.DB
+
+	batchMu   sync.Mutex
+	pending   []*batchCall // Batch calls waiting for the next commit
+	committer bool         // a goroutine is committing batches
 }
 
 // Open opens (creating if needed) the database file at path. If another
@@ -110,6 +115,88 @@ type Tx struct{ tx *bolt.Tx }
 // together or not at all.
 func (d *DB) Update(fn func(tx *Tx) error) error {
 	return d.b.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Batch is Update for many concurrent callers, with a group commit: a
+// call made while no commit is under way commits at once, alone; the
+// calls that arrive while one is under way go together into the next
+// transaction, with one commit (one fsync) for all of them. So a lone
+// caller waits no longer than with Update, and under load the commits
+// carry many callers' changes each. Each caller gets its own fn's error,
+// and a fn that fails leaves nothing behind. fn may run more than once
+// (when another fn of its batch fails, the batch runs again without that
+// one, which then runs alone), so it must set its results afresh each
+// time and have no other effect than its writes to tx.
+func (d *DB) Batch(fn func(tx *Tx) error) error {
+	c := &batchCall{fn: fn, done: make(chan error, 1)}
+	d.batchMu.Lock()
+	d.pending = append(d.pending, c)
+	if !d.committer {
+		d.committer = true
+		go d.commitBatches()
+	}
+	d.batchMu.Unlock()
+	return <-c.done
+}
+
+type batchCall struct {
+	fn   func(tx *Tx) error
+	done chan error
+}
+
+// commitBatches commits the pending calls, batch after batch, until none
+// is left.
+func (d *DB) commitBatches() {
+	for {
+		d.batchMu.Lock()
+		calls := d.pending
+		d.pending = nil
+		if len(calls) == 0 {
+			d.committer = false
+			d.batchMu.Unlock()
+			return
+		}
+		d.batchMu.Unlock()
+		d.commitBatch(calls)
+	}
+}
+
+// commitBatch runs calls in one transaction. A call whose fn fails is taken
+// out, the others are run again, and it runs alone so that its error is
+// its own.
+func (d *DB) commitBatch(calls []*batchCall) {
+	for len(calls) > 0 {
+		failed := -1
+		err := d.b.Update(func(tx *bolt.Tx) error {
+			for i, c := range calls {
+				if err := safeCall(c.fn, &Tx{tx: tx}); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, c := range calls {
+				c.done <- err // nil, or the commit's own error
+			}
+			return
+		}
+		c := calls[failed]
+		calls = append(calls[:failed:failed], calls[failed+1:]...)
+		c.done <- d.b.Update(func(tx *bolt.Tx) error { return safeCall(c.fn, &Tx{tx: tx}) })
+	}
+}
+
+// safeCall runs fn, turning a panic into an error so that one caller's bug
+// does not leave the others of its batch waiting forever.
+func safeCall(fn func(tx *Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: batch function panicked: %v", p)
+		}
+	}()
+	return fn(tx)
 }
 
 // Get is DB.Get inside a transaction.
