@@ -151,10 +151,12 @@ func Open(db *bolt.DB, o Options, now func() time.Time) (*Outbox, error) {
 				k, v = c.Next()
 				continue
 			}
+			// The header and checksum only: Open needs each record's class
+			// and size, not a copy of its topic and payload.
 			id, err := decodeKey(k)
-			var m Message
+			var e entry
 			if err == nil {
-				m, err = decodeRecord(id, v)
+				e.class, e.size, err = checkRecord(v)
 			}
 			if err != nil {
 				key := append([]byte{}, k...)
@@ -165,7 +167,7 @@ func Open(db *bolt.DB, o Options, now func() time.Time) (*Outbox, error) {
 				k, v = c.Seek(key) // the next key after the deleted one
 				continue
 			}
-			ob.addLocked(id, m)
+			ob.addEntryLocked(id, e)
 			maxID = max(maxID, id)
 			k, v = c.Next()
 		}
@@ -429,7 +431,10 @@ func (o *Outbox) removeCorruptLocked(keys [][]byte) error {
 }
 
 func (o *Outbox) addLocked(id uint64, m Message) {
-	e := entry{size: int64(len(m.Topic) + len(m.Payload)), class: m.Class}
+	o.addEntryLocked(id, entry{size: int64(len(m.Topic) + len(m.Payload)), class: m.Class})
+}
+
+func (o *Outbox) addEntryLocked(id uint64, e entry) {
 	o.idx[id] = e
 	o.bytes += e.size
 	q := o.queues[e.class]

@@ -62,27 +62,40 @@ func encodeRecord(m Message) []byte {
 	return b
 }
 
-// decodeRecord parses a stored value. It copies what it keeps, so v may be
-// a bbolt page that is only valid during the transaction.
-func decodeRecord(id uint64, v []byte) (Message, error) {
+// checkRecord checks a stored value as decodeRecord does (length,
+// checksum, version, class, topic length) without copying anything, and
+// returns its class and size (topic and payload, as the bounds count it).
+func checkRecord(v []byte) (Class, int64, error) {
 	if len(v) < headerLen+crcLen {
-		return Message{}, fmt.Errorf("%w: %d bytes is shorter than the header", errCorrupt, len(v))
+		return 0, 0, fmt.Errorf("%w: %d bytes is shorter than the header", errCorrupt, len(v))
 	}
 	body := v[:len(v)-crcLen]
 	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(v[len(body):]); got != want {
-		return Message{}, fmt.Errorf("%w: checksum %08x, want %08x", errCorrupt, got, want)
+		return 0, 0, fmt.Errorf("%w: checksum %08x, want %08x", errCorrupt, got, want)
 	}
 	if body[0] != recordVersion {
-		return Message{}, fmt.Errorf("%w: version %d", errCorrupt, body[0])
+		return 0, 0, fmt.Errorf("%w: version %d", errCorrupt, body[0])
 	}
 	class := Class(body[1])
 	if class > Alarm {
-		return Message{}, fmt.Errorf("%w: class %d", errCorrupt, class)
+		return 0, 0, fmt.Errorf("%w: class %d", errCorrupt, class)
 	}
 	tl := int(binary.BigEndian.Uint16(body[10:12]))
 	if tl == 0 || headerLen+tl > len(body) {
-		return Message{}, fmt.Errorf("%w: topic length %d", errCorrupt, tl)
+		return 0, 0, fmt.Errorf("%w: topic length %d", errCorrupt, tl)
 	}
+	return class, int64(len(body) - headerLen), nil
+}
+
+// decodeRecord parses a stored value. It copies what it keeps, so v may be
+// a bbolt page that is only valid during the transaction.
+func decodeRecord(id uint64, v []byte) (Message, error) {
+	class, _, err := checkRecord(v)
+	if err != nil {
+		return Message{}, err
+	}
+	body := v[:len(v)-crcLen]
+	tl := int(binary.BigEndian.Uint16(body[10:12]))
 	return Message{
 		ID:       id,
 		Topic:    string(body[headerLen : headerLen+tl]),
