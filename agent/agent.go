@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -84,6 +83,7 @@ type Agent struct {
 	synced    chan struct{} // closed after the first shadow sync
 	syncOnce  sync.Once
 	heartbeat atomic.Int64 // unix ns of the main loop's last turn
+	envSince  atomic.Int64 // unix ns the environment read under way began; 0: none
 
 	mu      sync.Mutex
 	st      deviceState
@@ -276,6 +276,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g.Go(func() error { a.syncLoop(ctx); return nil })
 	g.Go(func() error { a.rotationLoop(ctx); return nil })
 	g.Go(func() error { a.mainLoop(ctx, events); return nil })
+	g.Go(func() error { a.telemetryLoop(ctx); return nil })
 	if a.cfg.LocalAPI.Enabled {
 		g.Go(func() error { a.serveLocalAPI(ctx); return nil })
 	}
@@ -348,26 +349,48 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// mainLoop owns the sensors: it reads the environment every interval,
-// turns input events into alarms and publishes telemetry.
+// mainLoop turns input events into alarms, and does nothing else: an
+// alarm must not wait behind the environment read (a forced-mode BME280
+// measurement takes about 26 ms), which telemetryLoop does.
 func (a *Agent) mainLoop(ctx context.Context, events <-chan sensors.Event) {
-	interval := a.interval()
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	beat := time.NewTicker(heartbeatEvery)
 	defer beat.Stop()
-	a.heartbeat.Store(time.Now().UnixNano())
-	a.telemetry()
 	for {
-		a.heartbeat.Store(time.Now().UnixNano())
+		a.beat(time.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
 		case ev := <-events:
 			a.onInput(ev)
+		}
+	}
+}
+
+// beat records a turn of the main loop, unless the environment read has
+// been under way for longer than heartbeatEvery: a hung sensor still stops
+// the heartbeat (and so fails the health check), as it did when the read
+// ran on the main loop.
+func (a *Agent) beat(now time.Time) {
+	if since := a.envSince.Load(); since != 0 && now.Sub(time.Unix(0, since)) > heartbeatEvery {
+		return
+	}
+	a.heartbeat.Store(now.UnixNano())
+}
+
+// telemetryLoop reads the environment and queues telemetry at once and
+// then every interval.
+func (a *Agent) telemetryLoop(ctx context.Context) {
+	interval := a.interval()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	a.telemetry(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-t.C:
-			a.telemetry()
+			a.telemetry(ctx)
 		case <-a.tick:
 			if iv := a.interval(); iv != interval {
 				interval = iv
@@ -413,13 +436,19 @@ func (a *Agent) onInput(ev sensors.Event) {
 }
 
 // telemetry reads the environment sensor, raises or clears the
-// temperature warning and queues a telemetry message.
-func (a *Agent) telemetry() {
+// temperature warning and queues a telemetry message. It queues nothing
+// once ctx has ended.
+func (a *Agent) telemetry(ctx context.Context) {
 	now := a.now()
 	msg := map[string]any{"thing": a.cfg.ThingName, "timestamp": now.Unix()}
 	var warn map[string]any
 	if a.hw.Env != nil {
-		r, err := a.hw.Env.Read(context.Background())
+		a.envSince.Store(time.Now().UnixNano())
+		r, err := a.hw.Env.Read(ctx)
+		a.envSince.Store(0)
+		if ctx.Err() != nil {
+			return
+		}
 		a.mu.Lock()
 		if err != nil {
 			a.st.ReadErrors++
@@ -546,7 +575,7 @@ func (a *Agent) resync(ctx context.Context) (map[string]any, error) {
 // conditional update on the last version seen.
 func (a *Agent) report(ctx context.Context, last map[string]any) (map[string]any, error) {
 	cur := a.reported()
-	if last != nil && reflect.DeepEqual(normalise(cur), normalise(last)) {
+	if last != nil && sameReport(cur, last) {
 		return last, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, syncTimeout)
@@ -655,7 +684,7 @@ func (a *Agent) reported() map[string]any {
 		identity["rotated_from"] = st.OldCertificateID
 	}
 	return map[string]any{
-		"agent":       map[string]any{"version": a.opt.Version},
+		"agent":       a.reportedAgentLocked(),
 		"outbox":      map[string]any{"dropped": ob.Dropped},
 		"alarm":       alarm,
 		"telemetry":   map[string]any{"interval_s": st.IntervalS},
@@ -678,15 +707,6 @@ func joinProblems(ps []string) string {
 		s = string(r[:509]) + "..."
 	}
 	return s
-}
-
-// normalise makes two reported documents comparable whatever their
-// number types: it round-trips them through JSON.
-func normalise(m map[string]any) any {
-	b, _ := json.Marshal(m)
-	var v any
-	_ = json.Unmarshal(b, &v)
-	return v
 }
 
 func onOff(b bool) string {

@@ -26,7 +26,8 @@ import (
 )
 
 // NeedsHost reports whether cfg uses real GPIO or I2C, so that the caller
-// (only cmd/ does this) must run periph's host.Init first.
+// (only cmd/ does this) must initialise periph's drivers first
+// (cmd/iotagent's initHost: the Raspberry Pi's, not host.Init's every board).
 func NeedsHost(cfg config.Config) bool {
 	s := cfg.Sensors
 	if (s.Motion != nil && s.Motion.Driver == "gpio") || (s.Contact != nil && s.Contact.Driver == "gpio") ||

@@ -8,16 +8,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iotagent/iotagent/agent/localapi"
 	"github.com/iotagent/iotagent/agent/shadow"
 	"github.com/iotagent/iotagent/internal/logring"
+	"github.com/iotagent/iotagent/ota"
 )
 
 // SetLogRing gives the agent the ring its logger writes to, so that the
@@ -116,6 +119,18 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 		signal(a.connected)
 		return localapi.Done{OK: true, Message: "shadow resync requested: the agent gets the shadow, applies desired and reports"}, nil
 	})
+	if a.jobs.updater != nil {
+		s.RegisterAction(localapi.ActionOTACommit, func(context.Context, []byte) (any, error) { return a.otaCommit() })
+		s.RegisterAction(localapi.ActionOTARollback, func(_ context.Context, body []byte) (any, error) {
+			var req localapi.OTARollback
+			if len(body) > 0 {
+				if err := json.Unmarshal(body, &req); err != nil {
+					return nil, localapi.BadRequest("want {\"reason\": text}")
+				}
+			}
+			return a.otaRollback(req.Reason)
+		})
+	}
 	s.RegisterAction(localapi.ActionLogLevel, func(_ context.Context, body []byte) (any, error) {
 		var req localapi.LogLevel
 		if err := json.Unmarshal(body, &req); err != nil || !slices.Contains(logLevels, req.Level) {
@@ -369,6 +384,127 @@ func (a *Agent) logsSection() localapi.Logs {
 	return localapi.Logs{Lines: lines, Total: total, Kept: r.Size()}
 }
 
+// otaConflict is the answer when the updater's state does not allow a
+// commit or rollback: the technician's command fails with err's text.
+func otaConflict(err error) error {
+	msg := err.Error()
+	if errors.Is(err, ota.ErrNotInitialized) {
+		msg = "OTA is not initialised (no STATE/ota/state.json): the agent does not run from an OTA slot; the systemd unit runs iotagent ota init before it starts"
+	}
+	return &localapi.Error{Status: http.StatusConflict, Code: "conflict", Message: msg}
+}
+
+// otaCommit is the ota.commit action: the version on trial (this
+// process) becomes the committed one now, without waiting for the
+// automatic commit after the first shadow sync.
+func (a *Agent) otaCommit() (any, error) {
+	a.api.otaMu.Lock()
+	defer a.api.otaMu.Unlock()
+	u := a.jobs.updater
+	st, err := u.Status()
+	if err != nil {
+		return nil, otaConflict(err)
+	}
+	if st.State != ota.Confirm && st.ActiveVersion == a.opt.Version {
+		return localapi.OTAChange{Active: st.Active, ActiveVersion: st.ActiveVersion,
+			Message: fmt.Sprintf("nothing on trial: version %s in slot %s is committed already", st.ActiveVersion, st.Active)}, nil
+	}
+	if err := u.Commit(); err != nil {
+		return nil, otaConflict(err)
+	}
+	if st, err = u.Status(); err != nil {
+		return nil, err
+	}
+	a.log.Info("OTA version committed through the local API", "version", st.ActiveVersion, "slot", st.Active)
+	return localapi.OTAChange{Changed: true, Active: st.Active, ActiveVersion: st.ActiveVersion,
+		Message: fmt.Sprintf("committed version %s in slot %s: the agent starts it from now on; slot %s (version %s) stays as the fallback for iotagent ota rollback",
+			st.ActiveVersion, st.Active, otherSlot(st.Active), orUnknown(st.FromVersion))}, nil
+}
+
+// otaRollback is the ota.rollback action: abandon the trial, or go back
+// to the previous slot after a commit; then the agent restarts (as for a
+// restart-agent job) so that the supervisor starts the committed slot.
+func (a *Agent) otaRollback(reason string) (any, error) {
+	a.api.otaMu.Lock()
+	defer a.api.otaMu.Unlock()
+	if reason == "" {
+		reason = "rolled back by iotagent ota rollback"
+	}
+	u := a.jobs.updater
+	before, err := u.Status()
+	if err != nil {
+		return nil, otaConflict(err)
+	}
+	if err := u.Rollback(reason); err != nil {
+		return nil, otaConflict(err)
+	}
+	st, err := u.Status()
+	if err != nil {
+		return nil, err
+	}
+	left := before.Release.Version
+	if before.State == ota.Committed {
+		left = before.ActiveVersion
+	}
+	a.log.Warn("OTA rolled back through the local API", "from_version", left, "to_version", st.ActiveVersion, "slot", st.Active, "reason", reason)
+	out := localapi.OTAChange{Changed: true, Active: st.Active, ActiveVersion: st.ActiveVersion,
+		Message: fmt.Sprintf("rolled back: slot %s (version %s) is committed; version %s is not installed again automatically",
+			st.Active, orUnknown(st.ActiveVersion), orUnknown(left))}
+	synced := false
+	select {
+	case <-a.synced:
+		synced = true
+	default:
+	}
+	switch {
+	case synced || a.jobs.runner == nil:
+		out.Restarting = true
+		out.Message += "; the agent restarts into it now"
+		signal(a.jobs.restart)
+	default:
+		out.Restarting = true
+		out.Message += "; the agent restarts into it once it has connected (systemctl restart iotagent does it now)"
+		signal(a.jobs.restart)
+	}
+	return out, nil
+}
+
+func otherSlot(s string) string {
+	if s == "a" {
+		return "b"
+	}
+	return "a"
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
+}
+
+// reportedAgentLocked is the reported "agent" object: the version and,
+// with OTA initialised, the slot this process runs from (the committed
+// one, or the one on trial). The slot does not change while the process
+// runs (a commit makes the trial slot the committed one; a rollback
+// restarts), so it is read once. a.mu must be held.
+func (a *Agent) reportedAgentLocked() map[string]any {
+	m := map[string]any{"version": a.opt.Version}
+	if u := a.jobs.updater; u != nil && !a.api.slotRead {
+		a.api.slotRead = true
+		if st, err := u.Status(); err == nil {
+			a.api.slot = st.Active
+			if u.InTrial() {
+				a.api.slot = st.Slot
+			}
+		}
+	}
+	if a.api.slot != "" {
+		m["slot"] = a.api.slot
+	}
+	return m
+}
+
 // logLevelName is the name the config uses for l.
 func logLevelName(l slog.Level) string { return strings.ToLower(l.String()) }
 
@@ -378,4 +514,11 @@ type apiState struct {
 	started time.Time
 	connAt  time.Time // when connection number connN came up
 	connN   uint64
+	// slot is the OTA slot this process runs from ("" without OTA), read
+	// once (slotRead) for the reported state.
+	slot     string
+	slotRead bool
+	// otaMu serialises the ota.commit and ota.rollback actions (not a.mu:
+	// they read and write files).
+	otaMu sync.Mutex
 }

@@ -162,7 +162,15 @@ func (a *Agent) runJobs(ctx context.Context) error {
 		}
 	}
 	if a.jobs.runner == nil {
-		return nil
+		// Nothing runs jobs, but iotagent ota rollback still asks for a
+		// restart.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.jobs.restart:
+			a.log.Info("restart requested: stopping; the supervisor starts the agent again")
+			return errRestart
+		}
 	}
 	if a.waitSynced(ctx) != nil {
 		return nil

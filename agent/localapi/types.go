@@ -21,7 +21,28 @@ const (
 	ActionDefenderReport = "defender.report"
 	ActionLogLevel       = "log.level"
 	ActionRotateCert     = "cert.rotate"
+	ActionOTACommit      = "ota.commit"   // commit the version on trial now
+	ActionOTARollback    = "ota.rollback" // body OTARollback; the agent restarts
 )
+
+// OTARollback is the body of the ota.rollback action.
+type OTARollback struct {
+	Reason string `json:"reason,omitempty"` // recorded in STATE/ota/state.json
+}
+
+// OTAChange is the answer of the ota.commit and ota.rollback actions.
+type OTAChange struct {
+	// Changed is false when there was nothing to do (already committed).
+	Changed bool   `json:"changed"`
+	Message string `json:"message"`
+	// Active and ActiveVersion are the committed slot and its version now:
+	// what the agent starts from from now on.
+	Active        string `json:"active"`
+	ActiveVersion string `json:"active_version,omitempty"`
+	// Restarting is true when the agent stops now so that the supervisor
+	// starts Active; false when a restart is still needed (Message says).
+	Restarting bool `json:"restarting,omitempty"`
+}
 
 // Rotated is the answer of the cert.rotate action.
 type Rotated struct {

@@ -15,10 +15,12 @@ import (
 type FakeSensor struct {
 	name string
 
-	mu    sync.Mutex
-	r     sensors.Reading
-	err   error
-	reads int
+	mu      sync.Mutex
+	r       sensors.Reading
+	err     error
+	reads   int
+	hold    chan struct{} // non-nil: Read waits for it to close
+	waiting chan struct{} // told of every Read that starts waiting on hold
 }
 
 var _ sensors.Sensor = (*FakeSensor)(nil)
@@ -51,11 +53,48 @@ func (s *FakeSensor) Reads() int {
 	return s.reads
 }
 
-// Read implements sensors.Sensor. It returns ctx.Err() if ctx has ended.
-func (s *FakeSensor) Read(ctx context.Context) (sensors.Reading, error) {
+// Block makes every Read from now on wait, like a slow bus or a
+// forced-mode measurement, until release is called or the Read's ctx ends.
+// Each Read that starts waiting sends on started (buffered; a test that
+// does not receive from it does not block Read). release may be called
+// more than once.
+func (s *FakeSensor) Block() (started <-chan struct{}, release func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	hold, waiting := make(chan struct{}), make(chan struct{}, 64)
+	s.hold, s.waiting = hold, waiting
+	var once sync.Once
+	return waiting, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.hold == hold {
+				s.hold, s.waiting = nil, nil
+			}
+			s.mu.Unlock()
+			close(hold)
+		})
+	}
+}
+
+// Read implements sensors.Sensor. It returns ctx.Err() if ctx has ended,
+// and waits first while the sensor is blocked (see Block).
+func (s *FakeSensor) Read(ctx context.Context) (sensors.Reading, error) {
+	s.mu.Lock()
 	s.reads++
+	hold, waiting := s.hold, s.waiting
+	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return sensors.Reading{}, err
 	}

@@ -40,6 +40,52 @@ func TestFakeSensor(t *testing.T) {
 	}
 }
 
+func TestFakeSensorBlock(t *testing.T) {
+	s := sensortest.NewFakeSensor("bme280")
+	s.Set(sensors.Reading{Time: t0, TemperatureC: 21.5})
+	started, release := s.Block()
+	type result struct {
+		R   sensors.Reading
+		Err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := s.Read(t.Context())
+		done <- result{r, err}
+	}()
+	<-started
+	select {
+	case res := <-done:
+		t.Fatalf("Read returned %+v while blocked", res)
+	default:
+	}
+	release()
+	release() // a second release is harmless
+	res := <-done
+	if diff := cmp.Diff(result{R: sensors.Reading{Sensor: "bme280", Time: t0, TemperatureC: 21.5}}, res,
+		cmp.Comparer(func(a, b error) bool { return errors.Is(a, b) })); diff != "" {
+		t.Errorf("Read after release (-want +got):\n%s", diff)
+	}
+	if _, err := s.Read(t.Context()); err != nil {
+		t.Errorf("Read after release = %v", err)
+	}
+
+	// A blocked Read ends with its ctx.
+	started, release = s.Block()
+	defer release()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { _, err := s.Read(ctx); errc <- err }()
+	<-started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("blocked Read after cancel = %v, want context.Canceled", err)
+	}
+	if s.Reads() != 3 {
+		t.Errorf("Reads() = %d, want 3", s.Reads())
+	}
+}
+
 func TestFakeInputQueuesBeforeWatch(t *testing.T) {
 	in := sensortest.NewFakeInput("pir")
 	in.SetNow(func() time.Time { return t0 })
