@@ -13,12 +13,23 @@ import (
 // Init creates STATE/ota with binary installed in slot a as the committed
 // version, unless it exists already (then it only repairs the symlinks).
 // The package's install script runs it once; it is idempotent.
+//
+// An unreadable state.json is recovered as PreStart does (from the
+// committed link or a slot holding a usable binary), so that the
+// committed link PreStart runs through exists again; when no slot is
+// usable, Init starts over from binary. The bad file is kept as
+// state.json.corrupt either way.
 func Init(stateDir, binary, version string) error {
 	l := NewLayout(stateDir)
-	if _, err := l.load(); err == nil {
-		return l.repair()
+	if st, err := l.load(); err == nil {
+		return l.repairWith(&st)
 	} else if !errors.Is(err, ErrNotInitialized) {
-		return err
+		if _, rerr := l.recoverState(err, time.Now()); rerr == nil {
+			return nil
+		}
+		if rerr := os.Rename(l.statePath(), l.statePath()+".corrupt"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
 	}
 	for _, s := range Slots {
 		if err := os.MkdirAll(l.slotDir(s), 0o755); err != nil {
@@ -44,11 +55,17 @@ func Init(stateDir, binary, version string) error {
 func Upgrade(stateDir, binary, version string) error {
 	l := NewLayout(stateDir)
 	st, err := l.load()
+	if err != nil {
+		// Not there, or unreadable (Init recovers it): Init, then upgrade
+		// the slot it committed when it holds another version.
+		if err := Init(stateDir, binary, version); err != nil {
+			return err
+		}
+		if st, err = l.load(); err != nil {
+			return err
+		}
+	}
 	switch {
-	case errors.Is(err, ErrNotInitialized):
-		return Init(stateDir, binary, version)
-	case err != nil:
-		return err
 	case !st.State.Terminal():
 		return fmt.Errorf("%w (state %s): %s is not installed; run this again when it ends", ErrBusy, st.State, version)
 	case st.ActiveVersion == version:

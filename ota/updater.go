@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"aead.dev/minisign"
@@ -56,12 +57,15 @@ type Options struct {
 	Attempt  func(err error)                                  // called before each retry; may be nil
 }
 
-// Updater drives the update state machine in one state dir. It is not
-// safe for concurrent use: the jobs runner runs one job at a time.
+// Updater drives the update state machine in one state dir. Its methods
+// may be called from several goroutines (the jobs runner, the trial watch,
+// the local API): every change of state.json is made under one mutex,
+// which Install holds for the whole install.
 type Updater struct {
 	o    Options
 	l    Layout
 	keys []minisign.PublicKey
+	mu   sync.Mutex
 }
 
 // testHookState, when non-nil, runs right after each state is persisted;
@@ -144,6 +148,8 @@ func (u *Updater) persist(st *Status, s State) error {
 //     job failed: report it FAILED with the error text;
 //   - ctx's error when interrupted: the state is kept for the next call.
 func (u *Updater) Install(ctx context.Context, jobID string, r Release) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	st, err := u.l.load()
 	if err != nil {
 		return err
@@ -318,6 +324,8 @@ func (u *Updater) stage(st *Status) error {
 // Commit makes the version on trial the committed one. Only that version
 // may commit; committing again is a no-op.
 func (u *Updater) Commit() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	st, err := u.l.load()
 	if err != nil {
 		return err
@@ -342,6 +350,8 @@ func (u *Updater) Commit() error {
 // connect, or was not healthy in time). The caller then exits; PreStart
 // rolls back on the next start.
 func (u *Updater) FailTrial(reason string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	st, err := u.l.load()
 	if err != nil {
 		return err
@@ -360,8 +370,13 @@ func (u *Updater) InTrial() bool {
 }
 
 // Rollback abandons the trial, or returns to the previous slot after a
-// commit. The agent must restart afterwards.
+// commit. The agent must restart afterwards. While an install is under
+// way it returns ErrBusy at once.
 func (u *Updater) Rollback(reason string) error {
+	if !u.mu.TryLock() {
+		return fmt.Errorf("%w: an update is being installed", ErrBusy)
+	}
+	defer u.mu.Unlock()
 	st, err := u.l.load()
 	if err != nil {
 		return err
@@ -388,6 +403,8 @@ func (u *Updater) Rollback(reason string) error {
 // Abort abandons an update of job jobID that has not been switched to yet
 // (the job was canceled). It does nothing in other states.
 func (u *Updater) Abort(jobID string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	st, err := u.l.load()
 	if err != nil {
 		return err
@@ -443,7 +460,11 @@ func (u *Updater) WatchTrial(ctx context.Context, deadline <-chan time.Time, hea
 	}
 	select {
 	case <-healthy:
-		return u.Commit()
+		err := u.Commit()
+		if errors.Is(err, ErrNoTrial) && !u.InTrial() {
+			return nil // committed or rolled back meanwhile (iotagent ota commit|rollback)
+		}
+		return err
 	case <-deadline:
 		reason := "not healthy before the trial deadline"
 		if why != nil {
@@ -452,6 +473,9 @@ func (u *Updater) WatchTrial(ctx context.Context, deadline <-chan time.Time, hea
 			}
 		}
 		if err := u.FailTrial(reason); err != nil {
+			if errors.Is(err, ErrNoTrial) && !u.InTrial() {
+				return nil
+			}
 			return errors.Join(ErrTrialFailed, err)
 		}
 		return fmt.Errorf("%w: %s", ErrTrialFailed, reason)

@@ -67,6 +67,23 @@ for g in gpio i2c tss; do getent group "$g" >/dev/null || fail "no group $g"; do
 [ -L /etc/systemd/system/multi-user.target.wants/iotagent.service ] || fail "iotagent.service not enabled"
 ok "installed: version, config validate, unit verified, user, state dir 0700, service enabled"
 
+# OTA: postinst made the slots; the unit's ExecStart (ota/current) and
+# ExecStartPre (ota/committed ... ota prestart) run the packaged version,
+# owned by iotagent; both steps the unit runs as iotagent work.
+check_ota() {
+	local cur=/var/lib/iotagent/ota/current/iotagent dir=/var/lib/iotagent/ota
+	[ -x "$cur" ] || fail "no executable $cur after install (postinst: iotagent ota init --upgrade)"
+	[ "$(stat -L -c %U:%G "$cur")" = iotagent:iotagent ] || fail "$cur is owned by $(stat -L -c %U:%G "$cur"), want iotagent"
+	[ -z "$(find "$dir" ! -user iotagent)" ] || fail "not owned by iotagent under $dir: $(find "$dir" ! -user iotagent)"
+	[ "$("$cur" version)" = "$out" ] || fail "$cur prints '$("$cur" version)', want the packaged '$out'"
+	[ "$(readlink -f "$cur")" = "$(readlink -f $dir/committed/iotagent)" ] || fail "current and committed differ before any update"
+	runuser -u iotagent -- /usr/bin/iotagent ota init --state-dir /var/lib/iotagent >/dev/null || fail "ota init (ExecStartPre) as iotagent"
+	pre=$(runuser -u iotagent -- $dir/committed/iotagent ota prestart --state-dir /var/lib/iotagent) || fail "ota prestart (ExecStartPre) as iotagent"
+	[ "$pre" = "ota prestart: slot a" ] || fail "ota prestart says '$pre', want slot a"
+}
+check_ota
+ok "OTA: $(readlink /var/lib/iotagent/ota/current) holds the packaged version, owned by iotagent; ota init and prestart run as iotagent"
+
 # remove keeps identity, state and the admin's config; purge deletes them.
 install -d -m 0700 -o iotagent -g iotagent /var/lib/iotagent/identity
 echo test >/var/lib/iotagent/identity/device.crt
@@ -75,12 +92,14 @@ dpkg -r iotagent
 [ ! -e /usr/bin/iotagent ] || fail "/usr/bin/iotagent left after remove"
 [ -f /var/lib/iotagent/identity/device.crt ] || fail "remove deleted the identity"
 grep -q box-under-test /etc/iotagent/config.json || fail "remove lost the edited config"
+[ -x /var/lib/iotagent/ota/current/iotagent ] || fail "remove deleted the OTA slots"
 dpkg -i "$amd64"
 grep -q box-under-test /etc/iotagent/config.json || fail "reinstall replaced the edited config"
 iotagent config validate
-ok "remove kept identity and config; reinstall kept the edited config"
+check_ota
+ok "remove kept identity, OTA slots and config; reinstall kept the edited config"
 dpkg --purge iotagent
-[ ! -e /var/lib/iotagent ] || fail "purge left /var/lib/iotagent"
+[ ! -e /var/lib/iotagent ] || fail "purge left /var/lib/iotagent (and its OTA slots)"
 [ ! -e /etc/iotagent ] || fail "purge left /etc/iotagent"
 [ ! -e /etc/systemd/system/multi-user.target.wants/iotagent.service ] || fail "purge left the enable symlink"
 ok "purge removed state, config and the enable symlink"

@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"periph.io/x/host/v3"
-
 	"github.com/iotagent/iotagent/agent"
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/firstboot"
@@ -36,7 +34,9 @@ Usage:
   iotagent sensors read|watch          read the sensors (directly when the agent is not running)
   iotagent shadow get|resync           show the device shadow, or ask for a resync
   iotagent jobs list                   the agent's jobs (when its build has a jobs service)
-  iotagent ota status                  OTA slots and versions (when its build has OTA)
+  iotagent ota status|commit|rollback  OTA slots and versions; commit the version on trial or roll back
+  iotagent ota keygen|sign|release     signing keys, signatures and the ota job document (release side)
+  iotagent ota init|prestart           the OTA steps the systemd unit runs before the agent starts
   iotagent logs [-n N]                 the newest log lines the agent keeps in memory
   iotagent log-level LEVEL             set the agent's log level until it restarts
   iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
@@ -231,7 +231,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	ring := logring.New(0)
 	log := slog.New(ring.Handler(logHandler(cfg, level, stderr)))
 	if agent.NeedsHost(cfg) {
-		st, err := host.Init()
+		st, err := initHost()
 		if err != nil {
 			return fmt.Errorf("periph host init: %w", err)
 		}

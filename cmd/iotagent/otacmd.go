@@ -1,20 +1,25 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/localapi"
+	"github.com/iotagent/iotagent/internal/atomicfile"
 	"github.com/iotagent/iotagent/internal/version"
 	"github.com/iotagent/iotagent/ota"
 )
 
-const otaUsage = `usage: iotagent ota status|init|prestart [flags]`
+const otaUsage = `usage: iotagent ota status|commit|rollback|sign|keygen|release|init|prestart [flags] (-h on each for help)`
 
 func otaCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -23,6 +28,16 @@ func otaCmd(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "status":
 		return sectionCmd("ota status", "ota status [flags]", "OTA slots and versions of the running agent, as JSON.", localapi.SectionOTA)(args[1:], stdout, stderr)
+	case "commit":
+		return otaCommitCmd(args[1:], stdout, stderr)
+	case "rollback":
+		return otaRollbackCmd(args[1:], stdout, stderr)
+	case "sign":
+		return otaSignCmd(args[1:], stdout, stderr)
+	case "keygen":
+		return otaKeygenCmd(args[1:], stdout, stderr)
+	case "release":
+		return otaReleaseCmd(args[1:], stdout, stderr)
 	case "init":
 		return otaInitCmd(args[1:], stdout, stderr)
 	case "prestart":
@@ -138,4 +153,375 @@ func otaPrestartCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "ota prestart: no OTA state")
 	}
 	return nil
+}
+
+const otaCommitText = `Makes the version on trial the committed one now, through the running
+agent. A new version is on trial from its first start after an ota job
+until it commits itself, which it does once it has connected and synced
+its shadow; before that, PreStart rolls it back if it fails, hangs or does
+not commit within ota.max_starts starts. Commit it by hand when you know it
+is good but it cannot connect yet (no network in the workshop). Nothing on
+trial and this version committed: says so and exits 0.`
+
+func otaCommitCmd(args []string, stdout, stderr io.Writer) error {
+	c := newFlags("ota commit", "ota commit [flags]", otaCommitText, stderr)
+	if err := c.parse(args, 0); err != nil {
+		return err
+	}
+	var r localapi.OTAChange
+	if err := c.client().Do(context.Background(), localapi.ActionOTACommit, nil, &r); err != nil {
+		return otaActionError("ota commit", err)
+	}
+	if *c.json {
+		return printJSON(stdout, r)
+	}
+	fmt.Fprintln(stdout, "ota commit:", r.Message)
+	return nil
+}
+
+const otaRollbackText = `Goes back to the previous version, through the running agent: during a
+trial, abandons the version on trial; after a commit, makes the other slot
+(the version that ran before the update) the committed one again. The
+version left is put on the failed list and never installed again
+automatically (an ota job for it fails; release a newer one). The agent
+then restarts (exit 0; systemd starts it again through ota prestart) and
+runs the committed slot. The output says which slot and version run next.`
+
+func otaRollbackCmd(args []string, stdout, stderr io.Writer) error {
+	c := newFlags("ota rollback", "ota rollback [--reason R] [flags]", otaRollbackText, stderr)
+	reason := c.fs.String("reason", "", "why, recorded in the OTA state (iotagent ota status shows it)")
+	if err := c.fs.Parse(flagsFirst(c.fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if c.fs.NArg() > 0 {
+		return usagef("iotagent ota rollback: unexpected argument %q", c.fs.Arg(0))
+	}
+	var r localapi.OTAChange
+	if err := c.client().Do(context.Background(), localapi.ActionOTARollback, localapi.OTARollback{Reason: *reason}, &r); err != nil {
+		return otaActionError("ota rollback", err)
+	}
+	if *c.json {
+		return printJSON(stdout, r)
+	}
+	fmt.Fprintln(stdout, "ota rollback:", r.Message)
+	return nil
+}
+
+// otaActionError names the command and explains "not provided".
+func otaActionError(cmd string, err error) error {
+	if errors.Is(err, localapi.ErrNotProvided) {
+		return fmt.Errorf("%s: %w (OTA is off in this agent's config: ota.enabled)", cmd, err)
+	}
+	return fmt.Errorf("%s: %w", cmd, err)
+}
+
+// offlineFlags is a flag set for the release engineer's commands, which
+// do not talk to the agent.
+func offlineFlags(name, synopsis, text string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: iotagent %s\n\n%s\n\nFlags:\n", synopsis, text)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// flagsFirst moves the flags of fs in args before the arguments (as
+// reorder does for the client commands), knowing from fs which flags take
+// a value.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(append(flags, pos...), args[i+1:]...)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			f := fs.Lookup(name)
+			if f == nil {
+				continue
+			}
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return append(flags, pos...)
+}
+
+// parseOffline parses args (flags may follow the arguments) and wants
+// exactly nargs arguments.
+func parseOffline(fs *flag.FlagSet, args []string, nargs int, synopsis string) error {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() != nargs {
+		return usagef("usage: iotagent %s", synopsis)
+	}
+	return nil
+}
+
+// readPassword reads the first line of a password file ("" for no file).
+func readPassword(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("password file: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("password file %s: the first line is empty", path)
+	}
+	return pw, nil
+}
+
+// readSecretKey reads and loads a minisign secret key file, with the
+// password from passwordFile when the key is encrypted.
+func readSecretKey(keyPath, passwordFile string) (*ota.SecretKey, error) {
+	if keyPath == "" {
+		return nil, usagef("--key: the minisign secret key file is required")
+	}
+	sec, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	password, err := readPassword(passwordFile)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ota.LoadSecretKey(sec, password)
+	if err != nil {
+		if errors.Is(err, ota.ErrKeyEncrypted) {
+			return nil, fmt.Errorf("%s: %w (an encrypted key: give its password with --password-file)", keyPath, err)
+		}
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	return k, nil
+}
+
+const otaSignText = `Signs FILE with a minisign secret key and writes FILE.minisig, in the
+format of minisign -S (prehashed Ed25519): minisign -Vm FILE -p KEY.pub
+checks it, and the agent accepts it from a key in ota.trusted_keys. An
+existing FILE.minisig is replaced. An encrypted key (minisign -G, or
+iotagent ota keygen --password-file) needs --password-file; its first line
+is the password.`
+
+const otaSignSynopsis = "ota sign --key SECKEY [--password-file F] FILE"
+
+func otaSignCmd(args []string, stdout, stderr io.Writer) error {
+	fs := offlineFlags("ota sign", otaSignSynopsis, otaSignText, stderr)
+	key := fs.String("key", "", "the minisign secret key file (.key)")
+	pwFile := fs.String("password-file", "", "file whose first line is the key's password (none: the key is not encrypted)")
+	if err := parseOffline(fs, args, 1, otaSignSynopsis); err != nil {
+		return err
+	}
+	k, err := readSecretKey(*key, *pwFile)
+	if err != nil {
+		return err
+	}
+	file := fs.Arg(0)
+	sigPath, err := signFile(k, file)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "signed %s: %s (key ID %s)\n", file, sigPath, k.KeyID())
+	return nil
+}
+
+// signFile writes file.minisig and returns its path.
+func signFile(k *ota.SecretKey, file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	defer f.Close()
+	sig, err := k.Sign(f, filepath.Base(file), now())
+	if err != nil {
+		return "", fmt.Errorf("sign %s: %w", file, err)
+	}
+	sigPath := file + ".minisig"
+	if err := atomicfile.WriteFile(sigPath, sig, 0o644); err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	return sigPath, nil
+}
+
+const otaKeygenText = `Makes a minisign key pair for signing releases: PREFIX.pub, the public
+key (its second line, "RW…", goes into every device's ota.trusted_keys),
+and PREFIX.key, the secret key (mode 0600; keep it off the devices and
+out of the repository). Existing files are never overwritten.
+
+Without --password-file the secret key is NOT encrypted (as minisign -G -W):
+fit for a key kept in a CI secret store. With it, the key is encrypted
+with the password on the file's first line (as minisign -G; scrypt, this
+takes a few seconds and about 1 GiB of memory).`
+
+const otaKeygenSynopsis = "ota keygen --out PREFIX [--password-file F]"
+
+func otaKeygenCmd(args []string, stdout, stderr io.Writer) error {
+	fs := offlineFlags("ota keygen", otaKeygenSynopsis, otaKeygenText, stderr)
+	out := fs.String("out", "", "write PREFIX.pub and PREFIX.key")
+	pwFile := fs.String("password-file", "", "encrypt the secret key with the first line of this file (none: not encrypted)")
+	if err := parseOffline(fs, args, 0, otaKeygenSynopsis); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("iotagent ota keygen: --out PREFIX is required")
+	}
+	pubPath, keyPath := *out+".pub", *out+".key"
+	for _, p := range []string{pubPath, keyPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("ota keygen: %s exists; not overwriting a key (choose another --out)", p)
+		}
+	}
+	pw, err := readPassword(*pwFile)
+	if err != nil {
+		return err
+	}
+	pub, sec, err := ota.GenerateKey(nil, pw)
+	if err != nil {
+		return fmt.Errorf("ota keygen: %w", err)
+	}
+	if err := atomicfile.WriteNew(keyPath, sec, 0o600); err != nil {
+		return fmt.Errorf("ota keygen: %w", err)
+	}
+	if err := atomicfile.WriteNew(pubPath, pub, 0o644); err != nil {
+		os.Remove(keyPath)
+		return fmt.Errorf("ota keygen: %w", err)
+	}
+	pk, err := ota.ParsePublicKey(string(pub))
+	if err != nil {
+		return fmt.Errorf("ota keygen: %w", err)
+	}
+	line := pk.String()
+	id, _ := ota.KeyID(line)
+	enc := "not encrypted"
+	if pw != "" {
+		enc = "encrypted"
+	}
+	fmt.Fprintf(stdout, "key ID %s\nsecret key: %s (%s; keep it off the devices)\npublic key: %s\nput it in each device's config: \"ota\": {\"enabled\": true, \"trusted_keys\": [%q]}\n",
+		id, keyPath, enc, pubPath, line)
+	return nil
+}
+
+const otaReleaseText = `Prints the ota job document for FILE (an iotagent binary built for the
+devices' CPU) on stdout, for aws iot create-job --document file://DOC:
+{"operation":"ota","version":V,"file":{"url","size","sha256","signature",
+"arch"}}. It signs FILE first when FILE.minisig does not exist (a
+signature made by minisign -S is used as it is), and checks, as a device
+will, that size, SHA-256, signature (by SECKEY's public key) and arch
+agree, so that a stale FILE.minisig is caught here and not on the fleet.
+
+--url is where devices download FILE: an https URL, or for a private S3
+object the AWS IoT placeholder
+  '${aws:iot:s3-presigned-url:https://s3.REGION.amazonaws.com/BUCKET/KEY}'
+with aws iot create-job --presigned-url-config (see docs/raspberry-pi.md).
+The URL's host must be in the devices' ota.allowed_hosts when that is set.
+--arch defaults to the CPU in FILE's ELF header (amd64, arm64, arm).
+Devices refuse a version older than theirs unless --allow-downgrade, and
+never reinstall a version that was rolled back on them.`
+
+const otaReleaseSynopsis = "ota release --key SECKEY --url URL --version V [--arch A] [--allow-downgrade] [--password-file F] FILE"
+
+func otaReleaseCmd(args []string, stdout, stderr io.Writer) error {
+	fs := offlineFlags("ota release", otaReleaseSynopsis, otaReleaseText, stderr)
+	key := fs.String("key", "", "the minisign secret key file (.key)")
+	pwFile := fs.String("password-file", "", "file whose first line is the key's password (none: the key is not encrypted)")
+	url := fs.String("url", "", "where devices download FILE (https URL or the S3 presigned-URL placeholder)")
+	ver := fs.String("version", "", "FILE's version (what iotagent version prints for it), e.g. 1.4.0")
+	arch := fs.String("arch", "", "the devices' CPU: amd64, arm64, arm (default: from FILE's ELF header)")
+	downgrade := fs.Bool("allow-downgrade", false, "let devices with a newer version install this one")
+	if err := parseOffline(fs, args, 1, otaReleaseSynopsis); err != nil {
+		return err
+	}
+	if *url == "" || *ver == "" {
+		return usagef("iotagent ota release: --url and --version are required")
+	}
+	file := fs.Arg(0)
+	k, err := readSecretKey(*key, *pwFile)
+	if err != nil {
+		return err
+	}
+	elfArch, err := ota.ELFArch(file)
+	if err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	}
+	if *arch == "" {
+		*arch = elfArch
+	}
+	sigPath := file + ".minisig"
+	sig, err := os.ReadFile(sigPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if _, err := signFile(k, file); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "signed %s: %s\n", file, sigPath)
+		if sig, err = os.ReadFile(sigPath); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("ota release: %w", err)
+	default:
+		fmt.Fprintf(stderr, "using the existing signature %s\n", sigPath)
+	}
+	size, sum, err := ota.FileDigest(file)
+	if err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	}
+	r := ota.Release{Version: *ver, URL: *url, Size: size, SHA256: sum, Signature: string(sig), Arch: *arch, AllowDowngrade: *downgrade}
+	if err := ota.VerifyRelease(file, r, []string{k.PublicKey()}); err != nil {
+		return fmt.Errorf("ota release: %s does not verify: %w", file, err)
+	}
+	doc, err := r.Document()
+	if err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	}
+	// What a device parses: the placeholder replaced by a URL.
+	onDevice := r
+	onDevice.URL = presignedTarget(r.URL)
+	if d, err := onDevice.Document(); err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	} else if _, err := ota.ParseDocument(d, nil); err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	}
+	// The new version commits its trial only if it runs as the version
+	// the job names: a build stamped otherwise would be rolled back on
+	// every device.
+	if data, err := os.ReadFile(file); err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	} else if !bytes.Contains(data, []byte(*ver)) {
+		return fmt.Errorf("ota release: %s does not contain the version string %q: build it with that version (make cross VERSION=%s), or devices roll it back", file, *ver, *ver)
+	}
+	fmt.Fprintf(stderr, "release %s for %s: %d bytes, sha256 %s, signed by key ID %s; verified\n", *ver, *arch, size, sum, k.KeyID())
+	_, err = stdout.Write(doc)
+	return err
+}
+
+// presignedTarget returns the URL inside an AWS IoT presigned-URL
+// placeholder (${aws:iot:s3-presigned-url:URL}), or url itself.
+func presignedTarget(url string) string {
+	const pre = "${aws:iot:s3-presigned-url:"
+	if strings.HasPrefix(url, pre) && strings.HasSuffix(url, "}") {
+		return url[len(pre) : len(url)-1]
+	}
+	return url
 }

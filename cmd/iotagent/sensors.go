@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"periph.io/x/host/v3"
-
 	"github.com/iotagent/iotagent/agent"
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/localapi"
@@ -114,11 +112,11 @@ func (r *sensorReader) close() {
 	}
 }
 
-// openHardware opens the configured sensors (periph's host.Init first when
+// openHardware opens the configured sensors (the periph drivers first when
 // they are real).
 func openHardware(cfg config.Config) (*agent.Hardware, error) {
 	if agent.NeedsHost(cfg) {
-		if _, err := host.Init(); err != nil {
+		if _, err := initHost(); err != nil {
 			return nil, fmt.Errorf("periph host init: %w", err)
 		}
 	}

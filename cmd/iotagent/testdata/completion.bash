@@ -22,7 +22,7 @@ _iotagent() {
 		COMPREPLY=($(compgen -W "list --json --socket --config --timeout --help" -- "$cur"))
 		;;
 	ota)
-		COMPREPLY=($(compgen -W "status --json --socket --config --timeout --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "status commit rollback keygen sign release init prestart --reason --key --password-file --out --url --version --arch --allow-downgrade --state-dir --binary --upgrade --json --socket --config --timeout --help" -- "$cur") $(compgen -f -- "$cur"))
 		;;
 	logs)
 		COMPREPLY=($(compgen -W "--n --json --socket --config --timeout --help" -- "$cur"))

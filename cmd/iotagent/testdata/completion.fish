@@ -37,12 +37,24 @@ complete -c iotagent -n '__fish_seen_subcommand_from jobs' -l help
 complete -c iotagent -n '__fish_seen_subcommand_from jobs' -l json
 complete -c iotagent -n '__fish_seen_subcommand_from jobs' -l socket
 complete -c iotagent -n '__fish_seen_subcommand_from jobs' -l timeout
-complete -c iotagent -n '__fish_seen_subcommand_from ota' -a "status"
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -a "status commit rollback keygen sign release init prestart"
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l allow-downgrade
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l arch
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l binary
 complete -c iotagent -n '__fish_seen_subcommand_from ota' -l config
 complete -c iotagent -n '__fish_seen_subcommand_from ota' -l help
 complete -c iotagent -n '__fish_seen_subcommand_from ota' -l json
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l key
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l out
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l password-file
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l reason
 complete -c iotagent -n '__fish_seen_subcommand_from ota' -l socket
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l state-dir
 complete -c iotagent -n '__fish_seen_subcommand_from ota' -l timeout
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l upgrade
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l url
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -l version
+complete -c iotagent -n '__fish_seen_subcommand_from ota' -F
 complete -c iotagent -n '__fish_seen_subcommand_from logs' -l config
 complete -c iotagent -n '__fish_seen_subcommand_from logs' -l help
 complete -c iotagent -n '__fish_seen_subcommand_from logs' -l json

@@ -25,8 +25,9 @@ _iotagent() {
 		compadd -- --json --socket --config --timeout --help
 		;;
 	ota)
-		(( CURRENT == 3 )) && compadd -- status
-		compadd -- --json --socket --config --timeout --help
+		(( CURRENT == 3 )) && compadd -- status commit rollback keygen sign release init prestart
+		compadd -- --reason --key --password-file --out --url --version --arch --allow-downgrade --state-dir --binary --upgrade --json --socket --config --timeout --help
+		_files
 		;;
 	logs)
 		compadd -- --n --json --socket --config --timeout --help
