@@ -99,6 +99,7 @@ const (
 	defaultBackoffMin     = 500 * time.Millisecond
 	defaultBackoffMax     = 2 * time.Minute
 	defaultDrainRate      = 50
+	drainBurst            = 10
 	drainBatch            = 20               // outbox messages in flight at once
 	defaultAckTimeout     = 30 * time.Second // PUBACK/SUBACK wait before reconnecting
 	minConnectGap         = time.Second      // AWS: 1 CONNECT/s per client ID
@@ -743,11 +744,10 @@ func (c *Client) wait(ctx context.Context, s *session, tok mqtt.Token) error {
 // session ends and an error when it wants a reconnect (a PUBACK that never
 // came). Whatever is not acknowledged stays queued for the next session.
 func (c *Client) drain(ctx context.Context, s *session, ob *outbox.Outbox) error {
-	var interval time.Duration
+	pace := pacer{burst: drainBurst}
 	if c.o.DrainRate > 0 {
-		interval = time.Second / time.Duration(c.o.DrainRate)
+		pace.interval = time.Second / time.Duration(c.o.DrainRate)
 	}
-	var next time.Time
 	type inflight struct {
 		id  uint64
 		tok mqtt.Token
@@ -782,16 +782,8 @@ func (c *Client) drain(ctx context.Context, s *session, ob *outbox.Outbox) error
 				done = append(done, m.ID)
 				continue
 			}
-			if interval > 0 {
-				now := c.now()
-				if wait := next.Sub(now); wait > 0 {
-					if c.sleep(ctx, wait) != nil {
-						break
-					}
-				} else {
-					next = now
-				}
-				next = next.Add(interval)
+			if d := pace.delay(c.now()); d > 0 && c.sleep(ctx, d) != nil {
+				break
 			}
 			if ctx.Err() != nil || isClosed(s.dead) {
 				// paho's Publish on a dying connection can block for its
@@ -914,4 +906,28 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// pacer spaces publishes interval apart, letting up to burst go at once
+// after a quiet spell: an alarm right after a telemetry message does not
+// wait for its slot, and any second still carries at most
+// 1s/interval + burst - 1 (AWS allows 100 publishes a second).
+type pacer struct {
+	interval time.Duration // 0: no limit
+	burst    int
+	next     time.Time // the earliest time of the next publish
+}
+
+// delay books the next publish at or after now and returns how long to
+// wait for it.
+func (p *pacer) delay(now time.Time) time.Duration {
+	if p.interval <= 0 {
+		return 0
+	}
+	if earliest := now.Add(-time.Duration(p.burst-1) * p.interval); p.next.Before(earliest) {
+		p.next = earliest
+	}
+	d := p.next.Sub(now)
+	p.next = p.next.Add(p.interval)
+	return max(d, 0)
 }
