@@ -44,6 +44,10 @@ package: cross ## .deb packages (armhf, arm64, amd64) in dist/ with nfpm; script
 test-arm: ## unit tests for arm64 and armv7 under qemu-user-static, then an arm64 agent round trip against iotsim
 	./scripts/test-arm.sh
 
+.PHONY: test-ota-long
+test-ota-long: ## OTA end to end with 200 updates interrupted by kill -9 (make test runs 50)
+	$(GO) test -race -count=1 -timeout 30m -v -run 'TestKillNineDuringUpdate' ./ota/e2e -e2e.killruns=200
+
 FUZZTIME ?= 10s
 fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
 	@for pkg in $$($(GO) list ./...); do \

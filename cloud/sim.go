@@ -62,6 +62,10 @@ type Options struct {
 	// handlers that must not miss a device's first message (tests that
 	// restart iotsim under a connected device).
 	BeforeListen func(*Sim)
+	// WrapHTTP, if set, wraps the handler of the HTTP listener (REST API
+	// and S3 objects): tests observe or disturb requests there, e.g. see
+	// the Range header of an artifact download or cut it off mid-way.
+	WrapHTTP func(http.Handler) http.Handler
 }
 
 // Endpoint is the content of DATA_DIR/endpoint.json: the contract that
@@ -230,6 +234,9 @@ func Start(o Options) (_ *Sim, err error) {
 	}
 	// S3 (OTA files) shares the REST listener: /s3/... and s3-signed requests.
 	s.http.Handler = s.objects.Mount(s.http.Handler)
+	if o.WrapHTTP != nil {
+		s.http.Handler = o.WrapHTTP(s.http.Handler)
+	}
 	go func() {
 		defer close(s.httpDone)
 		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -48,8 +48,9 @@ func TestHelperLife(t *testing.T) {
 
 // TestKillNine kills the agent with SIGKILL at random points of whole
 // updates (download, verify, stage, switch, trial, commit) and asserts
-// that every update ends committed with a working slot, the supervisor
-// restarting the agent each time.
+// that every update ends with a working slot, committed, or rolled back
+// when the new version was killed at each of its trial starts; the
+// supervisor restarts the agent each time.
 func TestKillNine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -57,6 +58,7 @@ func TestKillNine(t *testing.T) {
 	runs := *killRuns
 	var mu sync.Mutex
 	killedAfter := map[string]int{}
+	rolledBack := 0
 	for i := range runs {
 		f := newFixture(t, 192<<10)
 		spec, _ := json.Marshal(map[string]any{"Dir": f.dir, "Pub": f.pub, "Rel": f.rel})
@@ -115,12 +117,22 @@ func TestKillNine(t *testing.T) {
 		if _, err := PreStart(f.dir, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		f.check(t, Committed, "2.0.0")
+		// Killed at start MaxStarts times in a row while on trial, the new
+		// version is rolled back, as it must be: a terminal state too.
+		if st, err := NewLayout(f.dir).load(); err == nil && st.State == RolledBack && strings.Contains(st.Reason, "did not commit in") {
+			f.check(t, RolledBack, "1.0.0")
+			rolledBack++
+		} else {
+			f.check(t, Committed, "2.0.0")
+		}
 		if t.Failed() {
 			t.Fatalf("run %d failed; kills so far after: %v", i, killedAfter)
 		}
 	}
-	t.Logf("%d updates; kills after each last line: %v", runs, killedAfter)
+	t.Logf("%d updates, %d rolled back after killed trials; kills after each last line: %v", runs, rolledBack, killedAfter)
+	if rolledBack == runs {
+		t.Errorf("every update was rolled back")
+	}
 	if runs >= 50 && len(killedAfter) < 4 {
 		t.Errorf("kills landed after only %d distinct points: %v", len(killedAfter), killedAfter)
 	}
