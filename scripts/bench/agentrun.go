@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,6 +37,31 @@ type watch struct {
 	dropped   atomic.Int64 // events lost because a channel was full
 }
 
+// stamps is a list of times something was seen, safe for concurrent use.
+type stamps struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (s *stamps) add(t time.Time) {
+	s.mu.Lock()
+	s.at = append(s.at, t)
+	s.mu.Unlock()
+}
+
+// between counts the times in [from, to).
+func (s *stamps) between(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.at {
+		if !t.Before(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
 func newWatch() *watch {
 	return &watch{
 		requests: make(chan event, 4096),
@@ -47,7 +73,8 @@ func newWatch() *watch {
 // observer reads iotsim's side: broker handlers registered once (they
 // cannot be removed), feeding the current watch.
 type observer struct {
-	cur atomic.Pointer[watch]
+	cur      atomic.Pointer[watch]
+	defender stamps // Device Defender reports the agent published
 }
 
 func observe(sim *cloud.Sim, thing string) *observer {
@@ -82,6 +109,9 @@ func observe(sim *cloud.Sim, thing string) *observer {
 	})
 	sim.Broker().Handle("alarms/"+thing, func(_ *broker.Principal, topic string, _ []byte) {
 		send(func(w *watch) chan event { return w.alarms }, event{at: time.Now(), topic: topic})
+	})
+	sim.Broker().Handle("$aws/things/"+thing+"/defender/metrics/+", func(*broker.Principal, string, []byte) {
+		o.defender.add(time.Now())
 	})
 	sim.Broker().Handle("telemetry/"+thing, func(*broker.Principal, string, []byte) {
 		now := time.Now()

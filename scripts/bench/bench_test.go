@@ -248,7 +248,7 @@ func TestLoadGeneratorAgainstIotsim(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, d := range devs {
-			d.conn.Close()
+			d.c.conn.Close()
 		}
 	})
 	rates, err := shadowUpdates(context.Background(), devs, 250*time.Millisecond)
@@ -273,7 +273,7 @@ func TestLoadGeneratorAgainstIotsim(t *testing.T) {
 	}
 	stranger := &device{name: "dev-00000", cert: cert, key: key}
 	if err := stranger.connect(sim.MQTTAddrs()[0], pool); err == nil {
-		stranger.conn.Close()
+		stranger.c.conn.Close()
 		t.Error("an unregistered certificate connected")
 	}
 }
@@ -292,6 +292,8 @@ func FuzzReadPacket(f *testing.F) {
 		}
 		_, _ = connackCode(typ, body)
 		_, _ = pubackID(typ, body)
+		_, _, _, _ = parsePublish(0x02, body)
+		_, _ = subackCodes(typ, body, 1)
 	})
 }
 

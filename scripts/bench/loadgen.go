@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,14 +16,14 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/cloud"
+	"github.com/iotagent/iotagent/cloud/registry"
 )
 
 // device is one simulated device of the load generator.
 type device struct {
 	name      string
 	cert, key []byte
-	conn      *tls.Conn
-	r         *bufio.Reader
+	c         *mclient // nil until connected
 }
 
 // raiseNoFile sets the soft RLIMIT_NOFILE to the hard one and returns it.
@@ -56,102 +54,24 @@ func scale(ctx context.Context, o *opts, tmp string, add func(Metric)) error {
 		n = max(room, 0)
 	}
 	dir := filepath.Join(tmp, "scale-iotsim")
-
-	// Certificates in bulk through the sim's CA and registry (the same
-	// calls as `iotsim thing create`), iotsim opened in this process.
-	sim, err := cloud.Start(cloud.Options{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("dev-%05d", i)
+	}
+	ready, caPEM, issueTime, err := issueThings(ctx, dir, names, 4, o.issueLimit, nil, nil)
 	if err != nil {
 		return err
-	}
-	caPEM := sim.CA().CertPEM
-	devs := make([]*device, n)
-	var issued atomic.Int64
-	var issueErr error
-	var once sync.Once
-	t0 := time.Now()
-	deadline := t0.Add(o.issueLimit)
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				name := fmt.Sprintf("dev-%05d", i)
-				cert, key, err := cloud.CreateThing(sim.Registry(), sim.CA(), name)
-				if err != nil {
-					once.Do(func() { issueErr = err })
-					continue
-				}
-				devs[i] = &device{name: name, cert: cert, key: key}
-				issued.Add(1)
-			}
-		}()
-	}
-	for i := 0; i < n && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	issueTime := time.Since(t0)
-	if err := sim.Close(); err != nil {
-		return err
-	}
-	if issueErr != nil {
-		return fmt.Errorf("issue certificates: %w", issueErr)
-	}
-	var ready []*device
-	for _, d := range devs {
-		if d != nil {
-			ready = append(ready, d)
-		}
 	}
 	add(Metric{Step: "iotsim", Name: "things + certificates issued per second", Unit: "/s",
 		Samples: []float64{float64(len(ready)) / issueTime.Seconds()},
 		Note:    fmt.Sprintf("%d issued in %v (CreateThing, key, certificate, register, attach; bbolt on disk; 4 workers)", len(ready), issueTime.Round(time.Millisecond))})
 
-	// The real iotsim binary on that data dir.
-	_ = os.Remove(filepath.Join(dir, "endpoint.json"))
-	logf, err := os.Create(filepath.Join(tmp, "iotsim-scale.log"))
+	sp, err := startSim(ctx, o.bin, dir, filepath.Join(tmp, "iotsim-scale.log"))
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(o.bin, "iotsim"), "serve", "--data-dir", dir,
-		"--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start iotsim: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	var ep cloud.Endpoint
-	for wait := time.Now().Add(30 * time.Second); ; {
-		if ep, err = cloud.ReadEndpoint(dir); err == nil {
-			break
-		}
-		select {
-		case <-done:
-			return errors.New("iotsim serve exited at start; see iotsim-scale.log")
-		default:
-		}
-		if time.Now().After(wait) {
-			return errors.New("iotsim serve wrote no endpoint.json within 30s")
-		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	pid := cmd.Process.Pid
+	defer sp.stop()
+	ep, pid := sp.ep, sp.pid()
 	if err := sleepCtx(ctx, time.Second); err != nil {
 		return err
 	}
@@ -165,8 +85,8 @@ func scale(ctx context.Context, o *opts, tmp string, add func(Metric)) error {
 	connected, rates, firstErr := connectAll(ctx, ready, ep.MQTTEndpoint, pool, o.connectLimit)
 	defer func() {
 		for _, d := range ready {
-			if d.conn != nil {
-				d.conn.Close()
+			if d.c != nil {
+				d.c.conn.Close()
 			}
 		}
 	}()
@@ -197,7 +117,7 @@ func scale(ctx context.Context, o *opts, tmp string, add func(Metric)) error {
 	// (iotsim answers after the shadow service has stored the update).
 	var live []*device
 	for _, d := range ready {
-		if d.conn != nil && len(live) < o.shadowConns {
+		if d.c != nil && len(live) < o.shadowConns {
 			live = append(live, d)
 		}
 	}
@@ -266,34 +186,11 @@ func (d *device) connect(addr string, pool *x509.CertPool) error {
 	if err != nil {
 		return err
 	}
-	dl := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: &tls.Config{
-		RootCAs: pool, Certificates: []tls.Certificate{kp}, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12,
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := dl.DialContext(ctx, "tcp", addr)
+	c, err := dialMQTT(context.Background(), addr, pool, kp, d.name, 1200)
 	if err != nil {
 		return err
 	}
-	conn := c.(*tls.Conn)
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(connectPacket(d.name, 1200)); err != nil {
-		conn.Close()
-		return err
-	}
-	r := bufio.NewReaderSize(conn, 512)
-	typ, _, body, err := readPacket(r)
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("no CONNACK: %w", err)
-	}
-	code, err := connackCode(typ, body)
-	if err != nil || code != 0 {
-		conn.Close()
-		return fmt.Errorf("CONNACK code %d: %v", code, err)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	d.conn, d.r = conn, r
+	d.c = c
 	return nil
 }
 
@@ -317,13 +214,13 @@ func shadowUpdates(ctx context.Context, devs []*device, window time.Duration) ([
 				default:
 				}
 				id := uint16(i%65535 + 1)
-				_ = d.conn.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := d.conn.Write(publishPacket(topic, id, []byte(`{"state":{"reported":{"seq":`+strconv.Itoa(i)+`}}}`))); err != nil {
+				_ = d.c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := d.c.conn.Write(publishPacket(topic, id, []byte(`{"state":{"reported":{"seq":`+strconv.Itoa(i)+`}}}`))); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
 				for {
-					typ, _, body, err := readPacket(d.r)
+					typ, _, body, err := readPacket(d.c.r)
 					if err != nil {
 						errOnce.Do(func() { firstErr = err })
 						return
@@ -356,4 +253,128 @@ func shadowUpdates(ctx context.Context, devs []*device, window time.Duration) ([
 	close(stop)
 	wg.Wait()
 	return rates, firstErr
+}
+
+// issueThings creates names in the registry of an iotsim data dir opened
+// in this process, each with a certificate and key from its CA (what
+// `iotsim thing create` does), workers at a time, for at most limit.
+// before runs once first (e.g. to create a thing group); after runs for
+// each thing once it exists. It returns the devices issued, in order, the
+// CA certificate and how long issuing took.
+func issueThings(ctx context.Context, dir string, names []string, workers int, limit time.Duration,
+	before func(*cloud.Sim) error, after func(reg *registry.Registry, name string) error) ([]*device, []byte, time.Duration, error) {
+	sim, err := cloud.Start(cloud.Options{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if before != nil {
+		if err := before(sim); err != nil {
+			sim.Close()
+			return nil, nil, 0, err
+		}
+	}
+	caPEM := sim.CA().CertPEM
+	devs := make([]*device, len(names))
+	var issueErr error
+	var once sync.Once
+	t0 := time.Now()
+	deadline := t0.Add(limit)
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				cert, key, err := cloud.CreateThing(sim.Registry(), sim.CA(), names[i])
+				if err == nil && after != nil {
+					err = after(sim.Registry(), names[i])
+				}
+				if err != nil {
+					once.Do(func() { issueErr = err })
+					continue
+				}
+				devs[i] = &device{name: names[i], cert: cert, key: key}
+			}
+		}()
+	}
+	for i := 0; i < len(names) && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	took := time.Since(t0)
+	if err := sim.Close(); err != nil {
+		return nil, nil, 0, err
+	}
+	if issueErr != nil {
+		return nil, nil, 0, fmt.Errorf("issue certificates: %w", issueErr)
+	}
+	var ready []*device
+	for _, d := range devs {
+		if d != nil {
+			ready = append(ready, d)
+		}
+	}
+	return ready, caPEM, took, nil
+}
+
+// simProc is the real bin/iotsim serving a data dir in its own process.
+type simProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	logf *os.File
+	ep   cloud.Endpoint
+}
+
+// startSim runs `iotsim serve` on dir (free loopback ports) and returns
+// once it has written its endpoint.json.
+func startSim(ctx context.Context, bin, dir, logPath string) (*simProc, error) {
+	_ = os.Remove(filepath.Join(dir, "endpoint.json"))
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(bin, "iotsim"), "serve", "--data-dir", dir,
+		"--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start iotsim: %w", err)
+	}
+	sp := &simProc{cmd: cmd, done: make(chan struct{}), logf: logf}
+	go func() { _ = cmd.Wait(); close(sp.done) }()
+	for wait := time.Now().Add(30 * time.Second); ; {
+		if sp.ep, err = cloud.ReadEndpoint(dir); err == nil {
+			return sp, nil
+		}
+		select {
+		case <-sp.done:
+			sp.stop()
+			return nil, fmt.Errorf("iotsim serve exited at start; see %s", filepath.Base(logPath))
+		default:
+		}
+		if time.Now().After(wait) {
+			sp.stop()
+			return nil, errors.New("iotsim serve wrote no endpoint.json within 30s")
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			sp.stop()
+			return nil, err
+		}
+	}
+}
+
+func (s *simProc) pid() int { return s.cmd.Process.Pid }
+
+// stop sends SIGTERM, waits up to 20 s, then kills.
+func (s *simProc) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.logf.Close()
 }

@@ -5,8 +5,10 @@
 // Every measurement is a named step; -steps picks some. iotsim runs in
 // this process (cloud.Start) so that its side can be observed through
 // Broker().Handle and Shadows(); the agent is the real bin/iotagent in its
-// own process. For the scale step iotsim is the real bin/iotsim, and this
-// process is the load generator. Only loopback addresses are used; every
+// own process. For the scale, provisioning and jobs steps iotsim is the
+// real bin/iotsim, and this process is the load generator (hand-made MQTT
+// over mutual TLS); the ota step runs the agent under ota/otatest's
+// Supervisor, as systemd would. Only loopback addresses are used; every
 // loop is bounded in count and time. The tool measures and reports: it
 // fails only when it cannot measure, never because of a figure.
 package main
@@ -45,6 +47,12 @@ type opts struct {
 	connectLimit           time.Duration
 	shadowConns            int
 	shadowWindow           time.Duration
+	provN, provParallel    int
+	provBatch              int
+	provLimit              time.Duration
+	jobDevices, jobRuns    int
+	otaSize                int64
+	otaLimit               time.Duration
 	benchCount             int
 	benchTime              string
 	command                string
@@ -65,14 +73,13 @@ var allSteps = []step{
 	{name: "gpio", what: "simulated GPIO edge → alarm PUBACK"},
 	{name: "outbox", what: "10,000 QoS1 messages offline, then drain"},
 	{name: "scale", what: "iotsim connections, memory per connection, shadow updates/s"},
-	{name: "ota", what: "OTA: 10 MB artifact from job creation to SUCCEEDED, peak RSS", reason: "OTA (agent/ota, cloud files) does not exist yet"},
-	{name: "jobs", what: "jobs dispatched per second; job document parsing benchmark", reason: "Jobs (agent/jobs, cloud/jobs) do not exist yet"},
-	{name: "provisioning", what: "fleet provisioning completions per second (CSR path)", reason: "fleet provisioning is being built in parallel (agent/provision, cloud/provisioning); this whole-process step is not written yet"},
-	{name: "defender", what: "idle RSS/CPU with Device Defender reporting on", reason: "the agent's defender is being wired in parallel and the chocolate-box config does not turn it on yet (its report encoding is in the Go benchmarks: agent/defender Build)"},
+	{name: "provisioning", what: "fleet provisioning completions per second (CSR path)"},
+	{name: "jobs", what: "jobs dispatched and executions completed per second"},
+	{name: "ota", what: "OTA: 10 MB artifact from job creation to SUCCEEDED, peak RSS"},
 }
 
 // benchPkgs are the packages whose benchmarks cover the hot paths.
-var benchPkgs = []string{"./agent/...", "./cloud/shadow", "./cloud/broker", "./cloud/policy", "./sensors/..."}
+var benchPkgs = []string{"./agent/...", "./cloud/shadow", "./cloud/broker", "./cloud/policy", "./ota", "./sensors/..."}
 
 func main() {
 	o := &opts{}
@@ -84,6 +91,9 @@ func main() {
 	quick := flag.Bool("quick", false, "small counts and short windows: a smoke run of every step in about a minute")
 	flag.IntVar(&o.runs, "runs", 3, "repeats of the latency steps")
 	flag.IntVar(&o.devices, "devices", 10000, "simulated devices for the scale step")
+	flag.IntVar(&o.provN, "prov-devices", 2500, "devices the provisioning step provisions")
+	flag.IntVar(&o.provParallel, "prov-parallel", 32, "devices provisioned at once")
+	flag.IntVar(&o.jobDevices, "job-devices", 1000, "connected devices the jobs step targets")
 	flag.IntVar(&o.benchCount, "bench-count", 5, "go test -count for the Go benchmarks")
 	flag.StringVar(&o.benchTime, "bench-time", "200ms", "go test -benchtime")
 	flag.Func("agent-env", "KEY=VALUE added to every iotagent's environment, e.g. GOGC=50 (repeatable)", func(s string) error {
@@ -100,10 +110,14 @@ func main() {
 	o.outboxN, o.drainWindow = 10000, 20*time.Second
 	o.issueLimit, o.connectLimit = 150*time.Second, 120*time.Second
 	o.shadowConns, o.shadowWindow = 64, 10*time.Second
+	o.provBatch, o.provLimit = 500, 60*time.Second
+	o.jobRuns = 3
+	o.otaSize, o.otaLimit = 10<<20, 120*time.Second
 	if *quick {
 		o.runs, o.startRuns, o.idleSettle, o.idleWindow = 1, 2, 2*time.Second, 3*time.Second
 		o.deltas, o.edges, o.outboxN, o.drainWindow = 50, 10, 500, 4*time.Second
 		o.devices, o.shadowWindow, o.benchCount, o.benchTime = min(o.devices, 200), 2*time.Second, 1, "20ms"
+		o.provN, o.provBatch, o.jobDevices, o.jobRuns = min(o.provN, 100), 50, min(o.jobDevices, 50), 1
 	}
 	o.command = commandLine(os.Args[1:], os.Getenv("MAKELEVEL") != "")
 	o.steps = map[string]bool{}
@@ -247,6 +261,12 @@ func run(ctx context.Context, o *opts) error {
 				_ = ab.agent.stop()
 				ab.agent = nil
 			}
+			if o.want("gpio") && ctx.Err() == nil {
+				fmt.Println("==> gpio with debounce_ms 1")
+				if err := ab.gpioDebounce1(ctx); err != nil {
+					fail("gpio (debounce 1 ms)", err)
+				}
+			}
 			if begin("outbox") {
 				if err := ab.outboxDrain(ctx); err != nil {
 					fail("outbox", err)
@@ -258,6 +278,21 @@ func run(ctx context.Context, o *opts) error {
 	if begin("scale") {
 		if err := scale(ctx, o, tmp, add); err != nil {
 			fail("scale", err)
+		}
+	}
+	if begin("provisioning") {
+		if err := provisioning(ctx, o, tmp, add); err != nil {
+			fail("provisioning", err)
+		}
+	}
+	if begin("jobs") {
+		if err := jobsDispatch(ctx, o, tmp, add); err != nil {
+			fail("jobs", err)
+		}
+	}
+	if begin("ota") {
+		if err := otaUpdate(ctx, o, tmp, add); err != nil {
+			fail("ota", err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -339,7 +374,7 @@ func machine(o *opts) []string {
 		out = append(out, "agent environment: "+strings.Join(o.agentEnv, " "))
 	}
 	out = append(out, "date: "+time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	out = append(out, fmt.Sprintf("counts: %d runs of %d deltas and %d edges; %d devices; go test -count %d -benchtime %s",
-		o.runs, o.deltas, o.edges, o.devices, o.benchCount, o.benchTime))
+	out = append(out, fmt.Sprintf("counts: %d runs of %d deltas and %d edges; %d devices; %d provisioned, %d at once; %d job devices, %d jobs; go test -count %d -benchtime %s",
+		o.runs, o.deltas, o.edges, o.devices, o.provN, o.provParallel, o.jobDevices, o.jobRuns, o.benchCount, o.benchTime))
 	return out
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // The load generator speaks just enough MQTT 3.1.1 by hand: CONNECT,
-// CONNACK, PUBLISH at QoS 1 and PUBACK. A full client per simulated
-// device would measure the client, not iotsim.
+// CONNACK, SUBSCRIBE, SUBACK, PUBLISH at QoS 0 and 1, PUBACK and
+// DISCONNECT. A full client per simulated device would measure the
+// client, not iotsim.
 
 // MQTT control packet types (high nibble of the first byte).
 const (
@@ -18,6 +19,10 @@ const (
 	pktConnack = 2
 	pktPublish = 3
 	pktPuback  = 4
+	// pktSubscribe's fixed header carries the flags 0b0010.
+	pktSubscribe  = 8
+	pktSuback     = 9
+	pktDisconnect = 14
 )
 
 // maxPacket bounds what readPacket accepts (AWS's limit is about 146 KiB).
@@ -64,6 +69,56 @@ func publishPacket(topic string, id uint16, payload []byte) []byte {
 	b = appendStr(b, topic)
 	b = binary.BigEndian.AppendUint16(b, id)
 	return append(b, payload...)
+}
+
+// subscribePacket subscribes to filters, each at QoS 1.
+func subscribePacket(id uint16, filters ...string) []byte {
+	body := binary.BigEndian.AppendUint16(nil, id)
+	for _, f := range filters {
+		body = appendStr(body, f)
+		body = append(body, 1)
+	}
+	return append(appendRemLen([]byte{pktSubscribe<<4 | 0x02}, len(body)), body...)
+}
+
+// pubackPacket acknowledges a QoS 1 PUBLISH.
+func pubackPacket(id uint16) []byte {
+	return binary.BigEndian.AppendUint16([]byte{pktPuback << 4, 2}, id)
+}
+
+// disconnectPacket ends a session politely.
+func disconnectPacket() []byte { return []byte{pktDisconnect << 4, 0} }
+
+// parsePublish splits a PUBLISH body into its topic, packet identifier
+// (0 at QoS 0) and payload.
+func parsePublish(flags byte, body []byte) (topic string, id uint16, payload []byte, err error) {
+	if len(body) < 2 {
+		return "", 0, nil, fmt.Errorf("%w: PUBLISH of %d bytes", errMalformed, len(body))
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	rest := body[2:]
+	if n > len(rest) {
+		return "", 0, nil, fmt.Errorf("%w: topic length %d of %d bytes", errMalformed, n, len(rest))
+	}
+	topic, rest = string(rest[:n]), rest[n:]
+	if qos := flags >> 1 & 3; qos > 0 {
+		if len(rest) < 2 {
+			return "", 0, nil, fmt.Errorf("%w: PUBLISH without a packet identifier", errMalformed)
+		}
+		id, rest = binary.BigEndian.Uint16(rest), rest[2:]
+	}
+	return topic, id, rest, nil
+}
+
+// subackCodes checks a SUBACK body for id and returns its return codes.
+func subackCodes(typ byte, body []byte, id uint16) ([]byte, error) {
+	if typ != pktSuback || len(body) < 3 {
+		return nil, fmt.Errorf("%w: want SUBACK, got type %d with %d bytes", errMalformed, typ, len(body))
+	}
+	if got := binary.BigEndian.Uint16(body); got != id {
+		return nil, fmt.Errorf("%w: SUBACK %d, want %d", errMalformed, got, id)
+	}
+	return body[2:], nil
 }
 
 // readPacket reads one packet and returns its type, flags and body.
