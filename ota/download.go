@@ -111,7 +111,11 @@ func (u *Updater) fetchOnce(ctx context.Context, st *Status, r Release) error {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
-		if start, ok := contentRangeStart(resp.Header.Get("Content-Range")); !ok || start != off {
+		start, total, ok := contentRange(resp.Header.Get("Content-Range"))
+		if ok && total >= 0 && total != r.Size {
+			return sizeMismatch(f, total, r.Size)
+		}
+		if !ok || start != off {
 			// Not the part asked for: start again from zero.
 			if err := truncate(f); err != nil {
 				return err
@@ -120,6 +124,9 @@ func (u *Updater) fetchOnce(ctx context.Context, st *Status, r Release) error {
 		}
 	case resp.StatusCode == http.StatusOK:
 		// The server ignored Range, or the object changed (If-Range).
+		if resp.ContentLength >= 0 && resp.ContentLength != r.Size {
+			return sizeMismatch(f, resp.ContentLength, r.Size)
+		}
 		if err := truncate(f); err != nil {
 			return err
 		}
@@ -160,6 +167,15 @@ func (u *Updater) fetchOnce(ctx context.Context, st *Status, r Release) error {
 	return nil
 }
 
+// sizeMismatch ends a download whose object has another size than the
+// job announced: no retry can fix that.
+func sizeMismatch(f *os.File, got, want int64) error {
+	if err := truncate(f); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: the server has %d bytes, the job says %d", ErrSizeMismatch, got, want)
+}
+
 func truncate(f *os.File) error {
 	if err := f.Truncate(0); err != nil {
 		return fmt.Errorf("download: truncate: %w", err)
@@ -170,18 +186,32 @@ func truncate(f *os.File) error {
 	return nil
 }
 
-// contentRangeStart parses "bytes START-END/TOTAL".
-func contentRangeStart(s string) (int64, bool) {
+// contentRange parses "bytes START-END/TOTAL"; total is -1 for "*".
+func contentRange(s string) (start, total int64, ok bool) {
 	rest, ok := strings.CutPrefix(s, "bytes ")
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
-	i := strings.IndexByte(rest, '-')
-	if i < 0 {
-		return 0, false
+	span, size, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, false
 	}
-	n, err := strconv.ParseInt(rest[:i], 10, 64)
-	return n, err == nil
+	first, _, ok := strings.Cut(span, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	from, err := strconv.ParseUint(first, 10, 63)
+	if err != nil {
+		return 0, 0, false
+	}
+	if size == "*" {
+		return int64(from), -1, true
+	}
+	n, err := strconv.ParseUint(size, 10, 63)
+	if err != nil {
+		return 0, 0, false
+	}
+	return int64(from), int64(n), true
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -140,7 +140,7 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"corrupted download", func(f *fixture, r *Release) { f.srv.data = append([]byte(nil), f.v2...); f.srv.data[100] ^= 1 }, "1.0.0", ErrChecksum},
 		{"size larger than announced", func(f *fixture, r *Release) { r.Size-- }, "1.0.0", ErrSizeMismatch},
-		{"size smaller than announced", func(f *fixture, r *Release) { r.Size++ }, "1.0.0", ErrDownload},
+		{"size smaller than announced", func(f *fixture, r *Release) { r.Size++ }, "1.0.0", ErrSizeMismatch},
 		{"bad signature", func(f *fixture, r *Release) {
 			b := []byte(r.Signature)
 			lines := strings.Split(string(b), "\n")

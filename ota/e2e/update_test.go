@@ -191,12 +191,18 @@ func TestUpdateFails(t *testing.T) {
 				s.rel.Signature = s.w.key.sign(s.t, readFile(s.t, agentBinary(s.t, v1, "")))
 			},
 			reason: []string{"bad signature", "verification failed"}},
-		{name: "size mismatch",
+		{name: "size mismatch: the document says less",
 			prep: func(s *setup) {
 				good(s)
 				s.rel.Size--
 			},
 			reason: []string{"size mismatch"}},
+		{name: "size mismatch: the document says more",
+			prep: func(s *setup) {
+				good(s)
+				s.rel.Size++
+			},
+			reason: []string{"size mismatch", "the server has"}},
 	} {
 		// Every case at once, from goroutines: t.Parallel would let
 		// -parallel (GOMAXPROCS, 2 here) run only two, and the cases
