@@ -15,7 +15,8 @@ debs=("$DIST"/iotagent_*.deb)
 [ "${#debs[@]}" = 3 ] || fail "want 3 packages in $DIST, found ${#debs[@]}: ${debs[*]} (make clean, then make package)"
 
 want_files=(./usr/bin/iotagent ./etc/iotagent/config.json ./lib/systemd/system/iotagent.service
-	./usr/share/doc/iotagent/copyright ./usr/share/doc/iotagent/changelog.gz ./usr/share/man/man1/iotagent.1.gz)
+	./usr/share/doc/iotagent/copyright ./usr/share/doc/iotagent/changelog.gz ./usr/share/man/man1/iotagent.1.gz
+	./usr/share/polkit-1/rules.d/50-iotagent.rules)
 for deb in "${debs[@]}"; do
 	echo "== $deb"
 	dpkg-deb --info "$deb"
@@ -66,6 +67,21 @@ getent passwd iotagent | grep -q ':/usr/sbin/nologin$' || fail "no system user i
 for g in gpio i2c tss; do getent group "$g" >/dev/null || fail "no group $g"; done
 [ -L /etc/systemd/system/multi-user.target.wants/iotagent.service ] || fail "iotagent.service not enabled"
 ok "installed: version, config validate, unit verified, user, state dir 0700, service enabled"
+
+# The polkit rule grants iotagent reboot and nothing else (polkit runs its
+# rules in a JavaScript engine; node stands in for it when installed).
+rules=/usr/share/polkit-1/rules.d/50-iotagent.rules
+if command -v node >/dev/null; then
+	node -e '
+const polkit = {addRule: f => rule = f, Result: {YES: "yes"}}; let rule;
+new Function("polkit", require("fs").readFileSync(process.argv[1], "utf8"))(polkit);
+const t = (id, user) => rule({id}, {user});
+if (t("org.freedesktop.login1.reboot", "iotagent") !== "yes" || t("org.freedesktop.login1.power-off", "iotagent") ||
+    t("org.freedesktop.login1.reboot", "pi")) process.exit(1);' "$rules" || fail "$rules does not grant iotagent reboot alone"
+	ok "polkit rule: iotagent may reboot, nothing else"
+else
+	echo "check-packages: node not installed: $rules not evaluated"
+fi
 
 # OTA: postinst made the slots; the unit's ExecStart (ota/current) and
 # ExecStartPre (ota/committed ... ota prestart) run the packaged version,
