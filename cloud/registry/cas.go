@@ -158,11 +158,9 @@ func (r *Registry) IssuingCA(cert *x509.Certificate) (CACertificate, error) {
 // no such CA signed gives ErrCertificateValidation; bad PEM or status
 // ErrInvalid; a certificate registered before ErrExists.
 func (r *Registry) RegisterCertificateWithCA(certPEM []byte, status string) (Certificate, error) {
-	if status == "" {
-		status = StatusInactive
-	}
-	if !knownStatus(status) {
-		return Certificate{}, fmt.Errorf("register certificate: status %q: %w", status, ErrInvalid)
+	c, err := r.newCertificate(certPEM, status)
+	if err != nil {
+		return Certificate{}, err
 	}
 	cert, err := pki.ParseCertificatePEM(certPEM)
 	if err != nil {
@@ -172,30 +170,8 @@ func (r *Registry) RegisterCertificateWithCA(certPEM []byte, status string) (Cer
 	if err != nil {
 		return Certificate{}, fmt.Errorf("register certificate: %w", err)
 	}
-	id := pki.CertificateID(cert.Raw)
-	now := r.now().UTC()
-	c := Certificate{
-		ID:        id,
-		ARN:       r.arn("cert", id),
-		Status:    status,
-		PEM:       string(pkiPEM(cert.Raw)),
-		CAID:      ca.ID,
-		NotBefore: cert.NotBefore.UTC(),
-		NotAfter:  cert.NotAfter.UTC(),
-		CreatedAt: now,
-		UpdatedAt: now,
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	err = r.db.Update(func(tx *store.Tx) error {
-		if _, err := tx.Get(certsBucket, id); err == nil {
-			return fmt.Errorf("register certificate %s: %w", id, ErrExists)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("register certificate %s: %w", id, err)
-		}
-		return putJSON(tx, certsBucket, id, c)
-	})
-	if err != nil {
+	c.CAID = ca.ID
+	if err := r.Update(func(t *Txn) error { return t.putNewCertificate(c) }); err != nil {
 		return Certificate{}, err
 	}
 	return c, nil
