@@ -17,7 +17,7 @@ const edgeQueue = 64
 
 // Pin is a simulated input pin: a gpio.PinIO whose level the simulation sets
 // with Set. It wraps a gpiotest.Pin (name, level, pull, EdgesChan) and
-// changes three behaviours:
+// changes four behaviours:
 //
 //   - In keeps the level: the pin models an externally driven signal, so a
 //     Set before the driver's In is not lost (gpiotest.Pin would reset the
@@ -26,6 +26,7 @@ const edgeQueue = 64
 //     is on, like hardware; edges are wake-ups, Read returns the level.
 //   - WaitForEdge stops its timer on return, so a clockwork.FakeClock in
 //     Pin.Clock sees exactly one waiter while a reader is blocked.
+//   - Halt wakes a WaitForEdge in progress, as periph's gpioioctl does.
 //
 // Set Pin.Clock (the embedded gpiotest field) before use to share a fake
 // clock with the driver.
@@ -36,11 +37,12 @@ type Pin struct {
 	edges   bool          // edge detection enabled by In
 	pending int           // edges queued and not yet consumed
 	changed chan struct{} // closed and replaced when pending drops to 0
+	halt    chan struct{} // Halt wakes one WaitForEdge
 }
 
 // NewInputPin returns a simulated input pin, initially Low.
 func NewInputPin(name string) *Pin {
-	p := &Pin{changed: make(chan struct{})}
+	p := &Pin{changed: make(chan struct{}), halt: make(chan struct{}, 1)}
 	p.N = name
 	p.Num = -1
 	p.EdgesChan = make(chan gpio.Level, edgeQueue)
@@ -96,6 +98,8 @@ func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	// WaitForEdge is really blocked.
 	select {
 	case <-p.EdgesChan:
+	case <-p.halt:
+		return false
 	default:
 		if !p.waitEdge(timeout) {
 			return false
@@ -113,8 +117,12 @@ func (p *Pin) waitEdge(timeout time.Duration) bool {
 		return false
 	}
 	if timeout < 0 {
-		<-p.EdgesChan
-		return true
+		select {
+		case <-p.EdgesChan:
+			return true
+		case <-p.halt:
+			return false
+		}
 	}
 	c := p.Clock
 	if c == nil {
@@ -127,7 +135,19 @@ func (p *Pin) waitEdge(timeout time.Duration) bool {
 		return true
 	case <-t.Chan():
 		return false
+	case <-p.halt:
+		return false
 	}
+}
+
+// Halt implements conn.Resource: it wakes a WaitForEdge in progress (or
+// the next one), which returns false, as periph's gpioioctl driver does.
+func (p *Pin) Halt() error {
+	select {
+	case p.halt <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 func (p *Pin) consumedLocked(n int) {

@@ -126,3 +126,19 @@ func TestOutputPin(t *testing.T) {
 		t.Errorf("History (-want +got):\n%s", diff)
 	}
 }
+
+// Halt wakes a reader blocked without a timeout.
+func TestPinHaltWakesWaiter(t *testing.T) {
+	pin := sim.NewInputPin("GPIO4")
+	if err := pin.In(gpio.PullDown, gpio.BothEdges); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool)
+	go func() { done <- pin.WaitForEdge(-1) }()
+	if err := pin.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got {
+		t.Error("WaitForEdge after Halt = true, want false")
+	}
+}

@@ -148,6 +148,10 @@ func (in *Input) Watch(ctx context.Context, events chan<- sensors.Event) error {
 		in.mu.Unlock()
 	}()
 
+	// When ctx ends, Halt wakes the WaitForEdge in progress on drivers
+	// that support it (gpioioctl, bcm283x, the sim pin), so the agent stops
+	// at once; on others Watch notices within the poll interval.
+	defer context.AfterFunc(ctx, func() { _ = in.pin.Halt() })()
 	if err := in.report(ctx, in.pin.Read(), in.clock.Now(), events); err != nil {
 		return err
 	}

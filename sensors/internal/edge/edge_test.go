@@ -372,3 +372,17 @@ func newOK(t *testing.T) *edge.Input {
 	}
 	return in
 }
+
+// With a pin that supports Halt, Watch returns as soon as ctx ends,
+// without waiting for its poll interval: the fake clock is never advanced.
+func TestWatchCancelHalts(t *testing.T) {
+	r := newRig(t, false, false)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.in.Watch(ctx, r.events) }()
+	r.idle() // blocked in WaitForEdge
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Watch = %v, want context.Canceled", err)
+	}
+}
