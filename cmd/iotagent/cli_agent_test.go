@@ -26,7 +26,7 @@ func TestCommandsWithAgent(t *testing.T) {
 	}
 	for _, want := range []string{"iotagent cli-test", "healthy", "Identity    cli-box; certificate CN=cli-box", "days left", "Key store   file ",
 		"as client ID cli-box", "Connected   since", "Shadow      in sync (version", "bme280 21.50 °C", "Alarm       disarmed, off",
-		`Jobs        {"enabled":true`, `OTA         {"enabled":false`, "Outbox      "} {
+		"Jobs        on: download-file, reboot, restart-agent; none running", "OTA         off (ota.enabled is false); running cli-test", "Outbox      "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -418,6 +418,9 @@ func TestOTACommitDuringTrial(t *testing.T) {
 		Active: "a", ActiveVersion: "0.9.0", Slot: "b", FromVersion: "0.9.0", MaxStarts: 3})
 	startOTAAgent(t, b, inTrial)
 	cfg := []string{"--config", b.cfgPath}
+	if out, _ := iotagent(append([]string{"status"}, cfg...)...); !strings.Contains(out, "OTA         running cli-test ON TRIAL in slot b (start 1 of 3); slot a (0.9.0) is the fallback") {
+		t.Errorf("status during the trial:\n%s", out)
+	}
 
 	out, err := iotagent(append([]string{"ota", "commit"}, cfg...)...)
 	if err != nil || !strings.Contains(out, "committed version cli-test in slot b") || !strings.Contains(out, "slot a (version 0.9.0) stays as the fallback") {
@@ -448,6 +451,9 @@ func TestOTARollbackAfterCommit(t *testing.T) {
 	ag := startOTAAgent(t, b, inSync)
 	cfg := []string{"--config", b.cfgPath}
 
+	if out, _ := iotagent(append([]string{"status"}, cfg...)...); !strings.Contains(out, "OTA         running cli-test; slot b (cli-test) committed; last update committed") {
+		t.Errorf("status after a commit:\n%s", out)
+	}
 	out, err := iotagent(append([]string{"shadow", "get"}, cfg...)...)
 	if err != nil || !strings.Contains(out, `"slot": "b"`) || !strings.Contains(out, `"version": "cli-test"`) {
 		t.Errorf("shadow get: the reported agent lacks slot b: %v\n%s", err, out)

@@ -225,13 +225,25 @@ func inputText(in localapi.InputState) string {
 // renderOptional writes jobs, OTA and Defender, which only some agents
 // provide.
 func renderOptional(b *strings.Builder, st map[string]json.RawMessage, line func(label, format string, args ...any)) {
-	for _, s := range []struct{ label, name string }{{"Jobs", localapi.SectionJobs}, {"OTA", localapi.SectionOTA}} {
-		raw, ok := st[s.name]
-		if !ok {
-			line(s.label, "not provided by this agent (%s)", notProvidedWhy(s.name))
-			continue
+	if raw, ok := st[localapi.SectionJobs]; !ok {
+		line("Jobs", "not provided by this agent (%s)", notProvidedWhy(localapi.SectionJobs))
+	} else {
+		var j localapi.Jobs
+		if err := json.Unmarshal(raw, &j); err != nil {
+			line("Jobs", "unreadable: %v", err)
+		} else {
+			renderJobs(j, line)
 		}
-		line(s.label, "%s", compactJSON(raw))
+	}
+	if raw, ok := st[localapi.SectionOTA]; !ok {
+		line("OTA", "not provided by this agent (%s)", notProvidedWhy(localapi.SectionOTA))
+	} else {
+		var o localapi.OTA
+		if err := json.Unmarshal(raw, &o); err != nil {
+			line("OTA", "unreadable: %v", err)
+		} else {
+			renderOTA(o, line)
+		}
 	}
 	raw, ok := st[localapi.SectionDefender]
 	if !ok {
@@ -263,6 +275,62 @@ func renderOptional(b *strings.Builder, st map[string]json.RawMessage, line func
 	}
 }
 
+func renderJobs(j localapi.Jobs, line func(label, format string, args ...any)) {
+	if !j.Enabled {
+		line("Jobs", "off (jobs.enabled is false)")
+		return
+	}
+	now := "none running"
+	if c := j.Current; c != nil {
+		now = fmt.Sprintf("running %s (%s) since %s", c.ID, c.Operation, stamp(c.StartedAt))
+	}
+	line("Jobs", "on: %s; %s", strings.Join(j.Handlers, ", "), now)
+	if l := j.Last; l != nil {
+		last := fmt.Sprintf("last %s (%s) %s at %s", l.ID, l.Operation, l.Outcome, stamp(l.EndedAt))
+		if l.Error != "" {
+			last += ": " + l.Error
+		}
+		line("", "%s", last)
+	}
+	if f := j.InFlight; f != nil && (j.Current == nil || j.Current.ID != f.JobID) {
+		line("", "in flight: %s (%s), resumed at the next start", f.JobID, f.Operation)
+	}
+	if j.Error != "" {
+		line("", "error: %s", j.Error)
+	}
+}
+
+func renderOTA(o localapi.OTA, line func(label, format string, args ...any)) {
+	if !o.Enabled {
+		line("OTA", "off (ota.enabled is false); running %s", o.Version)
+		return
+	}
+	switch {
+	case o.Error != "":
+		line("OTA", "running %s; state unreadable: %s", o.Version, o.Error)
+	case o.State == "":
+		line("OTA", "running %s; no OTA slots yet (iotagent ota init makes them)", o.Version)
+	case o.InTrial:
+		line("OTA", "running %s ON TRIAL in slot %s (start %d of %d); slot %s (%s) is the fallback",
+			o.Version, o.Slot, o.Starts, o.MaxStarts, o.Active, orUnknown(o.ActiveVersion))
+	default:
+		line("OTA", "running %s; slot %s (%s) committed; last update %s", o.Version, o.Active, orUnknown(o.ActiveVersion), o.State)
+	}
+	if o.Reason != "" {
+		line("", "reason: %s", o.Reason)
+	}
+	if len(o.Failed) > 0 {
+		line("", "never reinstalled automatically: %s", strings.Join(o.Failed, ", "))
+	}
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "version unknown"
+	}
+	return v
+}
+
 func notProvidedWhy(name string) string {
 	switch name {
 	case localapi.SectionJobs:
@@ -273,15 +341,6 @@ func notProvidedWhy(name string) string {
 		return "this build does not wire Device Defender into the local API"
 	}
 	return "an older agent"
-}
-
-func compactJSON(raw json.RawMessage) string {
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return string(raw)
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 func expiry(notAfter time.Time, days int) string {
