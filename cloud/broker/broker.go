@@ -76,6 +76,7 @@ type Broker struct {
 	conns    sync.Map // *mqtt.Client -> *conn
 	metrics  metrics  // per-client counters for Device Defender
 	cas      caCache  // parsed registered CA certificates (clientauth.go)
+	verified verifyCache
 
 	mu        sync.Mutex // guards the fields below and handler registration
 	started   bool

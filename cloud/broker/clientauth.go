@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/registry"
@@ -41,6 +44,15 @@ func (b *Broker) verifyClient(raw [][]byte, _ [][]*x509.Certificate) error {
 	if len(raw) == 0 {
 		return errNoClientCert
 	}
+	cas, err := b.o.Registry.ListCACertificates()
+	if err != nil {
+		return fmt.Errorf("client certificate: list registered CAs: %w", err)
+	}
+	key := verifyKey(raw, cas)
+	now := b.now()
+	if b.verified.ok(key, now) {
+		return nil
+	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
 		c, err := x509.ParseCertificate(der)
@@ -50,10 +62,6 @@ func (b *Broker) verifyClient(raw [][]byte, _ [][]*x509.Certificate) error {
 		certs[i] = c
 	}
 	roots := b.o.ClientCAs.Clone()
-	cas, err := b.o.Registry.ListCACertificates()
-	if err != nil {
-		return fmt.Errorf("client certificate: list registered CAs: %w", err)
-	}
 	for _, ca := range cas {
 		if ca.Status != registry.StatusActive {
 			continue
@@ -66,13 +74,80 @@ func (b *Broker) verifyClient(raw [][]byte, _ [][]*x509.Certificate) error {
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{
+	chains, err := certs[0].Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
-		CurrentTime:   b.now(),
+		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("client certificate: %w", err)
 	}
+	b.verified.add(key, chains[0])
 	return nil
+}
+
+// maxVerified bounds the verification cache; past it, it starts over.
+const maxVerified = 4096
+
+// verifyCache remembers the client certificate chains verifyClient
+// accepted, so that a claim certificate that connects once per device is
+// verified (an ECDSA verification per certificate of its chain) once. The
+// key covers everything the verification depends on but the time: the
+// certificates the client sent and the registered CAs that are ACTIVE
+// (Options.ClientCAs does not change); the value is when the chain found
+// is valid, so a cached success stands exactly when a new verification
+// would find that chain again.
+type verifyCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]validity
+}
+
+type validity struct{ notBefore, notAfter time.Time }
+
+func (c *verifyCache) ok(key [sha256.Size]byte, now time.Time) bool {
+	c.mu.Lock()
+	v, ok := c.m[key]
+	c.mu.Unlock()
+	return ok && !now.Before(v.notBefore) && !now.After(v.notAfter)
+}
+
+func (c *verifyCache) add(key [sha256.Size]byte, chain []*x509.Certificate) {
+	var v validity
+	for i, cert := range chain {
+		if i == 0 || cert.NotBefore.After(v.notBefore) {
+			v.notBefore = cert.NotBefore
+		}
+		if i == 0 || cert.NotAfter.Before(v.notAfter) {
+			v.notAfter = cert.NotAfter
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxVerified {
+		c.m = make(map[[sha256.Size]byte]validity)
+	}
+	c.m[key] = v
+}
+
+// verifyKey digests the certificates a client sent and the ids of the
+// ACTIVE registered CAs.
+func verifyKey(raw [][]byte, cas []registry.CACertificate) [sha256.Size]byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, der := range raw {
+		binary.BigEndian.PutUint32(n[:], uint32(len(der)))
+		h.Write(n[:])
+		h.Write(der)
+	}
+	h.Write([]byte{0})
+	for _, ca := range cas {
+		if ca.Status == registry.StatusActive {
+			h.Write([]byte(ca.ID))
+			h.Write([]byte{0})
+		}
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
 }

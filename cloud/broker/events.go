@@ -94,6 +94,9 @@ func (b *Broker) emitSubscription(c *conn, subscribed bool, topics []string) {
 }
 
 func (b *Broker) emit(topic string, v any) {
+	if !b.subscribed(topic) {
+		return // what Publish would deliver to nobody is not encoded
+	}
 	payload, err := json.Marshal(v)
 	if err != nil {
 		b.log.Error("encode lifecycle event", "topic", topic, "err", err)
@@ -109,4 +112,11 @@ func hostOnly(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// subscribed reports whether any client or inline subscription of the
+// server's topic index (which Publish delivers by) matches topic.
+func (b *Broker) subscribed(topic string) bool {
+	s := b.srv.Topics.Subscribers(topic)
+	return len(s.Subscriptions) > 0 || len(s.Shared) > 0 || len(s.InlineSubscriptions) > 0
 }

@@ -101,10 +101,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(packets.ErrClientIdentifierNotValid, false, "client id not allowed")
 	}
 
-	things, err := b.o.Registry.ThingsForCertificate(certID)
-	if err != nil {
-		return refuse(packets.ErrNotAuthorized, false, "look up things: "+err.Error())
-	}
+	things := rc.Things // the certificate's things, as read above
 	p := &Principal{
 		ClientID:      clientID,
 		CertificateID: certID,

@@ -17,9 +17,10 @@ import (
 // attached to the connection's certificate and to the thing groups of its
 // thing (registry.EffectivePolicies), with the connection's policy
 // variables. Parsed documents and each connection's policies and variables
-// are cached; a policy attachment or group change invalidates the cache at
-// once, and every CONNECT rebuilds its entry (so a thing's new attributes
-// apply from the next connection).
+// are cached; a policy attachment or group change invalidates at once the
+// entries it can alter (those of its certificate or thing; all of them for
+// a thing group's policies), and every CONNECT rebuilds its entry (so a
+// thing's new attributes apply from the next connection).
 //
 // Use a pointer; the zero value with Registry set is ready.
 type PolicyAuthorizer struct {
@@ -30,6 +31,13 @@ type PolicyAuthorizer struct {
 	docs    sync.Map // document text -> *policy.Document
 	entries sync.Map // entryKey -> *authEntry
 	count   atomic.Int64
+	// known holds the certificate ids ("c"+id) and thing names ("t"+name)
+	// of the entries built since the last clear, registered before their
+	// policies are read: a change whose scope is not in it alters no entry.
+	known sync.Map
+	// certs caches each certificate's variables by its DER.
+	certs     sync.Map // string(DER) -> policy.Vars
+	certCount atomic.Int64
 }
 
 // maxEntries bounds the per-principal cache (a claim certificate connects
@@ -50,12 +58,22 @@ type authEntry struct {
 var _ Authorizer = (*PolicyAuthorizer)(nil)
 
 func (a *PolicyAuthorizer) init() {
-	a.once.Do(func() {
-		a.Registry.WatchPolicies(func() {
-			a.gen.Add(1)
-			a.clear()
-		})
-	})
+	a.once.Do(func() { a.Registry.WatchPolicyChanges(a.changed) })
+}
+
+// changed drops the cached entries a policy change can alter. A change
+// scoped to a certificate or thing for which no entry was built since the
+// last clear alters none (a fleet provisioning RegisterThing attaches
+// policies to a new certificate); otherwise the cache starts over.
+func (a *PolicyAuthorizer) changed(c registry.PolicyChange) {
+	if c.CertificateID != "" || c.Thing != "" {
+		_, byCert := a.known.Load("c" + c.CertificateID)
+		_, byThing := a.known.Load("t" + c.Thing)
+		if !byCert && !byThing {
+			return
+		}
+	}
+	a.clear()
 }
 
 // Connect evaluates iot:Connect on client/<clientId>.
@@ -112,6 +130,13 @@ func (a *PolicyAuthorizer) entry(p *Principal, fresh bool) *authEntry {
 			}
 		}
 	}
+	// Registered after gen is read and before the policies are: a change
+	// that misses it is committed before they are read, and one that sees
+	// it (and clears) leaves this entry with an old generation.
+	a.known.Store("c"+p.CertificateID, struct{}{})
+	if p.ThingName != "" {
+		a.known.Store("t"+p.ThingName, struct{}{})
+	}
 	e := a.build(p, gen)
 	if _, loaded := a.entries.Swap(key, e); !loaded && a.count.Add(1) > maxEntries {
 		a.clear()
@@ -119,9 +144,13 @@ func (a *PolicyAuthorizer) entry(p *Principal, fresh bool) *authEntry {
 	return e
 }
 
-// clear drops every cached entry (an entry built meanwhile carries an old
-// generation and is rebuilt when next used).
+// clear drops every cached entry. known is emptied before the generation
+// moves on, so an entry built with the new generation has its scope in
+// known; one built meanwhile with the old generation is rebuilt when next
+// used.
 func (a *PolicyAuthorizer) clear() {
+	a.known.Clear()
+	a.gen.Add(1)
 	a.entries.Clear()
 	a.count.Store(0)
 }
@@ -174,7 +203,25 @@ func (a *PolicyAuthorizer) vars(p *Principal) policy.Vars {
 		}
 	}
 	if c := p.Certificate; c != nil {
-		certVars(v, c)
+		for k, val := range a.certVars(c) {
+			v[k] = val
+		}
+	}
+	return v
+}
+
+// certVars returns the iot:Certificate.* variables of c, computed once per
+// certificate (a claim certificate connects once per device). The
+// returned map and its slices are shared: read them only.
+func (a *PolicyAuthorizer) certVars(c *x509.Certificate) policy.Vars {
+	if v, ok := a.certs.Load(string(c.Raw)); ok {
+		return v.(policy.Vars)
+	}
+	v := policy.Vars{}
+	certVars(v, c)
+	if _, loaded := a.certs.LoadOrStore(string(c.Raw), v); !loaded && a.certCount.Add(1) > maxEntries {
+		a.certs.Clear()
+		a.certCount.Store(0)
 	}
 	return v
 }

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iotagent/iotagent/cloud/broker"
@@ -111,6 +113,29 @@ type Service struct {
 	o       Options
 	log     *slog.Logger
 	tokens  tokens
+	// parsed caches parsed template bodies by text (Parse is pure and a
+	// *Template is only read by Evaluate), bounded by maxParsed.
+	parsed      sync.Map // body -> *Template
+	parsedCount atomic.Int64
+}
+
+// maxParsed bounds the parsed template cache; past it, it starts over.
+const maxParsed = 256
+
+// evaluate is Evaluate with the parsed template cached.
+func (s *Service) evaluate(body string, params map[string]string) (Result, error) {
+	if v, ok := s.parsed.Load(body); ok {
+		return v.(*Template).Evaluate(params)
+	}
+	t, err := Parse(body)
+	if err != nil {
+		return Result{}, err
+	}
+	if _, loaded := s.parsed.LoadOrStore(body, t); !loaded && s.parsedCount.Add(1) > maxParsed {
+		s.parsed.Clear()
+		s.parsedCount.Store(0)
+	}
+	return t.Evaluate(params)
 }
 
 // New returns a Service. now nil means time.Now. It starts no goroutines.
@@ -423,7 +448,7 @@ func (s *Service) register(ctx context.Context, p *broker.Principal, tpl registr
 		maps.Copy(params, out.ParameterOverrides)
 	}
 	params[CertificateIDParameter] = cert.ID
-	res, err := Evaluate(tpl.Body, params)
+	res, err := s.evaluate(tpl.Body, params)
 	if err != nil {
 		return registerResponse{}, reject(400, CodeInvalidParameters, "%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrInvalidParameters.Error()+": "), ErrInvalidTemplate.Error()+": "))
 	}

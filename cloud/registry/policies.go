@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,7 +158,7 @@ func (r *Registry) AttachedPolicies(target string) ([]Policy, error) {
 	if err := r.checkTarget(r.db.Get, target); err != nil {
 		return nil, fmt.Errorf("list attached policies: %w", err)
 	}
-	out, err := policiesOf(r.db.Get, target, nil)
+	out, err := r.policiesOf(r.db.Get, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list attached policies: %w", err)
 	}
@@ -165,7 +166,7 @@ func (r *Registry) AttachedPolicies(target string) ([]Policy, error) {
 }
 
 // policiesOf appends the policies attached to target that are not in have.
-func policiesOf(get getter, target string, have []Policy) ([]Policy, error) {
+func (r *Registry) policiesOf(get getter, target string, have []Policy) ([]Policy, error) {
 	var names []string
 	if err := getJSONWith(get, policyTargetsBucket, target, &names); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -177,8 +178,8 @@ func policiesOf(get getter, target string, have []Policy) ([]Policy, error) {
 		if slices.ContainsFunc(have, func(p Policy) bool { return p.Name == n }) {
 			continue
 		}
-		var p Policy
-		if err := getJSONWith(get, policiesBucket, n, &p); err != nil {
+		p, err := r.readPolicy(get, n)
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -193,12 +194,21 @@ func policiesOf(get getter, target string, have []Policy) ([]Policy, error) {
 // certificate certID as thing (thing may be ""): the certificate's own and
 // those of every thing group the thing belongs to, each once, ordered by
 // name. An unknown certificate gives ErrNotFound.
-func (r *Registry) EffectivePolicies(certID, thing string) ([]Policy, error) {
-	get := r.db.Get
+func (r *Registry) EffectivePolicies(certID, thing string) (out []Policy, err error) {
+	err = r.db.View(func(tx *store.Tx) error {
+		out, err = r.effectivePolicies(tx.Get, certID, thing)
+		return err
+	})
+	return out, err
+}
+
+// effectivePolicies is EffectivePolicies with its reads through get (one
+// read transaction's).
+func (r *Registry) effectivePolicies(get getter, certID, thing string) ([]Policy, error) {
 	if _, err := get(certsBucket, certID); err != nil {
 		return nil, fmt.Errorf("effective policies: certificate %s: %w", certID, notFound(err))
 	}
-	out, err := policiesOf(get, r.arn("cert", certID), nil)
+	out, err := r.policiesOf(get, r.arn("cert", certID), nil)
 	if err != nil {
 		return nil, fmt.Errorf("effective policies: %w", err)
 	}
@@ -215,7 +225,7 @@ func (r *Registry) EffectivePolicies(certID, thing string) ([]Policy, error) {
 			}
 		}
 		for _, g := range m.Groups {
-			if out, err = policiesOf(get, r.arn("thinggroup", g), out); err != nil {
+			if out, err = r.policiesOf(get, r.arn("thinggroup", g), out); err != nil {
 				return nil, fmt.Errorf("effective policies: %w", err)
 			}
 		}
@@ -231,6 +241,70 @@ func (r *Registry) WatchPolicies(fn func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.policyWatchers = append(r.policyWatchers, fn)
+}
+
+// readPolicy reads a stored policy through get, decoding its bytes again
+// only when they changed since the last read (every connection's
+// effective policies are read at CONNECT).
+func (r *Registry) readPolicy(get getter, name string) (Policy, error) {
+	raw, err := get(policiesBucket, name)
+	if err != nil {
+		return Policy{}, err
+	}
+	if v, ok := r.policies.Load(name); ok {
+		if d := v.(*decodedPolicy); bytes.Equal(d.raw, raw) {
+			return d.p, nil
+		}
+	}
+	var p Policy
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Policy{}, fmt.Errorf("decode %s/%s: %w", policiesBucket, name, err)
+	}
+	if _, loaded := r.policies.Swap(name, &decodedPolicy{raw: raw, p: p}); !loaded && r.policyCount.Add(1) > maxDecodedPolicies {
+		r.policies.Clear()
+		r.policyCount.Store(0)
+	}
+	return p, nil
+}
+
+// maxDecodedPolicies bounds the decoded policy cache; past it, it starts
+// over.
+const maxDecodedPolicies = 1024
+
+// decodedPolicy is a stored policy's bytes and their decoding (a Policy
+// holds only values, so copies share nothing).
+type decodedPolicy struct {
+	raw []byte
+	p   Policy
+}
+
+// PolicyChange is the scope of one change to policy attachments or thing
+// group membership: the connections of certificate CertificateID (a policy
+// attached to or detached from it), of thing Thing (the thing joined or
+// left a group), or, when both are empty, any connection (a thing group's
+// policies changed).
+type PolicyChange struct {
+	CertificateID string
+	Thing         string
+}
+
+// WatchPolicyChanges registers fn to be called, outside the registry's
+// lock, after every change WatchPolicies reports, once per change with its
+// scope, so that a cache of effective policies can drop only the entries
+// the change can alter. fn must not block for long.
+func (r *Registry) WatchPolicyChanges(fn func(PolicyChange)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.policyChangeWatchers = append(r.policyChangeWatchers, fn)
+}
+
+// targetChange is the scope of a change to the policies of target, a
+// certificate or thing group ARN (checkTarget accepted it).
+func (r *Registry) targetChange(target string) PolicyChange {
+	if id, ok := strings.CutPrefix(target, r.arn("cert", "")); ok {
+		return PolicyChange{CertificateID: id}
+	}
+	return PolicyChange{}
 }
 
 func getJSONWith(get getter, bucket, key string, v any) error {

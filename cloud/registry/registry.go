@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iotagent/iotagent/cloud/store"
@@ -43,6 +44,12 @@ type Registry struct {
 	// policyWatchers are told about changes to policies, their attachments
 	// and thing groups (policies.go).
 	policyWatchers []func()
+	// policyChangeWatchers hear of the same changes, each with its scope.
+	policyChangeWatchers []func(PolicyChange)
+
+	templates   sync.Map // template name -> *decodedTemplate (templates.go)
+	policies    sync.Map // policy name -> *decodedPolicy (policies.go)
+	policyCount atomic.Int64
 }
 
 // New returns a registry over db. now is the clock for timestamps (nil:

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,11 +111,40 @@ func (r *Registry) DescribeProvisioningTemplate(name string) (ProvisioningTempla
 	if !ValidTemplateName(name) {
 		return ProvisioningTemplate{}, fmt.Errorf("describe provisioning template %q: %w", name, ErrNotFound)
 	}
-	var t ProvisioningTemplate
-	if err := r.db.GetJSON(templatesBucket, name, &t); err != nil {
+	raw, err := r.db.Get(templatesBucket, name)
+	if err != nil {
 		return ProvisioningTemplate{}, fmt.Errorf("describe provisioning template %q: %w", name, notFound(err))
 	}
+	// Every RegisterThing reads its template: the stored bytes are decoded
+	// again only when they changed.
+	if v, ok := r.templates.Load(name); ok {
+		if d := v.(*decodedTemplate); bytes.Equal(d.raw, raw) {
+			return d.t.clone(), nil
+		}
+	}
+	var t ProvisioningTemplate
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return ProvisioningTemplate{}, fmt.Errorf("describe provisioning template %q: decode %s/%s: %w", name, templatesBucket, name, err)
+	}
+	r.templates.Store(name, &decodedTemplate{raw: raw, t: t.clone()})
 	return t, nil
+}
+
+// decodedTemplate is a stored template's bytes and their decoding.
+type decodedTemplate struct {
+	raw []byte
+	t   ProvisioningTemplate
+}
+
+// clone copies t with its own hook and tags, so that a caller's changes
+// do not reach the cache.
+func (t ProvisioningTemplate) clone() ProvisioningTemplate {
+	if t.Hook != nil {
+		h := *t.Hook
+		t.Hook = &h
+	}
+	t.Tags = maps.Clone(t.Tags)
+	return t
 }
 
 // ListProvisioningTemplates returns every template, ordered by name.

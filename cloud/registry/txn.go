@@ -19,11 +19,11 @@ import (
 type Txn struct {
 	r  *Registry
 	tx *store.Tx
-	// certChanges are the certificate status changes, and policiesChanged
-	// whether attachments or memberships changed: the watchers are told
-	// after the commit.
-	certChanges     []certChange
-	policiesChanged bool
+	// certChanges are the certificate status changes, and policyChanges
+	// the attachment and membership changes: the watchers are told after
+	// the commit.
+	certChanges   []certChange
+	policyChanges []PolicyChange
 }
 
 type certChange struct{ id, status string }
@@ -39,13 +39,12 @@ func (r *Registry) Update(fn func(t *Txn) error) error {
 		t = &Txn{r: r, tx: tx} // afresh on each attempt
 		return fn(t)
 	})
-	certWatchers := slices.Clone(r.watchers)
-	policyWatchers := slices.Clone(r.policyWatchers)
+	w := r.watchersNow()
 	r.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	r.notify(t, certWatchers, policyWatchers)
+	r.notify(t, w)
 	return nil
 }
 
@@ -66,22 +65,37 @@ func (r *Registry) Batch(fn func(t *Txn) error) error {
 		return err
 	}
 	r.mu.Lock()
-	certWatchers := slices.Clone(r.watchers)
-	policyWatchers := slices.Clone(r.policyWatchers)
+	w := r.watchersNow()
 	r.mu.Unlock()
-	r.notify(t, certWatchers, policyWatchers)
+	r.notify(t, w)
 	return nil
 }
 
-func (r *Registry) notify(t *Txn, certWatchers []func(id, status string), policyWatchers []func()) {
+// watcherSet is a copy of the registered watchers, taken under r.mu.
+type watcherSet struct {
+	certs         []func(id, status string)
+	policies      []func()
+	policyChanges []func(PolicyChange)
+}
+
+func (r *Registry) watchersNow() watcherSet {
+	return watcherSet{slices.Clone(r.watchers), slices.Clone(r.policyWatchers), slices.Clone(r.policyChangeWatchers)}
+}
+
+func (r *Registry) notify(t *Txn, w watcherSet) {
 	for _, c := range t.certChanges {
-		for _, fn := range certWatchers {
+		for _, fn := range w.certs {
 			fn(c.id, c.status)
 		}
 	}
-	if t.policiesChanged {
-		for _, fn := range policyWatchers {
+	if len(t.policyChanges) > 0 {
+		for _, fn := range w.policies {
 			fn()
+		}
+	}
+	for _, c := range t.policyChanges {
+		for _, fn := range w.policyChanges {
+			fn(c)
 		}
 	}
 }
@@ -359,7 +373,7 @@ func (t *Txn) changePolicyTarget(name, target string, attach bool) error {
 	if err != nil {
 		return fmt.Errorf("%s policy %q: %w", step, name, err)
 	}
-	t.policiesChanged = true
+	t.policyChanges = append(t.policyChanges, t.r.targetChange(target))
 	return nil
 }
 
@@ -401,6 +415,6 @@ func (t *Txn) changeMembership(group, thing string, add bool) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", step, err)
 	}
-	t.policiesChanged = true
+	t.policyChanges = append(t.policyChanges, PolicyChange{Thing: thing})
 	return nil
 }

@@ -30,6 +30,7 @@ const usage = `iotsim: a local AWS IoT Core for development, tests and demos.
 
 Usage:
   iotsim serve [flags]                          run the simulator
+        [--pprof-addr HOST:PORT]                (net/http/pprof profiles, for profiling)
   iotsim thing create NAME --cert-out DIR       register a thing with a new certificate and key
   iotsim claim create NAME --cert-out DIR       mint a claim certificate for fleet provisioning
         [--template T]                          (provisioning-only policy for template T)
@@ -128,6 +129,7 @@ func serve(args []string, stderr io.Writer) error {
 	region := fs.String("region", cloud.DefaultRegion, "region in ARNs")
 	account := fs.String("account", cloud.DefaultAccount, "12-digit account id in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (host:port), for profiling iotsim under load; off when empty")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -140,6 +142,13 @@ func serve(args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		stopPprof, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	sim, err := cloud.Start(cloud.Options{
 		DataDir: *dataDir, MQTTAddr: *mqttAddr, ExtraMQTTAddrs: extra, HTTPAddr: *httpAddr,
 		Region: *region, Account: *account, Logger: log,
