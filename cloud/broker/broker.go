@@ -136,6 +136,12 @@ func New(o Options) (*Broker, error) {
 	// Retained messages live for 3 years on AWS; mochi applies this bound
 	// to retained and in-flight messages alike.
 	caps.MaximumMessageExpiryInterval = 3 * 365 * 24 * 3600
+	// mochi gives each client a queue of pending writes of this many
+	// messages, allocated at connect (a pointer each, which the GC scans;
+	// its default of 8,192 is 64 KiB per connection). A subscriber that
+	// falls this far behind loses messages; AWS discards beyond 100
+	// publishes/s per connection, so this is ten seconds at AWS's limit.
+	caps.MaximumClientWritesPending = maxClientWritesPending
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		InlineClient:           true,

@@ -23,6 +23,9 @@ const (
 	// maxPacketSize bounds a whole packet: the 128 KiB payload plus headers
 	// and properties (about 146 KiB, the figure commonly cited for AWS).
 	maxPacketSize = 146 * 1024
+	// maxClientWritesPending is how many messages may wait to be written
+	// to one client: ten seconds at AWS's 100 publishes/s per connection.
+	maxClientWritesPending = 1024
 )
 
 // Errors from CheckTopicName and CheckFilter.
