@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -111,17 +110,16 @@ func KeyID(publicKey string) (string, error) {
 // ELFArch returns the GOARCH of the ELF executable at path ("amd64",
 // "arm64", "arm", …): the arch a release of it is for.
 func ELFArch(path string) (string, error) {
-	f, err := elf.Open(path)
+	_, machine, err := readELFHeader(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: not an ELF executable: %w", path, err)
 	}
-	defer f.Close()
 	for arch, m := range elfMachine {
-		if f.Machine == m {
+		if machine == m {
 			return arch, nil
 		}
 	}
-	return "", fmt.Errorf("%s: ELF machine %v is not one iotagent runs on", path, f.Machine)
+	return "", fmt.Errorf("%s: ELF %s is not one iotagent runs on", path, machineName(machine))
 }
 
 // FileDigest returns the size and the SHA-256 (lowercase hex) of the file

@@ -55,7 +55,7 @@ func versionOf(path string) string {
 	return strings.TrimSpace(string(b[i+len(trailer):]))
 }
 
-func deviceMachine() elf.Machine { return elfMachine[DeviceArch] }
+func deviceMachine() elf.Machine { return elf.Machine(elfMachine[DeviceArch]) }
 
 // keyPair is a minisign key pair made once per test binary.
 var keyPair = sync.OnceValues(func() ([]byte, []byte) {

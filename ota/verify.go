@@ -3,7 +3,7 @@ package ota
 import (
 	"bytes"
 	"crypto/sha256"
-	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -101,31 +101,80 @@ func verifyFile(path string, r Release, keys []minisign.PublicKey) error {
 	return fmt.Errorf("%w: minisign verification failed", ErrBadSignature)
 }
 
-var elfMachine = map[string]elf.Machine{
-	"amd64":   elf.EM_X86_64,
-	"arm64":   elf.EM_AARCH64,
-	"arm":     elf.EM_ARM,
-	"386":     elf.EM_386,
-	"riscv64": elf.EM_RISCV,
+// ELF machine numbers (e_machine) of the architectures iotagent runs on.
+var elfMachine = map[string]uint16{
+	"amd64":   62,  // EM_X86_64
+	"arm64":   183, // EM_AARCH64
+	"arm":     40,  // EM_ARM
+	"386":     3,   // EM_386
+	"riscv64": 243, // EM_RISCV
+}
+
+var elfMachineName = map[uint16]string{62: "EM_X86_64", 183: "EM_AARCH64", 40: "EM_ARM", 3: "EM_386", 243: "EM_RISCV"}
+
+func machineName(m uint16) string {
+	if n, ok := elfMachineName[m]; ok {
+		return n
+	}
+	return fmt.Sprintf("machine %d", m)
+}
+
+// ELF object types that can be run (e_type).
+const (
+	elfExec = 2 // ET_EXEC
+	elfDyn  = 3 // ET_DYN
+)
+
+// readELFHeader reads an ELF file's type and machine from the first 20
+// bytes of its header: all that the arch check needs (debug/elf would
+// add about 100 KiB to the agent).
+func readELFHeader(path string) (typ, machine uint16, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	var h [20]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, 0, fmt.Errorf("read ELF header: %w", err)
+	}
+	if string(h[:4]) != "\x7fELF" {
+		return 0, 0, errors.New("bad magic number")
+	}
+	if h[4] != 1 && h[4] != 2 {
+		return 0, 0, fmt.Errorf("unknown ELF class %d", h[4])
+	}
+	var bo binary.ByteOrder
+	switch h[5] {
+	case 1:
+		bo = binary.LittleEndian
+	case 2:
+		bo = binary.BigEndian
+	default:
+		return 0, 0, fmt.Errorf("unknown ELF data encoding %d", h[5])
+	}
+	if h[6] != 1 {
+		return 0, 0, fmt.Errorf("unknown ELF version %d", h[6])
+	}
+	return bo.Uint16(h[16:]), bo.Uint16(h[18:]), nil
 }
 
 // checkELF reports ErrWrongArch unless path is an ELF executable for
 // arch (a GOARCH).
 func checkELF(path, arch string) error {
-	f, err := elf.Open(path)
+	typ, machine, err := readELFHeader(path)
 	if err != nil {
 		return fmt.Errorf("%w: not an ELF executable: %v", ErrWrongArch, err)
 	}
-	defer f.Close()
 	want, ok := elfMachine[arch]
 	if !ok {
 		return fmt.Errorf("%w: device arch %q unknown", ErrWrongArch, arch)
 	}
-	if f.Machine != want {
-		return fmt.Errorf("%w: ELF machine %v, this device is %s (%v)", ErrWrongArch, f.Machine, arch, want)
+	if machine != want {
+		return fmt.Errorf("%w: ELF machine %s, this device is %s (%s)", ErrWrongArch, machineName(machine), arch, machineName(want))
 	}
-	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
-		return fmt.Errorf("%w: ELF type %v is not an executable", ErrWrongArch, f.Type)
+	if typ != elfExec && typ != elfDyn {
+		return fmt.Errorf("%w: ELF type %d is not an executable", ErrWrongArch, typ)
 	}
 	return nil
 }
