@@ -114,13 +114,8 @@ func (t *Txn) CreateThing(name, typeName string, attrs map[string]string) (Thing
 	if !ValidThingName(name) {
 		return Thing{}, fmt.Errorf("create thing %q: name must match [a-zA-Z0-9:_-]{1,128}: %w", name, ErrInvalid)
 	}
-	if typeName != "" && !nameRE.MatchString(typeName) {
-		return Thing{}, fmt.Errorf("create thing %q: thing type name %q: %w", name, typeName, ErrInvalid)
-	}
-	for k, v := range attrs {
-		if !attrNameRE.MatchString(k) || !attrValueRE.MatchString(v) {
-			return Thing{}, fmt.Errorf("create thing %q: attribute %q=%q: %w", name, k, v, ErrInvalid)
-		}
+	if err := checkThingFields(typeName, attrs); err != nil {
+		return Thing{}, fmt.Errorf("create thing %q: %w", name, err)
 	}
 	if len(attrs) == 0 {
 		attrs = nil
@@ -153,15 +148,23 @@ func (t *Txn) CreateThing(name, typeName string, attrs map[string]string) (Thing
 	return out, nil
 }
 
-// SetThingAttributes is Registry.SetThingAttributes inside the transaction.
-func (t *Txn) SetThingAttributes(name, typeName string, attrs map[string]string) (Thing, error) {
+// checkThingFields checks a thing type name ("" for none) and attributes.
+func checkThingFields(typeName string, attrs map[string]string) error {
 	if typeName != "" && !nameRE.MatchString(typeName) {
-		return Thing{}, fmt.Errorf("set thing %q attributes: thing type name %q: %w", name, typeName, ErrInvalid)
+		return fmt.Errorf("thing type name %q: %w", typeName, ErrInvalid)
 	}
 	for k, v := range attrs {
 		if !attrNameRE.MatchString(k) || !attrValueRE.MatchString(v) {
-			return Thing{}, fmt.Errorf("set thing %q attributes: attribute %q=%q: %w", name, k, v, ErrInvalid)
+			return fmt.Errorf("attribute %q=%q: %w", k, v, ErrInvalid)
 		}
+	}
+	return nil
+}
+
+// SetThingAttributes is Registry.SetThingAttributes inside the transaction.
+func (t *Txn) SetThingAttributes(name, typeName string, attrs map[string]string) (Thing, error) {
+	if err := checkThingFields(typeName, attrs); err != nil {
+		return Thing{}, fmt.Errorf("set thing %q attributes: %w", name, err)
 	}
 	if len(attrs) == 0 {
 		attrs = nil
