@@ -139,7 +139,7 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 	if decode("Sensors", localapi.SectionSensors, &se) {
 		renderSensors(&b, se, line)
 	}
-	renderOptional(&b, st, line)
+	renderOptional(st, line)
 	var ob localapi.Outbox
 	if decode("Outbox", localapi.SectionOutbox, &ob) {
 		line("Outbox", "%d queued (%s) of %d; %d dropped (%d telemetry, %d alarms)", ob.Depth, bytesText(ob.Bytes), ob.MaxMessages,
@@ -224,37 +224,13 @@ func inputText(in localapi.InputState) string {
 
 // renderOptional writes jobs, OTA and Defender, which only some agents
 // provide.
-func renderOptional(b *strings.Builder, st map[string]json.RawMessage, line func(label, format string, args ...any)) {
-	if raw, ok := st[localapi.SectionJobs]; !ok {
-		line("Jobs", "not provided by this agent (%s)", notProvidedWhy(localapi.SectionJobs))
-	} else {
-		var j localapi.Jobs
-		if err := json.Unmarshal(raw, &j); err != nil {
-			line("Jobs", "unreadable: %v", err)
-		} else {
-			renderJobs(j, line)
-		}
-	}
-	if raw, ok := st[localapi.SectionOTA]; !ok {
-		line("OTA", "not provided by this agent (%s)", notProvidedWhy(localapi.SectionOTA))
-	} else {
-		var o localapi.OTA
-		if err := json.Unmarshal(raw, &o); err != nil {
-			line("OTA", "unreadable: %v", err)
-		} else {
-			renderOTA(o, line)
-		}
-	}
-	raw, ok := st[localapi.SectionDefender]
-	if !ok {
-		line("Defender", "not provided by this agent (%s)", notProvidedWhy(localapi.SectionDefender))
-		return
-	}
-	var d localapi.Defender
-	if err := json.Unmarshal(raw, &d); err != nil {
-		line("Defender", "unreadable: %v", err)
-		return
-	}
+func renderOptional(st map[string]json.RawMessage, line func(label, format string, args ...any)) {
+	renderSection(st, localapi.SectionJobs, "Jobs", line, renderJobs)
+	renderSection(st, localapi.SectionOTA, "OTA", line, renderOTA)
+	renderSection(st, localapi.SectionDefender, "Defender", line, renderDefender)
+}
+
+func renderDefender(d localapi.Defender, line func(label, format string, args ...any)) {
 	if !d.Enabled {
 		line("Defender", "off (defender.enabled is false)")
 		return
@@ -273,6 +249,22 @@ func renderOptional(b *strings.Builder, st map[string]json.RawMessage, line func
 	if d.LastError != "" {
 		line("", "last error: %s", d.LastError)
 	}
+}
+
+// renderSection decodes section name of st and renders it, or says why
+// it cannot.
+func renderSection[T any](st map[string]json.RawMessage, name, label string, line func(label, format string, args ...any), render func(T, func(label, format string, args ...any))) {
+	raw, ok := st[name]
+	if !ok {
+		line(label, "not provided by this agent (%s)", notProvidedWhy(name))
+		return
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		line(label, "unreadable: %v", err)
+		return
+	}
+	render(v, line)
 }
 
 func renderJobs(j localapi.Jobs, line func(label, format string, args ...any)) {
