@@ -24,10 +24,7 @@ import (
 
 // Transport is the MQTT connection made with the claim certificate.
 // *transport.Client satisfies it.
-type Transport interface {
-	Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error
-	Publish(ctx context.Context, topic string, qos byte, payload []byte) error
-}
+type Transport = fleetapi.Transport
 
 // KeyStore holds the device key for the CSR path (tpm.FileStore,
 // tpm.TPMStore). Signer fails with tpm.ErrNoKey when there is no key yet;

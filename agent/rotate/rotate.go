@@ -23,10 +23,7 @@ import (
 
 // Transport is the device's current MQTT connection. *transport.Client
 // satisfies it.
-type Transport interface {
-	Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error
-	Publish(ctx context.Context, topic string, qos byte, payload []byte) error
-}
+type Transport = fleetapi.Transport
 
 // KeyStore makes and opens keys by reference ("file:/path",
 // "tpm:0x81000011"). FileKeys and TPMKeys implement it.
