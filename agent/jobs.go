@@ -251,6 +251,13 @@ func (a *Agent) jobsSection() localapi.Jobs {
 		out.Last = &l
 	}
 	a.jobs.mu.Unlock()
+	// The runner's record also has the jobs it finished without a
+	// handler (REJECTED for an unknown operation or a bad document).
+	if r := a.jobs.runner; r != nil {
+		if l := lastRun(r.LastJob()); l != nil && (out.Last == nil || l.ID != out.Last.ID && l.EndedAt.After(out.Last.EndedAt)) {
+			out.Last = l
+		}
+	}
 	inf, err := readInFlight(a.cfg.StateDir)
 	if err != nil {
 		out.Error = err.Error()
@@ -300,9 +307,6 @@ func (a *Agent) otaSection() localapi.OTA {
 		return out
 	}
 	out.InTrial = u.InTrial()
-	out.State, out.JobID, out.ReleaseVersion = string(st.State), st.JobID, st.Release.Version
-	out.Active, out.ActiveVersion, out.Slot, out.FromVersion = st.Active, st.ActiveVersion, st.Slot, st.FromVersion
-	out.Starts, out.MaxStarts, out.Reason, out.TrialFailure = st.Starts, st.MaxStarts, st.Reason, st.TrialFailure
-	out.Failed, out.UpdatedAt = st.Failed, st.UpdatedAt
+	fillOTA(&out, st)
 	return out
 }

@@ -193,6 +193,18 @@ func (c *Config) Validate() error {
 	return p.err()
 }
 
+// ValidateSensors checks only the sensors section, and state_dir that
+// simulated sensors' pipes default to: what reading the sensors directly
+// (iotagent sensors read --direct) needs, whatever the rest says.
+func (c *Config) ValidateSensors() error {
+	var p problems
+	if c.StateDir == "" {
+		p.add(ErrInvalid, "state_dir", "required")
+	}
+	c.validateSensors(&p)
+	return p.err()
+}
+
 // Limits of the jobs and ota sections.
 const (
 	maxStepTimeoutMin   = 10080 // AWS IoT Jobs' stepTimeoutInMinutes limit (7 days)

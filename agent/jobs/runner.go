@@ -332,9 +332,10 @@ func (r *Runner) process(ctx context.Context, e *execution) error {
 			return err
 		}
 	}
-	p := &Progress{r: r, jobID: e.JobID, version: e.VersionNumber}
+	p := &Progress{r: r, jobID: e.JobID, execNo: e.ExecutionNumber, version: e.VersionNumber}
 	job := Job{ID: e.JobID, ExecutionNumber: e.ExecutionNumber, Document: e.JobDocument}
 	op, perr := parseOperation(e.JobDocument)
+	p.op = op
 	if perr != nil {
 		return p.finish(ctx, StatusRejected, map[string]string{"reason": perr.Error()})
 	}
@@ -423,6 +424,8 @@ func withReason(d map[string]string, reason string) map[string]string {
 type Progress struct {
 	r       *Runner
 	jobID   string
+	execNo  int64
+	op      string // the document's operation ("" when it has none)
 	version int64
 	inf     *inflight
 	timer   clockwork.Timer
@@ -497,6 +500,10 @@ func (p *Progress) finish(ctx context.Context, status string, details map[string
 	}
 	if !terminalRejection(err) {
 		p.r.o.Logger.Info("jobs: job done", "job", p.jobID, "status", status, "reason", details["reason"])
+		last := LastJob{JobID: p.jobID, ExecutionNumber: p.execNo, Operation: p.op, Status: status, Details: details, EndedAt: p.r.o.Clock.Now().UTC()}
+		if err := p.r.saveLast(last); err != nil {
+			p.r.o.Logger.Warn("jobs: cannot record the last job for iotagent jobs list", "err", err)
+		}
 	}
 	return p.r.st.clear()
 }

@@ -1,35 +1,33 @@
 package main
 
 import (
-	"context"
+	"flag"
 	"fmt"
-	"io"
-	"time"
 
 	"github.com/iotagent/iotagent/agent/localapi"
 )
 
-func certCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		return usagef("usage: iotagent cert rotate [flags]")
+const certRotateText = `Asks the running agent to rotate its certificate now: a new key (in the TPM
+when the TPM is used), a certificate from a CSR over the current connection,
+registered to the same thing; the agent switches once the new certificate
+has connected. Prints the old certificate's id, to be deactivated.`
+
+func certRotateSetup(fs *flag.FlagSet) runFunc {
+	// A rotation takes a round trip to the cloud and a reconnect.
+	if f := fs.Lookup("timeout"); f != nil {
+		_ = f.Value.Set("3m")
+		f.DefValue = "3m0s"
 	}
-	c := newFlags("cert rotate", "cert rotate [flags]",
-		"Asks the running agent to rotate its certificate now: a new key (in the TPM\n"+
-			"when the TPM is used), a certificate from a CSR over the current connection,\n"+
-			"registered to the same thing; the agent switches once the new certificate\n"+
-			"has connected. Prints the old certificate's id, to be deactivated.", stderr)
-	*c.timeout = 3 * time.Minute
-	if err := c.parse(args[1:], 0); err != nil {
-		return err
+	return func(x *inv) error {
+		var r localapi.Rotated
+		if err := x.do(localapi.ActionRotateCert, nil, &r); err != nil {
+			return err
+		}
+		if x.json {
+			return printJSON(x.stdout, r)
+		}
+		fmt.Fprintf(x.stdout, "rotated: now using certificate %s (%s)\ndeactivate the old one: aws iot update-certificate --certificate-id %s --new-status INACTIVE\n",
+			r.NewCertificateID, r.NewCertificate, r.OldCertificateID)
+		return nil
 	}
-	var r localapi.Rotated
-	if err := c.client().Do(context.Background(), localapi.ActionRotateCert, nil, &r); err != nil {
-		return err
-	}
-	if *c.json {
-		return printJSON(stdout, r)
-	}
-	fmt.Fprintf(stdout, "rotated: now using certificate %s (%s)\ndeactivate the old one: aws iot update-certificate --certificate-id %s --new-status INACTIVE\n",
-		r.NewCertificateID, r.NewCertificate, r.OldCertificateID)
-	return nil
 }

@@ -60,11 +60,17 @@ func TestCommandsWithAgent(t *testing.T) {
 	if out, err = cmd("logs", "-n", "5"); err != nil || !strings.Contains(out, "log level set through the local API") || strings.Count(out, "\n") > 5 {
 		t.Errorf("logs: %v\n%s", err, out)
 	}
-	if out, err = cmd("jobs", "list"); err != nil || !strings.Contains(out, `"enabled": true`) || !strings.Contains(out, `"restart-agent"`) {
+	if out, err = cmd("jobs", "list"); err != nil || !strings.Contains(out, "Jobs        on: download-file, reboot, restart-agent; none running") {
 		t.Errorf("jobs list: exit %d, %v\n%s", exitCode(err), err, out)
 	}
-	if out, err = cmd("ota", "status"); err != nil || !strings.Contains(out, `"enabled": false`) {
+	if out, err = cmd("jobs", "list", "--json"); err != nil || !strings.Contains(out, `"enabled": true`) || !strings.Contains(out, `"restart-agent"`) {
+		t.Errorf("jobs list --json: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+	if out, err = cmd("ota", "status"); err != nil || !strings.Contains(out, "OTA         off (ota.enabled is false); running cli-test") {
 		t.Errorf("ota status: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+	if out, err = cmd("ota", "status", "--json"); err != nil || !strings.Contains(out, `"enabled": false`) {
+		t.Errorf("ota status --json: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 	// No template to register a new certificate with: a clear refusal.
 	if _, err = cmd("cert", "rotate"); exitCode(err) != exitFail || !strings.Contains(err.Error(), "rotation.template") {
@@ -133,7 +139,7 @@ func TestConfigValidateFileAndJSON(t *testing.T) {
 	}
 	b.set(t, "mqtt", "port", 0)
 	b.set(t, "localapi", "group", "bad group")
-	out, err = iotagent("config", "validate", "--json", b.cfgPath)
+	out, _, err = cliOut("config", "validate", "--json", b.cfgPath)
 	var r validateResult
 	if exitCode(err) != exitFail || json.Unmarshal([]byte(out), &r) != nil || r.Valid || len(r.Problems) != 2 {
 		t.Errorf("invalid config --json: exit %d, %+v\n%s", exitCode(err), r, out)

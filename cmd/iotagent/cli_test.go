@@ -120,15 +120,26 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestReorder(t *testing.T) {
+func TestFlagsFirst(t *testing.T) {
+	fs, _, _ := find2(t, "config", "validate").flagSet()
 	tests := []struct{ in, want []string }{
 		{[]string{"f.json", "--json"}, []string{"--json", "f.json"}},
-		{[]string{"debug", "--socket", "/s", "--json"}, []string{"--socket", "/s", "--json", "debug"}},
-		{[]string{"--socket=/s", "x", "--", "-y"}, []string{"--socket=/s", "x", "-y"}},
+		{[]string{"x", "--config", "/c", "--json"}, []string{"--config", "/c", "--json", "x"}},
+		{[]string{"--config=/c", "x", "--", "-y"}, []string{"--config=/c", "x", "-y"}},
 	}
 	for _, tt := range tests {
-		if diff := cmp.Diff(tt.want, reorder(tt.in)); diff != "" {
-			t.Errorf("reorder(%q) (-want +got):\n%s", tt.in, diff)
+		if diff := cmp.Diff(tt.want, flagsFirst(fs, tt.in)); diff != "" {
+			t.Errorf("flagsFirst(%q) (-want +got):\n%s", tt.in, diff)
 		}
 	}
+}
+
+// find2 is the command at path, or the test fails.
+func find2(t *testing.T, path ...string) *command {
+	t.Helper()
+	c, n := find(path)
+	if c == nil || n != len(path) {
+		t.Fatalf("no command %q", path)
+	}
+	return c
 }

@@ -7,66 +7,59 @@ import (
 	"strings"
 )
 
-// command is one entry of the command table that the shell completions
-// are generated from.
-type command struct {
+const completionText = `Prints a shell completion script, generated from the command table: e.g.
+  iotagent completion bash > /etc/bash_completion.d/iotagent
+With --json, {"shell", "script"}.`
+
+func completion(x *inv) error {
+	var script string
+	switch x.args[0] {
+	case "bash":
+		script = bashCompletion()
+	case "zsh":
+		script = zshCompletion()
+	case "fish":
+		script = fishCompletion()
+	default:
+		return &usageError{cmd: x.cmd, msg: fmt.Sprintf("iotagent completion: unknown shell %q (want bash, zsh or fish)", x.args[0])}
+	}
+	if x.json {
+		return printJSON(x.stdout, map[string]string{"shell": x.args[0], "script": script})
+	}
+	_, err := io.WriteString(x.stdout, script)
+	return err
+}
+
+// completed is a top-level command as the completions see it.
+type completed struct {
 	name  string
-	sub   []string // subcommands
+	sub   []string // subcommands, or the words of its argument
 	flags []string // without dashes
 	files bool     // takes a file argument
 }
 
-var clientFlags = []string{"json", "socket", "config", "timeout", "help"}
-
-var commands = []command{
-	{name: "run", flags: []string{"config", "state-dir", "thing-name", "endpoint", "port", "root-ca", "cert", "key", "log-level", "help"}},
-	{name: "status", flags: clientFlags},
-	{name: "sensors", sub: []string{"read", "watch"}, flags: append([]string{"direct", "interval", "count"}, clientFlags...)},
-	{name: "shadow", sub: []string{"get", "resync"}, flags: clientFlags},
-	{name: "jobs", sub: []string{"list"}, flags: clientFlags},
-	{name: "ota", sub: []string{"status", "commit", "rollback", "keygen", "sign", "release", "init", "prestart"},
-		flags: append([]string{"reason", "key", "password-file", "out", "url", "version", "arch", "allow-downgrade", "state-dir", "binary", "upgrade"}, clientFlags...),
-		files: true},
-	{name: "logs", flags: append([]string{"n"}, clientFlags...)},
-	{name: "log-level", sub: logLevelNames, flags: clientFlags},
-	{name: "diag", flags: clientFlags},
-	{name: "provision", flags: []string{"config", "state-dir", "endpoint", "port", "root-ca", "claim-cert", "claim-key", "template", "param", "key-store", "csr", "help"}},
-	{name: "cert", sub: []string{"rotate"}, flags: clientFlags},
-	{name: "firstboot", flags: []string{"boot-dir", "state-dir", "user", "help"}},
-	{name: "defender", sub: []string{"report"}, flags: append([]string{"dry-run"}, clientFlags...)},
-	{name: "config", sub: []string{"validate"}, flags: []string{"config", "json", "help"}, files: true},
-	{name: "completion", sub: []string{"bash", "zsh", "fish"}},
-	{name: "version"},
-	{name: "help"},
-}
-
-func commandNames() []string {
-	var names []string
+func completions() []completed {
+	var out []completed
 	for _, c := range commands {
-		names = append(names, c.name)
+		cc := completed{name: c.name, flags: c.flagNames()}
+		for _, s := range c.sub {
+			cc.sub = append(cc.sub, s.leaf())
+		}
+		for _, l := range append([]*command{c}, c.sub...) {
+			cc.files = cc.files || strings.Contains(l.args, "FILE")
+		}
+		switch c.name {
+		case "log-level":
+			cc.sub = logLevelNames
+		case "completion":
+			cc.sub = []string{"bash", "zsh", "fish"}
+		}
+		if len(cc.flags) == 1 { // only --help
+			cc.flags = nil
+		}
+		out = append(out, cc)
 	}
-	return names
-}
-
-func completionCmd(args []string, stdout, _ io.Writer) error {
-	if len(args) != 1 {
-		return usagef("usage: iotagent completion bash|zsh|fish")
-	}
-	switch args[0] {
-	case "bash":
-		_, err := io.WriteString(stdout, bashCompletion())
-		return err
-	case "zsh":
-		_, err := io.WriteString(stdout, zshCompletion())
-		return err
-	case "fish":
-		_, err := io.WriteString(stdout, fishCompletion())
-		return err
-	case "-h", "--help":
-		fmt.Fprint(stdout, "Usage: iotagent completion bash|zsh|fish\n\nPrints a completion script: e.g.\n  iotagent completion bash > /etc/bash_completion.d/iotagent\n")
-		return nil
-	}
-	return usagef("usage: iotagent completion bash|zsh|fish (unknown shell %q)", args[0])
+	return append(out, completed{name: "help", sub: commandNames()[:len(commands)]})
 }
 
 func dashed(flags []string) string {
@@ -83,7 +76,7 @@ func bashCompletion() string {
 	b.WriteString("_iotagent() {\n\tlocal cur=${COMP_WORDS[COMP_CWORD]}\n")
 	fmt.Fprintf(&b, "\tif [ \"$COMP_CWORD\" -eq 1 ]; then\n\t\tCOMPREPLY=($(compgen -W %q -- \"$cur\"))\n\t\treturn\n\tfi\n", strings.Join(commandNames(), " "))
 	b.WriteString("\tcase ${COMP_WORDS[1]} in\n")
-	for _, c := range commands {
+	for _, c := range completions() {
 		if len(c.sub) == 0 && len(c.flags) == 0 {
 			continue
 		}
@@ -106,7 +99,7 @@ func zshCompletion() string {
 	b.WriteString("_iotagent() {\n\tif (( CURRENT == 2 )); then\n")
 	fmt.Fprintf(&b, "\t\tcompadd -- %s\n\t\treturn\n\tfi\n", strings.Join(commandNames(), " "))
 	b.WriteString("\tcase $words[2] in\n")
-	for _, c := range commands {
+	for _, c := range completions() {
 		if len(c.sub) == 0 && len(c.flags) == 0 {
 			continue
 		}
@@ -131,7 +124,7 @@ func fishCompletion() string {
 	b.WriteString("# fish completion for iotagent (generated by `iotagent completion fish`)\n")
 	b.WriteString("complete -c iotagent -f\n")
 	fmt.Fprintf(&b, "complete -c iotagent -n __fish_use_subcommand -a %q\n", strings.Join(commandNames(), " "))
-	for _, c := range commands {
+	for _, c := range completions() {
 		if len(c.sub) > 0 {
 			fmt.Fprintf(&b, "complete -c iotagent -n '__fish_seen_subcommand_from %s' -a %q\n", c.name, strings.Join(c.sub, " "))
 		}

@@ -2,42 +2,9 @@ package main
 
 import (
 	"io"
-	"strings"
 
 	"github.com/iotagent/iotagent/agent/config"
 )
-
-// reorder moves positional arguments after the flags, so that
-// "validate FILE --json" parses like "validate --json FILE".
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			pos = append(pos, args[i+1:]...)
-			return append(flags, pos...)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && takesValue(a) && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	return append(flags, pos...)
-}
-
-// takesValue reports whether a flag of the client commands takes a value.
-func takesValue(flag string) bool {
-	switch strings.TrimLeft(flag, "-") {
-	case "config", "socket", "timeout", "interval", "count", "n":
-		return true
-	}
-	return false
-}
 
 // validateResult is config validate's --json answer.
 type validateResult struct {
@@ -61,7 +28,7 @@ func validateJSON(w io.Writer, path string, err error) error {
 		return perr
 	}
 	if err != nil {
-		return &exitError{code: exitFail, err: err}
+		return &exitError{code: exitFail, err: err, shown: true}
 	}
 	return nil
 }

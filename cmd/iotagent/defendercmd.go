@@ -1,39 +1,43 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
-	"io"
 
 	"github.com/iotagent/iotagent/agent"
 	"github.com/iotagent/iotagent/agent/defender"
 	"github.com/iotagent/iotagent/agent/localapi"
 )
 
-func defenderCmd(args []string, stdout, stderr io.Writer) error {
-	c := newFlags("defender report", "defender report [--dry-run] [flags]",
-		"Asks the running agent to send a Device Defender report now. With --dry-run,\n"+
-			"prints the report this machine would send (from /proc and the config),\n"+
-			"without the agent and without sending it or using up a report id.", stderr)
-	dry := c.fs.Bool("dry-run", false, "print the report instead of sending it")
-	if err := c.parse(args, 0); err != nil {
-		return err
-	}
-	if !*dry {
-		var out any
-		if err := c.client().Do(context.Background(), localapi.ActionDefenderReport, nil, &out); err != nil {
-			return err
+const defenderReportText = `Asks the running agent to send a Device Defender report now. With --dry-run,
+prints the report this machine would send (from /proc and the config),
+without the agent and without sending it or using up a report id.`
+
+func defenderReportSetup(fs *flag.FlagSet) runFunc {
+	dry := fs.Bool("dry-run", false, "print the report instead of sending it")
+	return func(x *inv) error {
+		if !*dry {
+			var out any
+			if err := x.do(localapi.ActionDefenderReport, nil, &out); err != nil {
+				return err
+			}
+			if x.json {
+				return printJSON(x.stdout, out)
+			}
+			fmt.Fprintln(x.stdout, "defender report sent")
+			return nil
 		}
-		if *c.json {
-			return printJSON(stdout, out)
-		}
-		fmt.Fprintln(stdout, "defender report sent")
-		return nil
+		return defenderDryRun(x)
 	}
-	cfg, err := loadConfig(*c.cfgPath, nil)
+}
+
+// defenderDryRun prints the report this machine would send: JSON, with or
+// without --json.
+func defenderDryRun(x *inv) error {
+	cfg, err := x.loadConfig(nil)
 	if err != nil {
-		return &exitError{code: exitUsage, err: err}
+		return err
 	}
 	b, err := agent.DefenderDryRun(cfg)
 	if err != nil {
@@ -45,12 +49,12 @@ func defenderCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "CBOR report, %d bytes on the wire; shown decoded:\n", len(b))
-		return printJSON(stdout, r)
+		fmt.Fprintf(x.stderr, "CBOR report, %d bytes on the wire; shown decoded:\n", len(b))
+		return printJSON(x.stdout, r)
 	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	return printJSON(stdout, v)
+	return printJSON(x.stdout, v)
 }

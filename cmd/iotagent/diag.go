@@ -50,6 +50,7 @@ type checkResult struct {
 // diagEnv is what diag takes from the machine; tests replace parts.
 type diagEnv struct {
 	cfgPath  string
+	stateDir string // --state-dir: overrides the config's state_dir, as for run
 	socket   string
 	timeout  time.Duration
 	now      func() time.Time
@@ -59,30 +60,33 @@ type diagEnv struct {
 	ntpSynced func() (synced, known bool)
 }
 
-func diagCmd(args []string, stdout, stderr io.Writer) error {
-	c := newFlags("diag", "diag [flags]",
-		"Checks, in order: config; key store signs; certificate (chain, expiry); clock;\n"+
-			"DNS; TCP; TLS with server verification; MQTT connect as the thing; a subscribe\n"+
-			"round trip on the thing's shadow topics; the configured GPIO/I2C devices.\n"+
-			"Each line is PASS, WARN, FAIL or SKIP with a fix. Works without the agent; when\n"+
-			"the agent is running and connected it skips the MQTT steps (AWS allows one\n"+
-			"connection per client ID, so diag would disconnect it).", stderr)
-	if err := c.parse(args, 0); err != nil {
-		return err
-	}
-	env := diagEnv{cfgPath: *c.cfgPath, socket: *c.socket, timeout: *c.timeout, now: now, resolver: net.DefaultResolver, ntpSynced: ntpSynced}
+const diagText = `Checks, in order: config; key store signs; certificate (chain, expiry); clock;
+DNS; TCP; TLS with server verification; MQTT connect as the thing; a subscribe
+round trip on the thing's shadow topics; the configured GPIO/I2C devices.
+Each line is PASS, WARN, FAIL or SKIP with a fix. Works without the agent; when
+the agent is running and connected it skips the MQTT steps (AWS allows one
+connection per client ID, so diag would disconnect it). Give it the --config
+and --state-dir the agent runs with.`
+
+func diag(x *inv) error {
+	stdout := x.stdout
+	env := diagEnv{cfgPath: x.configFile(), stateDir: x.stateDir, socket: x.socket, timeout: x.timeout, now: now, resolver: net.DefaultResolver, ntpSynced: ntpSynced}
 	results := runDiag(context.Background(), env)
-	if *c.json {
+	if x.json {
 		if err := printJSON(stdout, results); err != nil {
 			return err
 		}
 	} else {
 		io.WriteString(stdout, renderDiag(results))
 	}
+	nfail := 0
 	for _, r := range results {
 		if r.Status == fail {
-			return &exitError{code: exitFail, err: errors.New("diag: at least one check failed")}
+			nfail++
 		}
+	}
+	if nfail > 0 {
+		return &exitError{code: exitFail, err: fmt.Errorf("%d of %d checks FAILed (each FAIL line says what to fix)", nfail, len(results)), shown: true}
 	}
 	return nil
 }
@@ -152,10 +156,18 @@ func runDiag(ctx context.Context, env diagEnv) []checkResult {
 }
 
 func (d *diagRun) checkConfig() bool {
-	cfg, err := loadConfig(d.env.cfgPath, nil)
+	cfg, err := loadConfigWith(d.env.cfgPath, func(c *config.Config) {
+		if d.env.stateDir != "" {
+			c.StateDir = absPath(d.env.stateDir)
+		}
+	})
 	if err != nil {
 		msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-		d.add("config", fail, msg, "fix the listed keys (iotagent config validate "+d.env.cfgPath+"; reference: configs/README.md)")
+		fix := "fix the listed keys (iotagent config validate " + d.env.cfgPath + "; reference: configs/README.md)"
+		if errors.Is(err, os.ErrNotExist) {
+			fix = "give the config the agent runs with: iotagent diag --config FILE (and its --state-dir)"
+		}
+		d.add("config", fail, msg, fix)
 		return false
 	}
 	d.cfg = cfg

@@ -269,7 +269,7 @@ func TestDiagAgainstIotsim(t *testing.T) {
 // waits until its API says it is connected.
 func startAgent(t *testing.T, b *box) *sensortest.FakeSensor {
 	t.Helper()
-	cfg, err := loadConfig(b.cfgPath, nil)
+	cfg, err := loadConfigWith(b.cfgPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

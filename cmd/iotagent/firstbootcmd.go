@@ -1,14 +1,11 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os/user"
 	"strconv"
 
-	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/firstboot"
 )
 
@@ -20,39 +17,43 @@ the files in place and records why for "iotagent status". Nothing to adopt
 is not an error. The systemd unit runs this as root before the agent
 (ExecStartPre=+), which then uses STATE/firstboot/config.json.`
 
-func firstbootCmd(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("firstboot", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// firstbootResult is firstboot's --json answer.
+type firstbootResult struct {
+	BootDir string `json:"boot_dir"`
+	Adopted string `json:"adopted,omitempty"` // the adopted config; "" when there was nothing to adopt
+}
+
+func firstbootSetup(fs *flag.FlagSet) runFunc {
 	bootDir := fs.String("boot-dir", firstboot.DefaultBootDir, "where the files are dropped")
-	stateDir := fs.String("state-dir", config.DefaultStateDir, "the agent's state dir")
 	owner := fs.String("user", "", `owner of the adopted files (e.g. "iotagent"); "" keeps the caller`)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: iotagent firstboot [flags]\n\n%s\n\nFlags:\n", firstbootText)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	return func(x *inv) error {
+		// The config to adopt is on the boot partition: the state dir
+		// comes from --state-dir, else the packaged config, else the default.
+		stateDir, err := x.stateDirPath()
+		if err != nil {
 			return err
 		}
-		return &usageError{err.Error()}
-	}
-	uid, gid := -1, -1
-	if *owner != "" {
-		u, err := user.Lookup(*owner)
-		if err != nil {
-			return fmt.Errorf("firstboot: user %s: %w", *owner, err)
+		uid, gid := -1, -1
+		if *owner != "" {
+			u, err := user.Lookup(*owner)
+			if err != nil {
+				return fmt.Errorf("user %s: %w", *owner, err)
+			}
+			uid, _ = strconv.Atoi(u.Uid)
+			gid, _ = strconv.Atoi(u.Gid)
 		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-	}
-	path, err := firstboot.Adopt(*bootDir, *stateDir, uid, gid)
-	if err != nil {
-		return fmt.Errorf("firstboot: %w", err)
-	}
-	if path == "" {
-		fmt.Fprintf(stdout, "firstboot: nothing in %s to adopt\n", *bootDir)
+		path, err := firstboot.Adopt(*bootDir, stateDir, uid, gid)
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return printJSON(x.stdout, firstbootResult{BootDir: *bootDir, Adopted: path})
+		}
+		if path == "" {
+			fmt.Fprintf(x.stdout, "firstboot: nothing in %s to adopt\n", *bootDir)
+			return nil
+		}
+		fmt.Fprintf(x.stdout, "firstboot: adopted %s into %s\n", *bootDir, path)
 		return nil
 	}
-	fmt.Fprintf(stdout, "firstboot: adopted %s into %s\n", *bootDir, path)
-	return nil
 }

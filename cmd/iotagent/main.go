@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,119 +17,26 @@ import (
 	"github.com/iotagent/iotagent/agent"
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/firstboot"
-	"github.com/iotagent/iotagent/agent/localapi"
 	"github.com/iotagent/iotagent/internal/logring"
 	"github.com/iotagent/iotagent/internal/version"
 )
 
 const defaultConfig = "/etc/iotagent/config.json"
 
-const usage = `iotagent: connects this device to AWS IoT Core (or iotsim).
-
-Usage:
-  iotagent run [flags]                 run the agent (what the systemd unit starts)
-  iotagent config validate [FILE]      check a config file and list every problem
-  iotagent status                      one screen about the running agent
-  iotagent sensors read|watch          read the sensors (directly when the agent is not running)
-  iotagent shadow get|resync           show the device shadow, or ask for a resync
-  iotagent jobs list                   the agent's jobs (when its build has a jobs service)
-  iotagent ota status|commit|rollback  OTA slots and versions; commit the version on trial or roll back
-  iotagent ota keygen|sign|release     signing keys, signatures and the ota job document (release side)
-  iotagent ota init|prestart           the OTA steps the systemd unit runs before the agent starts
-  iotagent logs [-n N]                 the newest log lines the agent keeps in memory
-  iotagent log-level LEVEL             set the agent's log level until it restarts
-  iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
-  iotagent provision [flags]           fleet provisioning once, for the manufacturing line (JSON result)
-  iotagent firstboot [flags]           adopt a config dropped on the boot partition (run as root before the agent)
-  iotagent cert rotate                 new key and certificate now (also automatic near expiry)
-  iotagent defender report [--dry-run] send a Device Defender report now, or print the one that would be sent
-  iotagent completion bash|zsh|fish    print a shell completion script
-  iotagent version                     print version, commit and platform
-
-Every command takes -h (its flags) and --json; the ones that talk to the
-agent take --socket and --timeout. Exit codes: 0 ok, 1 failed (diag: a
-check FAILed), 2 usage, 3 agent not running or not answering, 4 not
-provided by the running agent.
-
-The configuration reference is configs/README.md in the source tree.
-`
-
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		var ee *exitError
-		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &ee) {
-			fmt.Fprintln(os.Stderr, "iotagent:", err)
-		}
 		os.Exit(exitCode(err))
-	}
-}
-
-func run(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usagef("no command given")
-	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "run":
-		return runAgent(rest, stderr)
-	case "config":
-		if len(rest) == 0 || rest[0] != "validate" {
-			return usagef("usage: iotagent config validate [--config] FILE")
-		}
-		return validate(rest[1:], stdout, stderr)
-	case "status":
-		return statusCmd(rest, stdout, stderr)
-	case "sensors":
-		return sensorsCmd(rest, stdout, stderr)
-	case "shadow":
-		return shadowCmd(rest, stdout, stderr)
-	case "jobs":
-		if len(rest) == 0 || rest[0] != "list" {
-			return usagef("usage: iotagent jobs list [flags]")
-		}
-		return sectionCmd("jobs list", "jobs list [flags]", "The running agent's jobs, as JSON.", localapi.SectionJobs)(rest[1:], stdout, stderr)
-	case "ota":
-		return otaCmd(rest, stdout, stderr)
-	case "logs":
-		return logsCmd(rest, stdout, stderr)
-	case "log-level":
-		return logLevelCmd(rest, stdout, stderr)
-	case "diag":
-		return diagCmd(rest, stdout, stderr)
-	case "provision":
-		return provisionCmd(rest, stdout, stderr)
-	case "firstboot":
-		return firstbootCmd(rest, stdout, stderr)
-	case "cert":
-		return certCmd(rest, stdout, stderr)
-	case "defender":
-		if len(rest) == 0 || rest[0] != "report" {
-			return usagef("usage: iotagent defender report [--dry-run] [flags]")
-		}
-		return defenderCmd(rest[1:], stdout, stderr)
-	case "completion":
-		return completionCmd(rest, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "iotagent", version.String())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q", cmd)
 	}
 }
 
 // overrides are the run flags that replace config file values.
 type overrides struct {
-	stateDir, thing, endpoint, rootCA, cert, key, logLevel *string
-	port                                                   *int
+	thing, endpoint, rootCA, cert, key, logLevel *string
+	port                                         *int
 }
 
 func runFlags(fs *flag.FlagSet) overrides {
 	return overrides{
-		stateDir: fs.String("state-dir", "", "override state_dir"),
 		thing:    fs.String("thing-name", "", "override thing_name (also the MQTT client ID)"),
 		endpoint: fs.String("endpoint", "", "override mqtt.endpoint (host name, no port)"),
 		port:     fs.Int("port", 0, "override mqtt.port"),
@@ -147,10 +53,9 @@ func (o overrides) apply(c *config.Config) {
 			*dst = v
 		}
 	}
-	for _, p := range []*string{o.stateDir, o.rootCA, o.cert, o.key} {
+	for _, p := range []*string{o.rootCA, o.cert, o.key} {
 		*p = absPath(*p)
 	}
-	set(&c.StateDir, *o.stateDir)
 	set(&c.ThingName, *o.thing)
 	set(&c.MQTT.Endpoint, *o.endpoint)
 	set(&c.MQTT.RootCA, *o.rootCA)
@@ -162,70 +67,50 @@ func (o overrides) apply(c *config.Config) {
 	}
 }
 
-func loadConfig(path string, ov *overrides) (config.Config, error) {
-	var override func(*config.Config)
-	if ov != nil {
-		override = ov.apply
-	}
-	return loadConfigWith(path, override)
-}
-
 // loadConfigWith reads, parses and validates the config file, with
 // override (the command line) applied before the derived defaults.
 func loadConfigWith(path string, override func(*config.Config)) (config.Config, error) {
 	data, err := config.ReadFile(path)
 	if err != nil {
-		return config.Config{}, err
+		return config.Config{}, &configError{fmt.Errorf("config %s: %w", path, err)}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return config.Config{}, err
+		return config.Config{}, &configError{err}
 	}
 	c, err := config.ParseWith(data, filepath.Dir(abs), override)
 	if err != nil {
-		return c, fmt.Errorf("config %s:\n%w", path, err)
+		return c, &configError{fmt.Errorf("config %s:\n%w", path, err)}
 	}
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("config %s:\n%w", path, err)
+		return c, &configError{fmt.Errorf("config %s:\n%w", path, err)}
 	}
 	return c, nil
 }
 
-type runFlagSet struct {
-	set     *flag.FlagSet
-	cfgPath *string
-	ov      overrides
+const runText = `Runs the agent until SIGINT or SIGTERM: what the systemd unit starts.
+The flags override the config file; --state-dir also moves the paths that
+default to places under it (identity, sim pipes). Without --config, a
+config adopted at first boot (STATE/firstboot/config.json) wins over the
+packaged default. With --json the log is JSON (log.format).`
+
+func runSetup(fs *flag.FlagSet) runFunc {
+	ov := runFlags(fs)
+	return func(x *inv) error {
+		cfg, err := x.loadConfig(func(c *config.Config) {
+			ov.apply(c)
+			if x.json {
+				c.Log.Format = "json"
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return runAgent(cfg, x.stderr)
+	}
 }
 
-func newRunFlags() runFlagSet {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	return runFlagSet{set: fs, cfgPath: fs.String("config", defaultConfig, "config file"), ov: runFlags(fs)}
-}
-
-func runAgent(args []string, stderr io.Writer) error {
-	rf := newRunFlags()
-	fs, cfgPath, ov := rf.set, rf.cfgPath, rf.ov
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: iotagent run [flags]\n\nRuns the agent until SIGINT or SIGTERM. Flags override the config file.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	stateDir := *ov.stateDir
-	if stateDir == "" {
-		stateDir = config.DefaultStateDir
-	}
-	if p := firstboot.ConfigPath(stateDir); p != "" && !explicit {
-		*cfgPath = p // adopted from the boot partition: it wins over the packaged default
-	}
-	cfg, err := loadConfig(*cfgPath, &ov)
-	if err != nil {
-		return err
-	}
+func runAgent(cfg config.Config, stderr io.Writer) error {
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	ring := logring.New(0)
@@ -285,27 +170,33 @@ func absPath(p string) string {
 	return p
 }
 
-func validate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfig, "config file (or give it as the argument)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
+const validateText = `Checks a config file (FILE, else --config) and lists every problem, one
+line each, each starting with the path of the key. --state-dir applies as
+it does for run.`
+
+func validateSetup(x *inv) error {
+	{
+		if len(x.args) == 1 {
+			x.cfgPath, x.cfgExplicit = x.args[0], true
+		}
+		path := x.configFile()
+		_, err := x.loadConfig(nil)
+		if x.json {
+			return validateJSON(x.stdout, path, err)
+		}
+		if err != nil {
+			return &exitError{code: exitFail, err: err}
+		}
+		fmt.Fprintf(x.stdout, "%s: ok\n", path)
+		return nil
 	}
-	if fs.NArg() > 1 {
-		return usagef("usage: iotagent config validate [--config] FILE")
+}
+
+// versionCmd prints the version, commit and platform.
+func versionCmd(x *inv) error {
+	if x.json {
+		return printJSON(x.stdout, map[string]string{"version": version.Version, "string": version.String()})
 	}
-	if fs.NArg() == 1 {
-		*cfgPath = fs.Arg(0)
-	}
-	_, err := loadConfig(*cfgPath, nil)
-	if *asJSON {
-		return validateJSON(stdout, *cfgPath, err)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	fmt.Fprintln(x.stdout, "iotagent", version.String())
 	return nil
 }

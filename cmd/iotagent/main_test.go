@@ -51,11 +51,11 @@ func TestStateDirFlagMovesDerivedPaths(t *testing.T) {
 	file := filepath.Join(dir, "c.json")
 	os.WriteFile(file, []byte(`{"thing_name":"b","state_dir":"/var/lib/iotagent","mqtt":{"endpoint":"h","root_ca":"ca.pem"},"sensors":{"motion":{"driver":"sim"}}}`), 0o644)
 	state := filepath.Join(dir, "state")
-	fs := newRunFlags()
-	if err := fs.set.Parse([]string{"--state-dir", state}); err != nil {
+	fs, _, x := find2(t, "run").flagSet()
+	if err := fs.Parse([]string{"--config", file, "--state-dir", state}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadConfig(file, &fs.ov)
+	c, err := x.loadConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

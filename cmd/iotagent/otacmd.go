@@ -2,91 +2,19 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/localapi"
 	"github.com/iotagent/iotagent/internal/atomicfile"
 	"github.com/iotagent/iotagent/internal/version"
 	"github.com/iotagent/iotagent/ota"
 )
-
-const otaUsage = `usage: iotagent ota status|commit|rollback|sign|keygen|release|init|prestart [flags] (-h on each for help)`
-
-func otaCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef(otaUsage)
-	}
-	switch args[0] {
-	case "status":
-		return sectionCmd("ota status", "ota status [flags]", "OTA slots and versions of the running agent, as JSON.", localapi.SectionOTA)(args[1:], stdout, stderr)
-	case "commit":
-		return otaCommitCmd(args[1:], stdout, stderr)
-	case "rollback":
-		return otaRollbackCmd(args[1:], stdout, stderr)
-	case "sign":
-		return otaSignCmd(args[1:], stdout, stderr)
-	case "keygen":
-		return otaKeygenCmd(args[1:], stdout, stderr)
-	case "release":
-		return otaReleaseCmd(args[1:], stdout, stderr)
-	case "init":
-		return otaInitCmd(args[1:], stdout, stderr)
-	case "prestart":
-		return otaPrestartCmd(args[1:], stdout, stderr)
-	}
-	return usagef(otaUsage)
-}
-
-// stateDirFlags parses --state-dir, or takes state_dir from --config.
-type stateDirFlags struct {
-	fs                *flag.FlagSet
-	stateDir, cfgPath *string
-}
-
-func newStateDirFlags(name, synopsis, text string, stderr io.Writer) stateDirFlags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f := stateDirFlags{
-		fs:       fs,
-		stateDir: fs.String("state-dir", "", "the agent's state dir (default: state_dir from --config, else "+config.DefaultStateDir+")"),
-		cfgPath:  fs.String("config", defaultConfig, "config file, read only for state_dir"),
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: iotagent %s\n\n%s\n\nFlags:\n", synopsis, text)
-		fs.PrintDefaults()
-	}
-	return f
-}
-
-func (f stateDirFlags) parse(args []string) (string, error) {
-	if err := f.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return "", err
-		}
-		return "", &usageError{err.Error()}
-	}
-	if f.fs.NArg() > 0 {
-		return "", usagef("iotagent %s: unexpected argument %q", f.fs.Name(), f.fs.Arg(0))
-	}
-	if *f.stateDir != "" {
-		return absPath(*f.stateDir), nil
-	}
-	if data, err := config.ReadFile(*f.cfgPath); err == nil {
-		if c, err := config.Parse(data, dirOf(*f.cfgPath)); err == nil && c.StateDir != "" {
-			return c.StateDir, nil
-		}
-	}
-	return config.DefaultStateDir, nil
-}
 
 const otaInitText = `Creates STATE/ota with this binary (or --binary) in slot a as the
 committed version, and the symlinks the systemd unit starts the agent
@@ -97,12 +25,21 @@ start; with --upgrade (the package's postinst) it also installs the binary
 into the committed slot when no update is in progress and the version
 differs.`
 
-func otaInitCmd(args []string, stdout, stderr io.Writer) error {
-	f := newStateDirFlags("ota init", "ota init [flags]", otaInitText, stderr)
-	binary := f.fs.String("binary", "", "the binary to install (default: this one)")
-	ver := f.fs.String("version", version.Version, "its version")
-	upgrade := f.fs.Bool("upgrade", false, "install the binary into the committed slot if it is another version (package upgrade)")
-	stateDir, err := f.parse(args)
+func otaInitSetup(fs *flag.FlagSet) runFunc {
+	binary := fs.String("binary", "", "the binary to install (default: this one)")
+	ver := fs.String("version", version.Version, "its version")
+	upgrade := fs.Bool("upgrade", false, "install the binary into the committed slot if it is another version (package upgrade)")
+	return func(x *inv) error { return otaInit(x, binary, ver, *upgrade) }
+}
+
+// otaInitResult is ota init's --json answer.
+type otaInitResult struct {
+	Dir     string `json:"dir"`
+	Version string `json:"version"`
+}
+
+func otaInit(x *inv, binary, ver *string, upgrade bool) error {
+	stateDir, err := x.stateDirPath()
 	if err != nil {
 		return err
 	}
@@ -111,7 +48,7 @@ func otaInitCmd(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("ota init: %w", err)
 		}
 	}
-	if *upgrade {
+	if upgrade {
 		err = ota.Upgrade(stateDir, *binary, *ver)
 	} else {
 		err = ota.Init(stateDir, *binary, *ver)
@@ -119,7 +56,11 @@ func otaInitCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "ota: %s ready (%s)\n", ota.NewLayout(stateDir).Dir, *ver)
+	r := otaInitResult{Dir: ota.NewLayout(stateDir).Dir, Version: *ver}
+	if x.json {
+		return printJSON(x.stdout, r)
+	}
+	fmt.Fprintf(x.stdout, "ota: %s ready (%s)\n", r.Dir, r.Version)
 	return nil
 }
 
@@ -130,9 +71,8 @@ is on trial it counts the start and rolls back when the new version
 recorded a failure, cannot run on this CPU, or used up its starts; it
 repairs the symlinks in every case. Without OTA state it does nothing.`
 
-func otaPrestartCmd(args []string, stdout, stderr io.Writer) error {
-	f := newStateDirFlags("ota prestart", "ota prestart [flags]", otaPrestartText, stderr)
-	stateDir, err := f.parse(args)
+func otaPrestart(x *inv) error {
+	stateDir, err := x.stateDirPath()
 	if err != nil {
 		return err
 	}
@@ -140,6 +80,16 @@ func otaPrestartCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if x.json {
+		return printJSON(x.stdout, struct {
+			Slot       string `json:"slot,omitempty"`
+			Trial      bool   `json:"trial"`
+			Start      int    `json:"start,omitempty"`
+			RolledBack bool   `json:"rolled_back"`
+			Reason     string `json:"reason,omitempty"`
+		}{d.Slot, d.Trial, d.Start, d.RolledBack, d.Reason})
+	}
+	stdout := x.stdout
 	switch {
 	case d.RolledBack:
 		fmt.Fprintf(stdout, "ota prestart: rolled back to slot %s: %s\n", d.Slot, d.Reason)
@@ -163,19 +113,15 @@ not commit within ota.max_starts starts. Commit it by hand when you know it
 is good but it cannot connect yet (no network in the workshop). Nothing on
 trial and this version committed: says so and exits 0.`
 
-func otaCommitCmd(args []string, stdout, stderr io.Writer) error {
-	c := newFlags("ota commit", "ota commit [flags]", otaCommitText, stderr)
-	if err := c.parse(args, 0); err != nil {
-		return err
-	}
+func otaCommit(x *inv) error {
 	var r localapi.OTAChange
-	if err := c.client().Do(context.Background(), localapi.ActionOTACommit, nil, &r); err != nil {
-		return otaActionError("ota commit", err)
+	if err := x.do(localapi.ActionOTACommit, nil, &r); err != nil {
+		return otaActionError(err)
 	}
-	if *c.json {
-		return printJSON(stdout, r)
+	if x.json {
+		return printJSON(x.stdout, r)
 	}
-	fmt.Fprintln(stdout, "ota commit:", r.Message)
+	fmt.Fprintln(x.stdout, "ota commit:", r.Message)
 	return nil
 }
 
@@ -187,93 +133,27 @@ automatically (an ota job for it fails; release a newer one). The agent
 then restarts (exit 0; systemd starts it again through ota prestart) and
 runs the committed slot. The output says which slot and version run next.`
 
-func otaRollbackCmd(args []string, stdout, stderr io.Writer) error {
-	c := newFlags("ota rollback", "ota rollback [--reason R] [flags]", otaRollbackText, stderr)
-	reason := c.fs.String("reason", "", "why, recorded in the OTA state (iotagent ota status shows it)")
-	if err := c.fs.Parse(flagsFirst(c.fs, args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+func otaRollbackSetup(fs *flag.FlagSet) runFunc {
+	reason := fs.String("reason", "", "why, recorded in the OTA state (iotagent ota status shows it)")
+	return func(x *inv) error {
+		var r localapi.OTAChange
+		if err := x.do(localapi.ActionOTARollback, localapi.OTARollback{Reason: *reason}, &r); err != nil {
+			return otaActionError(err)
 		}
-		return &usageError{err.Error()}
+		if x.json {
+			return printJSON(x.stdout, r)
+		}
+		fmt.Fprintln(x.stdout, "ota rollback:", r.Message)
+		return nil
 	}
-	if c.fs.NArg() > 0 {
-		return usagef("iotagent ota rollback: unexpected argument %q", c.fs.Arg(0))
-	}
-	var r localapi.OTAChange
-	if err := c.client().Do(context.Background(), localapi.ActionOTARollback, localapi.OTARollback{Reason: *reason}, &r); err != nil {
-		return otaActionError("ota rollback", err)
-	}
-	if *c.json {
-		return printJSON(stdout, r)
-	}
-	fmt.Fprintln(stdout, "ota rollback:", r.Message)
-	return nil
 }
 
-// otaActionError names the command and explains "not provided".
-func otaActionError(cmd string, err error) error {
+// otaActionError explains "not provided".
+func otaActionError(err error) error {
 	if errors.Is(err, localapi.ErrNotProvided) {
-		return fmt.Errorf("%s: %w (OTA is off in this agent's config: ota.enabled)", cmd, err)
+		return fmt.Errorf("%w (OTA is off in this agent's config: ota.enabled)", err)
 	}
-	return fmt.Errorf("%s: %w", cmd, err)
-}
-
-// offlineFlags is a flag set for the release engineer's commands, which
-// do not talk to the agent.
-func offlineFlags(name, synopsis, text string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: iotagent %s\n\n%s\n\nFlags:\n", synopsis, text)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// flagsFirst moves the flags of fs in args before the arguments (as
-// reorder does for the client commands), knowing from fs which flags take
-// a value.
-func flagsFirst(fs *flag.FlagSet, args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			return append(append(flags, pos...), args[i+1:]...)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			name := strings.TrimLeft(a, "-")
-			if strings.Contains(name, "=") {
-				continue
-			}
-			f := fs.Lookup(name)
-			if f == nil {
-				continue
-			}
-			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !(ok && b.IsBoolFlag()) && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	return append(flags, pos...)
-}
-
-// parseOffline parses args (flags may follow the arguments) and wants
-// exactly nargs arguments.
-func parseOffline(fs *flag.FlagSet, args []string, nargs int, synopsis string) error {
-	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	if fs.NArg() != nargs {
-		return usagef("usage: iotagent %s", synopsis)
-	}
-	return nil
+	return err
 }
 
 // readPassword reads the first line of a password file ("" for no file).
@@ -324,26 +204,25 @@ existing FILE.minisig is replaced. An encrypted key (minisign -G, or
 iotagent ota keygen --password-file) needs --password-file; its first line
 is the password.`
 
-const otaSignSynopsis = "ota sign --key SECKEY [--password-file F] FILE"
-
-func otaSignCmd(args []string, stdout, stderr io.Writer) error {
-	fs := offlineFlags("ota sign", otaSignSynopsis, otaSignText, stderr)
+func otaSignSetup(fs *flag.FlagSet) runFunc {
 	key := fs.String("key", "", "the minisign secret key file (.key)")
 	pwFile := fs.String("password-file", "", "file whose first line is the key's password (none: the key is not encrypted)")
-	if err := parseOffline(fs, args, 1, otaSignSynopsis); err != nil {
-		return err
+	return func(x *inv) error {
+		k, err := readSecretKey(*key, *pwFile)
+		if err != nil {
+			return err
+		}
+		file := x.args[0]
+		sigPath, err := signFile(k, file)
+		if err != nil {
+			return err
+		}
+		if x.json {
+			return printJSON(x.stdout, map[string]string{"file": file, "signature": sigPath, "key_id": k.KeyID()})
+		}
+		fmt.Fprintf(x.stdout, "signed %s: %s (key ID %s)\n", file, sigPath, k.KeyID())
+		return nil
 	}
-	k, err := readSecretKey(*key, *pwFile)
-	if err != nil {
-		return err
-	}
-	file := fs.Arg(0)
-	sigPath, err := signFile(k, file)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "signed %s: %s (key ID %s)\n", file, sigPath, k.KeyID())
-	return nil
 }
 
 // signFile writes file.minisig and returns its path.
@@ -374,17 +253,15 @@ fit for a key kept in a CI secret store. With it, the key is encrypted
 with the password on the file's first line (as minisign -G; scrypt, this
 takes a few seconds and about 1 GiB of memory).`
 
-const otaKeygenSynopsis = "ota keygen --out PREFIX [--password-file F]"
-
-func otaKeygenCmd(args []string, stdout, stderr io.Writer) error {
-	fs := offlineFlags("ota keygen", otaKeygenSynopsis, otaKeygenText, stderr)
+func otaKeygenSetup(fs *flag.FlagSet) runFunc {
 	out := fs.String("out", "", "write PREFIX.pub and PREFIX.key")
 	pwFile := fs.String("password-file", "", "encrypt the secret key with the first line of this file (none: not encrypted)")
-	if err := parseOffline(fs, args, 0, otaKeygenSynopsis); err != nil {
-		return err
-	}
+	return func(x *inv) error { return otaKeygen(x, out, pwFile) }
+}
+
+func otaKeygen(x *inv, out, pwFile *string) error {
 	if *out == "" {
-		return usagef("iotagent ota keygen: --out PREFIX is required")
+		return &usageError{cmd: x.cmd, msg: "iotagent ota keygen: --out PREFIX is required"}
 	}
 	pubPath, keyPath := *out+".pub", *out+".key"
 	for _, p := range []string{pubPath, keyPath} {
@@ -417,7 +294,10 @@ func otaKeygenCmd(args []string, stdout, stderr io.Writer) error {
 	if pw != "" {
 		enc = "encrypted"
 	}
-	fmt.Fprintf(stdout, "key ID %s\nsecret key: %s (%s; keep it off the devices)\npublic key: %s\nput it in each device's config: \"ota\": {\"enabled\": true, \"trusted_keys\": [%q]}\n",
+	if x.json {
+		return printJSON(x.stdout, map[string]any{"key_id": id, "secret_key": keyPath, "encrypted": pw != "", "public_key": pubPath, "trusted_key": line})
+	}
+	fmt.Fprintf(x.stdout, "key ID %s\nsecret key: %s (%s; keep it off the devices)\npublic key: %s\nput it in each device's config: \"ota\": {\"enabled\": true, \"trusted_keys\": [%q]}\n",
 		id, keyPath, enc, pubPath, line)
 	return nil
 }
@@ -439,23 +319,23 @@ The URL's host must be in the devices' ota.allowed_hosts when that is set.
 Devices refuse a version older than theirs unless --allow-downgrade, and
 never reinstall a version that was rolled back on them.`
 
-const otaReleaseSynopsis = "ota release --key SECKEY --url URL --version V [--arch A] [--allow-downgrade] [--password-file F] FILE"
-
-func otaReleaseCmd(args []string, stdout, stderr io.Writer) error {
-	fs := offlineFlags("ota release", otaReleaseSynopsis, otaReleaseText, stderr)
+func otaReleaseSetup(fs *flag.FlagSet) runFunc {
 	key := fs.String("key", "", "the minisign secret key file (.key)")
 	pwFile := fs.String("password-file", "", "file whose first line is the key's password (none: the key is not encrypted)")
 	url := fs.String("url", "", "where devices download FILE (https URL or the S3 presigned-URL placeholder)")
 	ver := fs.String("version", "", "FILE's version (what iotagent version prints for it), e.g. 1.4.0")
 	arch := fs.String("arch", "", "the devices' CPU: amd64, arm64, arm (default: from FILE's ELF header)")
 	downgrade := fs.Bool("allow-downgrade", false, "let devices with a newer version install this one")
-	if err := parseOffline(fs, args, 1, otaReleaseSynopsis); err != nil {
-		return err
-	}
+	return func(x *inv) error { return otaRelease(x, key, pwFile, url, ver, arch, downgrade) }
+}
+
+// otaRelease prints the job document (JSON, with or without --json).
+func otaRelease(x *inv, key, pwFile, url, ver, arch *string, downgrade *bool) error {
+	stdout, stderr := x.stdout, x.stderr
 	if *url == "" || *ver == "" {
-		return usagef("iotagent ota release: --url and --version are required")
+		return &usageError{cmd: x.cmd, msg: "iotagent ota release: --url and --version are required"}
 	}
-	file := fs.Arg(0)
+	file := x.args[0]
 	k, err := readSecretKey(*key, *pwFile)
 	if err != nil {
 		return err

@@ -192,7 +192,7 @@ func TestOTAKeygenSignRelease(t *testing.T) {
 		{"not that version", []string{"--key", prefix + ".key", "--version", "1.4.2", bin}, exitFail, "does not contain the version string"},
 		{"bad url", []string{"--key", prefix + ".key", "--url", "ftp://x/y", bin}, exitFail, "scheme"},
 		{"no key", []string{bin}, exitUsage, "--key"},
-		{"no file", []string{"--key", prefix + ".key"}, exitUsage, "usage"},
+		{"no file", []string{"--key", prefix + ".key"}, exitUsage, "missing FILE"},
 	} {
 		args := append([]string{"ota", "release", "--url", "https://downloads.example.com/a", "--version", "1.4.0"}, tc.args...)
 		if _, err := iotagent(args...); exitCode(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
@@ -347,7 +347,7 @@ type otaAgent struct {
 // ends, and returns once ready(status) holds for its local API status.
 func startOTAAgent(t *testing.T, b *box, ready func(map[string]json.RawMessage) bool) *otaAgent {
 	t.Helper()
-	cfg, err := loadConfig(b.cfgPath, nil)
+	cfg, err := loadConfigWith(b.cfgPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +394,7 @@ func inTrial(st map[string]json.RawMessage) bool {
 
 func otaSection(t *testing.T, b *box) localapi.OTA {
 	t.Helper()
-	out, err := iotagent("ota", "status", "--config", b.cfgPath)
+	out, err := iotagent("ota", "status", "--json", "--config", b.cfgPath)
 	var o localapi.OTA
 	if err != nil || json.Unmarshal([]byte(out), &o) != nil {
 		t.Fatalf("ota status: %v\n%s", err, out)

@@ -18,10 +18,6 @@ import (
 	"github.com/iotagent/iotagent/tpm"
 )
 
-// exitRefused: the cloud refused provisioning for good (template, hook or
-// parameters); trying again without a change will not help.
-const exitRefused = 5
-
 type paramFlag map[string]string
 
 func (p paramFlag) String() string { return fmt.Sprint(map[string]string(p)) }
@@ -48,17 +44,14 @@ const provisionText = `Runs fleet provisioning once, as the manufacturing line d
 with the claim certificate, gets a device certificate (from a CSR of the key
 store's key with --csr or the TPM, so the key never leaves it; otherwise
 CreateKeysAndCertificate), registers the thing through the template, and
-stores the identity in the state dir. Prints a JSON result. A device that
-is already provisioned prints its identity and changes nothing.
+stores the identity in the state dir. Prints the identity as JSON (with or
+without --json: the line's scripts read it). A device that is already provisioned prints its identity and
+changes nothing. A failure to connect or to get an answer exits 1 (try
+again); a refusal by the cloud exits 5 (fix the template, its hook or the
+parameters first).`
 
-Exit codes: 0 provisioned, 1 failed (no connection or no answer: try
-again), 2 usage or configuration, 5 refused by the cloud (template, hook or
-parameters: fix those first).`
-
-func provisionCmd(args []string, stdout, stderr io.Writer) error {
-	rf := newRunFlags()
-	fs := rf.set
-	fs.SetOutput(stderr)
+func provisionSetup(fs *flag.FlagSet) runFunc {
+	ov := runFlags(fs)
 	claimCert := fs.String("claim-cert", "", "override provisioning.claim_cert")
 	claimKey := fs.String("claim-key", "", "override provisioning.claim_key")
 	template := fs.String("template", "", "override provisioning.template")
@@ -66,21 +59,14 @@ func provisionCmd(args []string, stdout, stderr io.Writer) error {
 	csr := fs.Bool("csr", false, "use CreateCertificateFromCsr with the key store's key (always so with the TPM)")
 	params := paramFlag{}
 	fs.Var(params, "param", "a RegisterThing parameter KEY=VALUE (repeatable; SerialNumber defaults to the device's)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: iotagent provision [flags]\n\n%s\n\nFlags:\n", provisionText)
-		fs.PrintDefaults()
+	return func(x *inv) error {
+		return provisionRun(x, ov, claimCert, claimKey, template, keyStore, csr, params)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("iotagent provision: unexpected argument %q", fs.Arg(0))
-	}
-	ov := rf.ov
-	cfg, err := loadConfigWith(*rf.cfgPath, func(c *config.Config) {
+}
+
+func provisionRun(x *inv, ov overrides, claimCert, claimKey, template, keyStore *string, csr *bool, params paramFlag) error {
+	stdout, stderr := x.stdout, x.stderr
+	cfg, err := x.loadConfig(func(c *config.Config) {
 		ov.apply(c)
 		p := &c.Provisioning
 		for dst, v := range map[*string]string{&p.ClaimCert: absPath(*claimCert), &p.ClaimKey: absPath(*claimKey), &p.Template: *template, &c.Identity.KeyStore: *keyStore} {
@@ -99,10 +85,10 @@ func provisionCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	})
 	if err != nil {
-		return &exitError{code: exitUsage, err: err}
+		return err
 	}
 	if !cfg.Provisioning.Enabled() {
-		return usagef("iotagent provision: no claim certificate: set provisioning.claim_cert or --claim-cert")
+		return &usageError{cmd: x.cmd, msg: fmt.Sprintf("iotagent provision: no claim certificate: set provisioning.claim_cert in %s or give --claim-cert", x.configFile())}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -111,12 +97,12 @@ func provisionCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		var rej *provision.RejectedError
 		if errors.As(err, &rej) && !rej.Retryable() {
-			return &exitError{code: exitRefused, err: err}
+			return withHint(&exitError{code: exitRefused, err: err}, "the cloud refused for good: fix the template, its pre-provisioning hook or the --param values, then run provision again")
 		}
-		return err
+		return withHint(&retryableError{err}, "check the endpoint, the claim certificate and the network (iotagent diag), then run provision again")
 	}
 	res.DurationMS = now().Sub(start).Milliseconds()
-	return printJSON(stdout, res)
+	return printJSON(stdout, res) // JSON with or without --json: the line's scripts read it
 }
 
 func provisionOnce(ctx context.Context, cfg config.Config, stderr io.Writer) (provisionResult, error) {

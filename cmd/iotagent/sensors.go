@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -17,55 +18,52 @@ import (
 	"github.com/iotagent/iotagent/sensors"
 )
 
-func sensorsCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "read" && args[0] != "watch") {
-		if len(args) > 0 && isHelp(args[0]) {
-			fmt.Fprint(stdout, "Usage: iotagent sensors read|watch [flags]\n")
-			return nil
+const sensorsReadText = `Reads every sensor now through the running agent. When the agent is not
+running (or with --direct) it opens the hardware from the config directly,
+and says so: only the config's sensors section needs to be valid then.`
+
+const sensorsWatchText = `Reads every sensor every --interval until interrupted (or --count times),
+through the running agent, or directly as sensors read does.`
+
+func sensorsSetup(watch bool) func(fs *flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		direct := fs.Bool("direct", false, "read the hardware directly even if the agent runs (it may hold the pins)")
+		interval, count := new(time.Duration), new(int)
+		if watch {
+			interval = fs.Duration("interval", 2*time.Second, "time between reads")
+			count = fs.Int("count", 0, "stop after this many reads (0: until interrupted)")
 		}
-		return usagef("usage: iotagent sensors read|watch [flags]")
+		return func(x *inv) error { return sensorsRun(x, watch, *direct, *interval, *count) }
 	}
-	watch := args[0] == "watch"
-	name, synopsis, text := "sensors read", "sensors read [flags]",
-		"Reads every sensor now through the running agent. When the agent is not running\n"+
-			"it opens the hardware from --config directly (and says so)."
-	if watch {
-		name, synopsis, text = "sensors watch", "sensors watch [flags]",
-			"Reads every sensor every --interval until interrupted (or --count times)."
-	}
-	c := newFlags(name, synopsis, text, stderr)
-	direct := c.fs.Bool("direct", false, "read the hardware directly even if the agent runs (it may hold the pins)")
-	interval := c.fs.Duration("interval", 2*time.Second, "watch: time between reads")
-	count := c.fs.Int("count", 0, "watch: stop after this many reads (0: until interrupted)")
-	if err := c.parse(args[1:], 0); err != nil {
-		return err
-	}
-	if *interval <= 0 {
-		return usagef("--interval must be positive")
+}
+
+func sensorsRun(x *inv, watch, direct bool, interval time.Duration, count int) error {
+	if watch && interval <= 0 {
+		return &usageError{cmd: x.cmd, msg: "iotagent sensors watch: --interval must be positive"}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	r := &sensorReader{c: c, direct: *direct, stderr: stderr}
+	r := &sensorReader{x: x, direct: direct, stderr: x.stderr}
 	defer r.close()
 	for i := 0; ; i++ {
 		se, err := r.read(ctx)
 		if err != nil {
 			return err
 		}
-		if *c.json {
-			if err := printJSON(stdout, se); err != nil {
+		if x.json {
+			if err := printJSON(x.stdout, se); err != nil {
 				return err
 			}
 		} else {
-			fmt.Fprint(stdout, renderSensorsOnly(se, now()))
+			fmt.Fprint(x.stdout, renderSensorsOnly(se, now()))
 		}
-		if !watch || (*count > 0 && i+1 >= *count) {
+		if !watch || (count > 0 && i+1 >= count) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(*interval):
+		case <-time.After(interval):
 		}
 	}
 }
@@ -73,7 +71,7 @@ func sensorsCmd(args []string, stdout, stderr io.Writer) error {
 // sensorReader reads through the agent, or the hardware when the agent is
 // not running.
 type sensorReader struct {
-	c      common
+	x      *inv
 	direct bool
 	stderr io.Writer
 	hw     *agent.Hardware
@@ -84,17 +82,21 @@ type sensorReader struct {
 func (r *sensorReader) read(ctx context.Context) (localapi.Sensors, error) {
 	if !r.direct && r.hw == nil {
 		var se localapi.Sensors
-		err := r.c.client().Do(ctx, localapi.ActionReadSensors, nil, &se)
+		c, err := r.x.client()
+		if err != nil {
+			return se, err
+		}
+		err = c.Do(ctx, localapi.ActionReadSensors, nil, &se)
 		if err == nil || !errors.Is(err, localapi.ErrNotRunning) {
 			return se, err
 		}
 		if !r.said {
-			fmt.Fprintf(r.stderr, "iotagent: %v\niotagent: reading the hardware directly (config %s)\n", err, *r.c.cfgPath)
+			fmt.Fprintf(r.stderr, "iotagent: %v\niotagent: reading the hardware directly (config %s)\n", err, r.x.configFile())
 			r.said = true
 		}
 	}
 	if r.hw == nil {
-		cfg, err := loadConfig(*r.c.cfgPath, nil)
+		cfg, err := sensorConfig(r.x)
 		if err != nil {
 			return localapi.Sensors{}, err
 		}
@@ -110,6 +112,24 @@ func (r *sensorReader) close() {
 	if r.hw != nil && r.hw.Close != nil {
 		_ = r.hw.Close()
 	}
+}
+
+// sensorConfig reads the config for reading the sensors directly: only
+// its sensors section (and state_dir, for simulated sensors' pipes) need
+// be valid; the rest (endpoint, identity, ...) does not matter here.
+func sensorConfig(x *inv) (config.Config, error) {
+	path := x.configFile()
+	cfg, ok, err := x.rawConfig()
+	if err != nil {
+		return cfg, err
+	}
+	if !ok {
+		return cfg, &configError{fmt.Errorf("config %s: no such file (give the agent's config with --config)", path)}
+	}
+	if err := cfg.ValidateSensors(); err != nil {
+		return cfg, &configError{fmt.Errorf("config %s:\n%w", path, err)}
+	}
+	return cfg, nil
 }
 
 // openHardware opens the configured sensors (the periph drivers first when
@@ -165,5 +185,3 @@ func renderSensorsOnly(se localapi.Sensors, now time.Time) string {
 	renderSensors(&b, se, line)
 	return b.String()
 }
-
-func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }

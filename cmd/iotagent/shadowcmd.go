@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -9,46 +8,27 @@ import (
 	"github.com/iotagent/iotagent/agent/localapi"
 )
 
-func shadowCmd(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "usage: iotagent shadow get|resync [flags]"
-	if len(args) == 0 {
-		return usagef(synopsis)
+func shadowGet(x *inv) error {
+	var sh localapi.Shadow
+	if err := x.get(localapi.SectionShadow, &sh); err != nil {
+		return err
 	}
-	switch args[0] {
-	case "get":
-		c := newFlags("shadow get", "shadow get [flags]",
-			"Shows the device shadow: what the agent reports, and desired and delta from a\nlive get when the agent is connected.", stderr)
-		if err := c.parse(args[1:], 0); err != nil {
-			return err
-		}
-		var sh localapi.Shadow
-		if err := c.client().Get(context.Background(), localapi.SectionShadow, &sh); err != nil {
-			return err
-		}
-		if *c.json {
-			return printJSON(stdout, sh)
-		}
-		return renderShadow(stdout, sh)
-	case "resync":
-		c := newFlags("shadow resync", "shadow resync [flags]",
-			"Asks the agent to get the shadow again, apply desired and report.", stderr)
-		if err := c.parse(args[1:], 0); err != nil {
-			return err
-		}
-		var d localapi.Done
-		if err := c.client().Do(context.Background(), localapi.ActionResyncShadow, nil, &d); err != nil {
-			return err
-		}
-		if *c.json {
-			return printJSON(stdout, d)
-		}
-		fmt.Fprintln(stdout, d.Message)
-		return nil
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, synopsis)
-		return nil
+	if x.json {
+		return printJSON(x.stdout, sh)
 	}
-	return usagef("%s (unknown %q)", synopsis, args[0])
+	return renderShadow(x.stdout, sh)
+}
+
+func shadowResync(x *inv) error {
+	var d localapi.Done
+	if err := x.do(localapi.ActionResyncShadow, nil, &d); err != nil {
+		return err
+	}
+	if x.json {
+		return printJSON(x.stdout, d)
+	}
+	fmt.Fprintln(x.stdout, d.Message)
+	return nil
 }
 
 func renderShadow(w io.Writer, sh localapi.Shadow) error {
@@ -82,20 +62,4 @@ func renderShadow(w io.Writer, sh localapi.Shadow) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// sectionCmd is a command that prints one section as JSON text (jobs
-// list, ota status): these have no fixed shape until their services exist.
-func sectionCmd(name, synopsis, text, section string) func(args []string, stdout, stderr io.Writer) error {
-	return func(args []string, stdout, stderr io.Writer) error {
-		c := newFlags(name, synopsis, text, stderr)
-		if err := c.parse(args, 0); err != nil {
-			return err
-		}
-		var v any
-		if err := c.client().Get(context.Background(), section, &v); err != nil {
-			return fmt.Errorf("%w\n(%s)", err, notProvidedWhy(section))
-		}
-		return printJSON(stdout, v)
-	}
 }

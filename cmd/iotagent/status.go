@@ -12,22 +12,25 @@ import (
 	"github.com/iotagent/iotagent/agent/localapi"
 )
 
-func statusCmd(args []string, stdout, stderr io.Writer) error {
-	c := newFlags("status", "status [flags]",
-		"One screen about the running agent: identity and certificate expiry, key store,\n"+
-			"endpoint and connection, last error, shadow sync, sensors, alarm, jobs, OTA,\n"+
-			"Device Defender and the outbox.", stderr)
-	if err := c.parse(args, 0); err != nil {
-		return err
-	}
-	st, err := c.client().Status(context.Background())
+const statusText = `One screen about the running agent: identity and certificate expiry, key
+store, endpoint and connection, last error, shadow sync, sensors, alarm,
+jobs, OTA, Device Defender and the outbox. When the agent is not running
+it says so and shows what the state dir says (identity, the last and the
+in-flight job, OTA, a first-boot error), and exits 3.`
+
+func status(x *inv) error {
+	c, err := x.client()
 	if err != nil {
 		return err
 	}
-	if *c.json {
-		return printJSON(stdout, st)
+	st, err := c.Status(context.Background())
+	if err != nil {
+		return offline(x, err, renderOffline)
 	}
-	_, err = io.WriteString(stdout, renderStatus(st, now()))
+	if x.json {
+		return printJSON(x.stdout, st)
+	}
+	_, err = io.WriteString(x.stdout, renderStatus(st, now()))
 	return err
 }
 
@@ -71,15 +74,7 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 	}
 	var id localapi.Identity
 	if decode("Identity", localapi.SectionIdentity, &id) {
-		switch {
-		case id.Error != "":
-			line("Identity", "%s; certificate %s: %s", id.Thing, id.Cert, id.Error)
-		default:
-			line("Identity", "%s; certificate %s", id.Thing, id.Subject)
-			line("", "issued by %s", id.Issuer)
-			line("", "%s", expiry(id.NotAfter, id.DaysLeft))
-		}
-		line("Key store", "%s %s", id.KeyStore, id.Key)
+		renderIdentity(id, line)
 	}
 	var conn localapi.Connection
 	if decode("Endpoint", localapi.SectionConnection, &conn) {
@@ -146,6 +141,19 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 			ob.Dropped, ob.DroppedTelemetry, ob.DroppedAlarm)
 	}
 	return b.String()
+}
+
+// renderIdentity writes the identity's and the key store's lines.
+func renderIdentity(id localapi.Identity, line func(label, format string, args ...any)) {
+	switch {
+	case id.Error != "":
+		line("Identity", "%s; certificate %s: %s", id.Thing, id.Cert, id.Error)
+	default:
+		line("Identity", "%s; certificate %s", id.Thing, id.Subject)
+		line("", "issued by %s", id.Issuer)
+		line("", "%s", expiry(id.NotAfter, id.DaysLeft))
+	}
+	line("Key store", "%s %s", id.KeyStore, id.Key)
 }
 
 // renderSensors writes the sensors' and the alarm's lines.
@@ -276,9 +284,13 @@ func renderJobs(j localapi.Jobs, line func(label, format string, args ...any)) {
 	if c := j.Current; c != nil {
 		now = fmt.Sprintf("running %s (%s) since %s", c.ID, c.Operation, stamp(c.StartedAt))
 	}
-	line("Jobs", "on: %s; %s", strings.Join(j.Handlers, ", "), now)
+	if len(j.Handlers) == 0 {
+		line("Jobs", "on; %s", now)
+	} else {
+		line("Jobs", "on: %s; %s", strings.Join(j.Handlers, ", "), now)
+	}
 	if l := j.Last; l != nil {
-		last := fmt.Sprintf("last %s (%s) %s at %s", l.ID, l.Operation, l.Outcome, stamp(l.EndedAt))
+		last := fmt.Sprintf("last %s (%s) %s at %s", l.ID, orNoOperation(l.Operation), l.Outcome, stamp(l.EndedAt))
 		if l.Error != "" {
 			last += ": " + l.Error
 		}
@@ -314,6 +326,13 @@ func renderOTA(o localapi.OTA, line func(label, format string, args ...any)) {
 	if len(o.Failed) > 0 {
 		line("", "never reinstalled automatically: %s", strings.Join(o.Failed, ", "))
 	}
+}
+
+func orNoOperation(op string) string {
+	if op == "" {
+		return "no operation"
+	}
+	return op
 }
 
 func orUnknown(v string) string {

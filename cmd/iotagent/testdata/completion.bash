@@ -2,54 +2,60 @@
 _iotagent() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "run status sensors shadow jobs ota logs log-level diag provision cert firstboot defender config completion version help" -- "$cur"))
+		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag provision firstboot cert defender completion version help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
 	run)
-		COMPREPLY=($(compgen -W "--config --state-dir --thing-name --endpoint --port --root-ca --cert --key --log-level --help" -- "$cur"))
-		;;
-	status)
-		COMPREPLY=($(compgen -W "--json --socket --config --timeout --help" -- "$cur"))
-		;;
-	sensors)
-		COMPREPLY=($(compgen -W "read watch --direct --interval --count --json --socket --config --timeout --help" -- "$cur"))
-		;;
-	shadow)
-		COMPREPLY=($(compgen -W "get resync --json --socket --config --timeout --help" -- "$cur"))
-		;;
-	jobs)
-		COMPREPLY=($(compgen -W "list --json --socket --config --timeout --help" -- "$cur"))
-		;;
-	ota)
-		COMPREPLY=($(compgen -W "status commit rollback keygen sign release init prestart --reason --key --password-file --out --url --version --arch --allow-downgrade --state-dir --binary --upgrade --json --socket --config --timeout --help" -- "$cur") $(compgen -f -- "$cur"))
-		;;
-	logs)
-		COMPREPLY=($(compgen -W "--n --json --socket --config --timeout --help" -- "$cur"))
-		;;
-	log-level)
-		COMPREPLY=($(compgen -W "debug info warn error --json --socket --config --timeout --help" -- "$cur"))
-		;;
-	diag)
-		COMPREPLY=($(compgen -W "--json --socket --config --timeout --help" -- "$cur"))
-		;;
-	provision)
-		COMPREPLY=($(compgen -W "--config --state-dir --endpoint --port --root-ca --claim-cert --claim-key --template --param --key-store --csr --help" -- "$cur"))
-		;;
-	cert)
-		COMPREPLY=($(compgen -W "rotate --json --socket --config --timeout --help" -- "$cur"))
-		;;
-	firstboot)
-		COMPREPLY=($(compgen -W "--boot-dir --state-dir --user --help" -- "$cur"))
-		;;
-	defender)
-		COMPREPLY=($(compgen -W "report --dry-run --json --socket --config --timeout --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "--cert --config --endpoint --help --json --key --log-level --port --root-ca --state-dir --thing-name" -- "$cur"))
 		;;
 	config)
-		COMPREPLY=($(compgen -W "validate --config --json --help" -- "$cur") $(compgen -f -- "$cur"))
+		COMPREPLY=($(compgen -W "validate --config --help --json --state-dir" -- "$cur") $(compgen -f -- "$cur"))
+		;;
+	status)
+		COMPREPLY=($(compgen -W "--config --help --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	sensors)
+		COMPREPLY=($(compgen -W "read watch --config --count --direct --help --interval --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	shadow)
+		COMPREPLY=($(compgen -W "get resync --config --help --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	jobs)
+		COMPREPLY=($(compgen -W "list --config --help --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	ota)
+		COMPREPLY=($(compgen -W "status commit rollback keygen sign release init prestart --allow-downgrade --arch --binary --config --help --json --key --out --password-file --reason --socket --state-dir --timeout --upgrade --url --version" -- "$cur") $(compgen -f -- "$cur"))
+		;;
+	logs)
+		COMPREPLY=($(compgen -W "--config --help --json --n --socket --state-dir --timeout" -- "$cur"))
+		;;
+	log-level)
+		COMPREPLY=($(compgen -W "debug info warn error --config --help --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	diag)
+		COMPREPLY=($(compgen -W "--config --help --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	provision)
+		COMPREPLY=($(compgen -W "--cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --root-ca --state-dir --template --thing-name" -- "$cur"))
+		;;
+	firstboot)
+		COMPREPLY=($(compgen -W "--boot-dir --config --help --json --state-dir --user" -- "$cur"))
+		;;
+	cert)
+		COMPREPLY=($(compgen -W "rotate --config --help --json --socket --state-dir --timeout" -- "$cur"))
+		;;
+	defender)
+		COMPREPLY=($(compgen -W "report --config --dry-run --help --json --socket --state-dir --timeout" -- "$cur"))
 		;;
 	completion)
-		COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur"))
+		COMPREPLY=($(compgen -W "bash zsh fish --help --json" -- "$cur"))
+		;;
+	version)
+		COMPREPLY=($(compgen -W "--help --json" -- "$cur"))
+		;;
+	help)
+		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag provision firstboot cert defender completion version" -- "$cur"))
 		;;
 	esac
 }
