@@ -15,14 +15,16 @@ import (
 var pahoLog atomic.Pointer[slog.Logger]
 
 func init() {
-	// Assigned once, before any goroutine can read them. paho reports
-	// every dropped connection at ERROR; a dropped connection is expected
-	// on a device, and this package logs it itself, so paho's ERROR
-	// becomes Warn. paho's WARN is store bookkeeping (e.g. "memorystore
-	// del: message 1 not found" on every connect) that needs no action,
-	// so it becomes Debug.
-	mqtt.ERROR = pahoLogger{slog.LevelWarn}
-	mqtt.CRITICAL = pahoLogger{slog.LevelError}
+	// Assigned once, before any goroutine can read them. paho logs every
+	// failed connect and every dropped connection at ERROR, several lines
+	// each, and "error triggered EOF" when the broker closes the socket on
+	// a clean stop; its WARN is store bookkeeping (e.g. "memorystore del:
+	// message 1 not found" on every connect). This package logs each
+	// attempt and each loss itself, once, with the reason and the next
+	// retry (Client.Run), so paho's ERROR and WARN are Debug. CRITICAL (an
+	// internal inconsistency in paho) stays above it.
+	mqtt.ERROR = pahoLogger{slog.LevelDebug}
+	mqtt.CRITICAL = pahoLogger{slog.LevelWarn}
 	mqtt.WARN = pahoLogger{slog.LevelDebug}
 }
 

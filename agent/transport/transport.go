@@ -452,6 +452,7 @@ func (c *Client) Run(ctx context.Context) error {
 
 	bo := &backoff{min: c.o.BackoffMin, max: c.o.BackoffMax, rand: c.rand}
 	var lastAttempt time.Time
+	takeovers := 0 // connections in a row the broker closed soon after they came up
 	for ctx.Err() == nil {
 		if !lastAttempt.IsZero() {
 			if wait := lastAttempt.Add(c.minConnectGap).Sub(c.now()); wait > 0 {
@@ -476,6 +477,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		connected := c.now()
 		if c.serve(ctx, s) {
 			bo.reset()
 		}
@@ -483,12 +485,48 @@ func (c *Client) Run(ctx context.Context) error {
 			break
 		}
 		d := bo.next()
-		c.log.Info("mqtt reconnecting", "retry_in", d)
+		c.logReconnect(&takeovers, c.now().Sub(connected), d)
 		if c.sleep(ctx, d) != nil {
 			break
 		}
 	}
 	return nil
+}
+
+// Repeated takeovers: AWS IoT Core allows one connection per client ID
+// and, on MQTT 3.1.1, closes the older one without saying why when
+// another connects with the same ID. Two agents (or an agent and a test
+// client) with one thing name then throw each other out every few
+// seconds. takeoverWindow is how soon after connecting a closed
+// connection counts, takeoverRuns how many in a row name the cause.
+const (
+	takeoverWindow = 10 * time.Second
+	takeoverRuns   = 3
+)
+
+// ErrClientIDTakeover is the last error when the broker keeps closing
+// connections soon after they come up.
+var ErrClientIDTakeover = errors.New("another connection probably uses this client ID")
+
+// logReconnect logs the reconnect after a connection that lasted lived,
+// and names a client ID used twice when the broker keeps closing
+// connections soon after they come up.
+func (c *Client) logReconnect(takeovers *int, lived, retry time.Duration) {
+	if lived >= takeoverWindow {
+		*takeovers = 0
+		c.log.Info("mqtt reconnecting", "connected_for", lived.Round(time.Millisecond), "retry_in", retry)
+		return
+	}
+	*takeovers++
+	if *takeovers < takeoverRuns {
+		c.log.Info("mqtt reconnecting", "connected_for", lived.Round(time.Millisecond), "retry_in", retry)
+		return
+	}
+	err := fmt.Errorf("the broker closed %d connections in a row within %s of connecting: %w (thing name %q): AWS IoT allows one connection per client ID; or the policy refuses a topic the agent uses (iotagent diag)",
+		*takeovers, takeoverWindow, ErrClientIDTakeover, c.o.ClientID)
+	c.setLastError(err)
+	c.log.Warn("mqtt connection taken over: another connection uses this thing name", "client_id", c.o.ClientID,
+		"in_a_row", *takeovers, "connected_for", lived.Round(time.Millisecond), "retry_in", retry, "err", err)
 }
 
 // connect makes one connection attempt with a fresh paho client.
