@@ -102,7 +102,8 @@ type LocalAPI struct {
 	Group   string `json:"group"`  // group name or numeric gid; "" keeps the agent's own group
 }
 
-// DefaultLocalAPISocket is where the local API listens by default.
+// DefaultLocalAPISocket is where the local API listens by default, with
+// the default state dir; with another state dir, STATE/iotagent.sock.
 const DefaultLocalAPISocket = "/run/iotagent/iotagent.sock"
 
 // Log configures the agent's logger.
@@ -290,6 +291,15 @@ func (c *Config) fillDerived() {
 	}
 	if c.Identity.Key == "" {
 		c.Identity.Key = filepath.Join(c.StateDir, "identity", "device.key")
+	}
+	if c.LocalAPI.Socket == "" {
+		c.LocalAPI.Socket = DefaultLocalAPISocket
+		// An agent with its own state dir (run by hand, a second agent on
+		// one machine) gets its own socket, where its user may create it;
+		// every command given the same --state-dir finds it.
+		if s := filepath.Join(c.StateDir, "iotagent.sock"); c.StateDir != DefaultStateDir && len(s) <= maxSocketPath {
+			c.LocalAPI.Socket = s
+		}
 	}
 	for name, in := range map[string]*Input{"motion": c.Sensors.Motion, "contact": c.Sensors.Contact} {
 		if in != nil && in.Driver == "sim" && in.SimFIFO == "" {

@@ -36,7 +36,7 @@ func ParseWith(data []byte, baseDir string, override func(*Config)) (Config, err
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 BOM some editors add
 	c := Default()
 	// These default to paths under state_dir, which the file may change.
-	c.Identity.Cert, c.Identity.Key = "", ""
+	c.Identity.Cert, c.Identity.Key, c.LocalAPI.Socket = "", "", ""
 	if err := decodeStrict(data, &c); err != nil {
 		return Config{}, err
 	}

@@ -76,21 +76,32 @@ func TestParseDerivedDefaults(t *testing.T) {
 		want func(*Config)
 	}{
 		{
-			name: "state_dir moves the identity files",
+			name: "state_dir moves the identity files and the socket",
 			in:   `{"state_dir":"/data/agent"}`,
 			want: func(c *Config) {
 				c.StateDir = "/data/agent"
 				c.Identity.Cert = "/data/agent/identity/device.crt"
 				c.Identity.Key = "/data/agent/identity/device.key"
+				c.LocalAPI.Socket = "/data/agent/iotagent.sock"
 			},
 		},
 		{
-			name: "explicit identity files stay",
-			in:   `{"state_dir":"/data","identity":{"cert":"/c.pem","key":"/k.pem"}}`,
+			name: "explicit identity files and socket stay",
+			in:   `{"state_dir":"/data","identity":{"cert":"/c.pem","key":"/k.pem"},"localapi":{"socket":"/run/x.sock"}}`,
 			want: func(c *Config) {
 				c.StateDir = "/data"
 				c.Identity.Cert = "/c.pem"
 				c.Identity.Key = "/k.pem"
+				c.LocalAPI.Socket = "/run/x.sock"
+			},
+		},
+		{
+			name: "a state_dir too long for a socket keeps the default socket",
+			in:   `{"state_dir":"/` + strings.Repeat("d", 100) + `"}`,
+			want: func(c *Config) {
+				c.StateDir = "/" + strings.Repeat("d", 100)
+				c.Identity.Cert = c.StateDir + "/identity/device.crt"
+				c.Identity.Key = c.StateDir + "/identity/device.key"
 			},
 		},
 		{

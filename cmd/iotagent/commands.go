@@ -62,7 +62,7 @@ func table() []*command {
 		{name: "log-level", args: "LEVEL", short: "set the agent's log level until it restarts", long: "Sets the running agent's log level (debug, info, warn, error) until it restarts.",
 			shared: asksAgent, minArgs: 1, maxArgs: 1, setup: body(logLevel)},
 		{name: "diag", short: "check config, key, certificate, clock, network, TLS, MQTT, hardware", long: diagText,
-			shared: asksAgent, setup: body(diag)},
+			shared: asksAgent, setup: diagSetup},
 		{name: "provision", short: "fleet provisioning once, for the manufacturing line (JSON result)", long: provisionText,
 			shared: readsState, setup: provisionSetup},
 		{name: "firstboot", short: "adopt a config dropped on the boot partition (root, before the agent)", long: firstbootText,

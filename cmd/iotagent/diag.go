@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -50,7 +51,7 @@ type checkResult struct {
 // diagEnv is what diag takes from the machine; tests replace parts.
 type diagEnv struct {
 	cfgPath  string
-	stateDir string // --state-dir: overrides the config's state_dir, as for run
+	override func(*config.Config) // run's flags (--state-dir, --endpoint, ...), as run applies them
 	socket   string
 	timeout  time.Duration
 	now      func() time.Time
@@ -65,12 +66,22 @@ DNS; TCP; TLS with server verification; MQTT connect as the thing; a subscribe
 round trip on the thing's shadow topics; the configured GPIO/I2C devices.
 Each line is PASS, WARN, FAIL or SKIP with a fix. Works without the agent; when
 the agent is running and connected it skips the MQTT steps (AWS allows one
-connection per client ID, so diag would disconnect it). Give it the --config
-and --state-dir the agent runs with.`
+connection per client ID, so diag would disconnect it). Give it the flags
+the agent runs with: --config, --state-dir and any of run's overrides.`
 
-func diag(x *inv) error {
+func diagSetup(fs *flag.FlagSet) runFunc {
+	ov := runFlags(fs)
+	return func(x *inv) error {
+		return diag(x, func(c *config.Config) {
+			x.overrideStateDir(c)
+			ov.apply(c)
+		})
+	}
+}
+
+func diag(x *inv, override func(*config.Config)) error {
 	stdout := x.stdout
-	env := diagEnv{cfgPath: x.configFile(), stateDir: x.stateDir, socket: x.socket, timeout: x.timeout, now: now, resolver: net.DefaultResolver, ntpSynced: ntpSynced}
+	env := diagEnv{cfgPath: x.configFile(), override: override, socket: x.socket, timeout: x.timeout, now: now, resolver: net.DefaultResolver, ntpSynced: ntpSynced}
 	results := runDiag(context.Background(), env)
 	if x.json {
 		if err := printJSON(stdout, results); err != nil {
@@ -156,11 +167,7 @@ func runDiag(ctx context.Context, env diagEnv) []checkResult {
 }
 
 func (d *diagRun) checkConfig() bool {
-	cfg, err := loadConfigWith(d.env.cfgPath, func(c *config.Config) {
-		if d.env.stateDir != "" {
-			c.StateDir = absPath(d.env.stateDir)
-		}
-	})
+	cfg, err := loadConfigWith(d.env.cfgPath, d.env.override)
 	if err != nil {
 		msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 		fix := "fix the listed keys (iotagent config validate " + d.env.cfgPath + "; reference: configs/README.md)"

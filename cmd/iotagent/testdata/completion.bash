@@ -34,7 +34,7 @@ _iotagent() {
 		COMPREPLY=($(compgen -W "debug info warn error --config --help --json --socket --state-dir --timeout" -- "$cur"))
 		;;
 	diag)
-		COMPREPLY=($(compgen -W "--config --help --json --socket --state-dir --timeout" -- "$cur"))
+		COMPREPLY=($(compgen -W "--cert --config --endpoint --help --json --key --log-level --port --root-ca --socket --state-dir --thing-name --timeout" -- "$cur"))
 		;;
 	provision)
 		COMPREPLY=($(compgen -W "--cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --root-ca --state-dir --template --thing-name" -- "$cur"))

@@ -42,7 +42,7 @@ _iotagent() {
 		compadd -- --config --help --json --socket --state-dir --timeout
 		;;
 	diag)
-		compadd -- --config --help --json --socket --state-dir --timeout
+		compadd -- --cert --config --endpoint --help --json --key --log-level --port --root-ca --socket --state-dir --thing-name --timeout
 		;;
 	provision)
 		compadd -- --cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --root-ca --state-dir --template --thing-name
