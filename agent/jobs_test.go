@@ -81,7 +81,8 @@ func TestJobsWithIotsim(t *testing.T) {
 		t.Errorf("unknown-1: %s %v, want REJECTED for the unknown operation", e.Status, e.StatusDetails)
 	}
 
-	// The local API shows the last job and the (disabled) updater.
+	// The local API shows the last job, also one rejected without a
+	// handler, and the (disabled) updater.
 	c := localapi.NewClient(d.cfg.LocalAPI.Socket, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -89,7 +90,8 @@ func TestJobsWithIotsim(t *testing.T) {
 	if err := c.Get(ctx, localapi.SectionJobs, &js); err != nil {
 		t.Fatalf("jobs section: %v", err)
 	}
-	if !js.Enabled || js.Last == nil || js.Last.ID != "dl-1" || js.Last.Outcome != cloudjobs.StatusSucceeded || js.Current != nil {
+	if !js.Enabled || js.Last == nil || js.Last.ID != "unknown-1" || js.Last.Operation != "format-disk" || js.Last.Outcome != cloudjobs.StatusRejected ||
+		js.Last.Error != `unknown operation "format-disk"` || js.Current != nil {
 		t.Errorf("jobs section = %+v (last %+v)", js, js.Last)
 	}
 	var ota localapi.OTA

@@ -13,7 +13,8 @@ import (
 )
 
 // LastJob is the last job execution the runner finished: its final
-// status sent to the service (or refused by it as already final). It is
+// status decided (STATE/jobs/inflight.json says until the service has
+// acknowledged it). It is
 // kept in STATE/jobs/last.json, so that a job the agent rejected without
 // running a handler (an unknown operation, a document that does not
 // parse) shows in iotagent jobs list too, and so that the list works

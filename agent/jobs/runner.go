@@ -494,16 +494,18 @@ func (p *Progress) finish(ctx context.Context, status string, details map[string
 			return err
 		}
 	}
+	// Recorded once decided, for iotagent jobs list: the in-flight
+	// record says whether the service has it yet.
+	last := LastJob{JobID: p.jobID, ExecutionNumber: p.execNo, Operation: p.op, Status: status, Details: details, EndedAt: p.r.o.Clock.Now().UTC()}
+	if err := p.r.saveLast(last); err != nil {
+		p.r.o.Logger.Warn("jobs: cannot record the last job for iotagent jobs list", "err", err)
+	}
 	err := p.send(ctx, status, details)
 	if err != nil && !terminalRejection(err) {
 		return err
 	}
 	if !terminalRejection(err) {
 		p.r.o.Logger.Info("jobs: job done", "job", p.jobID, "status", status, "reason", details["reason"])
-		last := LastJob{JobID: p.jobID, ExecutionNumber: p.execNo, Operation: p.op, Status: status, Details: details, EndedAt: p.r.o.Clock.Now().UTC()}
-		if err := p.r.saveLast(last); err != nil {
-			p.r.o.Logger.Warn("jobs: cannot record the last job for iotagent jobs list", "err", err)
-		}
 	}
 	return p.r.st.clear()
 }

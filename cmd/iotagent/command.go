@@ -165,6 +165,8 @@ func (c *command) invoke(rest []string, stdout, stderr io.Writer) error {
 		case isHelp(rest[0]):
 			fmt.Fprint(stdout, c.help())
 			return nil
+		case strings.HasPrefix(rest[0], "-"):
+			return &usageError{cmd: c, msg: fmt.Sprintf("iotagent %s: missing the command before the flag %s: %s", c.name, rest[0], subNames(c))}
 		}
 		return &usageError{cmd: c, msg: fmt.Sprintf("iotagent %s: unknown subcommand %q (want %s)", c.name, rest[0], subNames(c))}
 	}

@@ -273,6 +273,13 @@ func startAgent(t *testing.T, b *box) *sensortest.FakeSensor {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startAgentCfg(t, cfg, []string{"--config", b.cfgPath})
+}
+
+// startAgentCfg runs an agent with cfg until the test ends and waits until
+// iotagent status with flags says it is connected and in sync.
+func startAgentCfg(t *testing.T, cfg config.Config, flags []string) *sensortest.FakeSensor {
+	t.Helper()
 	cfg.Telemetry.IntervalS = 3600
 	env := sensortest.NewFakeSensor("bme280")
 	env.Set(sensors.Reading{TemperatureC: 21.5, HumidityPct: 40, PressureKPa: 101.3})
@@ -298,7 +305,7 @@ func startAgent(t *testing.T, b *box) *sensortest.FakeSensor {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, err := iotagent("status", "--json", "--config", b.cfgPath)
+		out, err := iotagent(append([]string{"status", "--json"}, flags...)...)
 		if err == nil && strings.Contains(out, `"in_sync": true`) {
 			return env
 		}
