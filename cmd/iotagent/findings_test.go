@@ -13,8 +13,8 @@ import (
 
 	"github.com/iotagent/iotagent/agent/firstboot"
 	"github.com/iotagent/iotagent/agent/jobs"
-	cloudjobs "github.com/iotagent/iotagent/cloud/jobs"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
+	cloudjobs "github.com/iotagent/iotagent/cloud/jobs"
 	"github.com/iotagent/iotagent/ota"
 )
 
