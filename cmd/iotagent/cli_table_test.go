@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,6 +135,28 @@ func TestEveryLeafTakesJSON(t *testing.T) {
 	for _, c := range leaves() {
 		if fs, _, _ := c.flagSet(); fs.Lookup("json") == nil {
 			t.Errorf("%s has no --json", c.name)
+		}
+	}
+}
+
+// TestExitCodesDocumented: the README and the man page list the exit
+// codes as --help does.
+func TestExitCodesDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := os.ReadFile("../../packaging/iotagent.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range exitCodes {
+		text := strings.Join(strings.Fields(e.text), " ")
+		if row := fmt.Sprintf("| %d | %s |", e.code, text); !strings.Contains(string(readme), row) {
+			t.Errorf("README.md lacks the row %q", row)
+		}
+		if entry := fmt.Sprintf(".B %d\n%s\n", e.code, text); !strings.Contains(string(man), entry) {
+			t.Errorf("packaging/iotagent.1 lacks %q", entry)
 		}
 	}
 }
