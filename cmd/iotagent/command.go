@@ -143,6 +143,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 // dispatch finds the command args name and runs it.
 func dispatch(args []string, stdout, stderr io.Writer) (*command, error) {
 	if len(args) == 0 {
+		fmt.Fprint(stderr, globalUsage())
 		return nil, &usageError{msg: "iotagent: no command given", hint: "iotagent help lists the commands"}
 	}
 	switch args[0] {
