@@ -102,12 +102,14 @@ func (h *refuseConnect) OnConnect(*mochi.Client, packets.Packet) error {
 }
 
 // TestCleanStopQuiet: connecting and stopping logs nothing from paho above
-// debug (no "error triggered EOF" at SIGTERM).
+// debug (no "error triggered EOF" at SIGTERM). The broker closing the
+// socket after DISCONNECT races with paho's own close, so the stop is
+// repeated: before paho's ERROR went to debug, some of 30 stops logged it.
 func TestCleanStopQuiet(t *testing.T) {
 	p := newPKI(t)
 	b := startBroker(t, p, "127.0.0.1:0", nil)
 	rec := &logRec{}
-	for range 5 {
+	for range 30 {
 		c := newTestClient(t, p, b.addr, func(o *Options) { o.Logger = rec.logger() })
 		stop := runClient(t, c)
 		waitConnected(t, c)
