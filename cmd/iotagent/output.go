@@ -152,7 +152,7 @@ func describe(c *command, err error) errorJSON {
 	case errors.As(err, &ce):
 		out.Hint = "check it with iotagent config validate (reference: configs/README.md)"
 	case errors.Is(err, localapi.ErrNotRunning):
-		out.Hint = "start it: systemctl start iotagent (or iotagent run --config FILE --state-dir DIR); give the same --config or --socket here"
+		out.Hint = "systemctl status iotagent says why it is not running; for an agent run by hand, give this command the same --config and --state-dir (or --socket)"
 	case errors.Is(err, localapi.ErrPermission):
 		out.Hint = "run as root or as a member of the socket's group (localapi.group)"
 	case errors.Is(err, localapi.ErrTimeout):
