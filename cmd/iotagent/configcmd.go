@@ -33,7 +33,7 @@ func reorder(args []string) []string {
 // takesValue reports whether a flag of the client commands takes a value.
 func takesValue(flag string) bool {
 	switch strings.TrimLeft(flag, "-") {
-	case "config", "socket", "timeout", "interval", "count", "n":
+	case "config", "socket", "timeout", "interval", "count", "n", "limit", "state-dir":
 		return true
 	}
 	return false

@@ -40,6 +40,7 @@ Usage:
   iotagent logs [-n N]                 the newest log lines the agent keeps in memory
   iotagent log-level LEVEL             set the agent's log level until it restarts
   iotagent diag                        check config, key, certificate, clock, network, TLS, MQTT, hardware
+  iotagent outbox list|retry|purge     the queue of unsent messages and its quarantine
   iotagent provision [flags]           fleet provisioning once, for the manufacturing line (JSON result)
   iotagent firstboot [flags]           adopt a config dropped on the boot partition (run as root before the agent)
   iotagent cert rotate                 new key and certificate now (also automatic near expiry)
@@ -97,6 +98,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return logLevelCmd(rest, stdout, stderr)
 	case "diag":
 		return diagCmd(rest, stdout, stderr)
+	case "outbox":
+		return outboxCmd(rest, stdout, stderr)
 	case "provision":
 		return provisionCmd(rest, stdout, stderr)
 	case "firstboot":
