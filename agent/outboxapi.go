@@ -207,9 +207,12 @@ func (a *Agent) registerOutboxAPI(s *localapi.Server) {
 		if len(out.IDs) > 0 {
 			a.log.Info("quarantined outbox messages retried through the local API", "ids", out.IDs)
 			out.Message += "; the agent sends them now"
-			a.transport().RetryNow()
 			signal(a.dirty)
 		}
+		if tr := a.transport(); tr != nil && !tr.Connected() {
+			out.Message += " (and reconnects at once instead of waiting out its backoff)"
+		}
+		a.transport().RetryNow()
 		return out, nil
 	})
 	s.RegisterAction(localapi.ActionOutboxPurge, func(_ context.Context, body []byte) (any, error) {

@@ -121,6 +121,7 @@ type diagRun struct {
 	running bool // the agent answers on its socket
 	agentUp bool // and is connected to the cloud
 	sensors *localapi.Sensors
+	view    *agentView // what the running agent did (diagactivity.go); nil when it is not running
 }
 
 func (d *diagRun) add(check, status, detail, fix string) {
@@ -134,12 +135,13 @@ func (d *diagRun) skip(check, why string) { d.add(check, skip, why, "") }
 func runDiag(ctx context.Context, env diagEnv) []checkResult {
 	d := &diagRun{env: env}
 	if !d.checkConfig() {
-		for _, c := range []string{"agent", "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware"} {
+		for _, c := range append(append([]string{"agent"}, activityChecks...), "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware") {
 			d.skip(c, "needs a valid config")
 		}
 		return d.out
 	}
 	d.checkAgent(ctx)
+	d.checkActivity()
 	d.checkKeyStore()
 	d.checkCertificate()
 	d.checkClock()
@@ -184,6 +186,7 @@ func (d *diagRun) checkAgent(ctx context.Context) {
 		return
 	}
 	d.running, d.agentUp = true, conn.Connected
+	d.view = readAgentView(ctx, c, conn)
 	var se localapi.Sensors
 	if c.Get(ctx, localapi.SectionSensors, &se) == nil {
 		d.sensors = &se
