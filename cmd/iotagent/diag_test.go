@@ -139,7 +139,7 @@ func TestDiagAgainstIotsim(t *testing.T) {
 		}
 		out, err = iotagent("diag", "--json", "--config", b.cfgPath)
 		var rs []checkResult
-		if json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 11 || err != nil && exitCode(err) != exitOK {
+		if json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 15 || err != nil && exitCode(err) != exitOK {
 			t.Errorf("diag --json: %v\n%s", err, out)
 		}
 	})
