@@ -614,7 +614,12 @@ func (d *diagRun) roundTrip(ctx context.Context, pc mqtt.Client, thing string) {
 	}
 	select {
 	case topic := <-got:
-		d.add("round trip", pass, fmt.Sprintf("shadow get answered on %s in %s", topic[strings.LastIndex(topic, "/")+1:], time.Since(start).Round(100*time.Microsecond)), "")
+		took := time.Since(start).Round(100 * time.Microsecond)
+		if denied, fix := d.jobsSubscriptions(pc, thing); denied != "" {
+			d.add("round trip", fail, denied, fix)
+			return
+		}
+		d.add("round trip", pass, fmt.Sprintf("shadow get answered on %s in %s%s", topic[strings.LastIndex(topic, "/")+1:], took, d.jobsNote()), "")
 	case <-time.After(d.env.timeout):
 		d.add("round trip", fail, fmt.Sprintf("no answer on %s/+ within %s", prefix, d.env.timeout), fix)
 	case <-ctx.Done():

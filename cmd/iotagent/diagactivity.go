@@ -1,6 +1,8 @@
 package main
 
 import (
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"context"
 	"errors"
 	"fmt"
@@ -174,4 +176,34 @@ func (d *diagRun) checkThingName() {
 		return
 	}
 	d.add("thing name", pass, "the running agent and "+d.env.cfgPath+" agree: "+d.cfg.ThingName, "")
+}
+
+// jobsSubscriptions subscribes, one SUBSCRIBE each, to the Jobs filters
+// the agent needs when jobs.enabled; AWS IoT closes the connection after a
+// SUBSCRIBE its policy denies. It returns the FAIL detail and fix, or "".
+func (d *diagRun) jobsSubscriptions(pc mqtt.Client, thing string) (detail, fix string) {
+	if !d.cfg.Jobs.Enabled {
+		return "", ""
+	}
+	for _, f := range agent.JobsFilters {
+		filter := "$aws/things/" + thing + "/jobs/" + f
+		tok := pc.Subscribe(filter, 1, func(mqtt.Client, mqtt.Message) {})
+		ok := tok.WaitTimeout(d.env.timeout)
+		refused := false
+		if st, isSub := tok.(*mqtt.SubscribeToken); isSub && ok && tok.Error() == nil {
+			refused = st.Result()[filter] == 0x80
+		}
+		if !ok || tok.Error() != nil || refused || !pc.IsConnectionOpen() {
+			return fmt.Sprintf("the shadow answers, but the broker refused (or closed the connection right after) subscribe to %s: the IoT policy probably denies it, and jobs.enabled is true", filter),
+				"allow iot:Subscribe on topicfilter/$aws/things/"+thing+"/jobs/* (and iot:Publish, iot:Receive on topic/$aws/things/"+thing+"/jobs/*) in the IoT policy attached to the device certificate, or set jobs.enabled to false"
+		}
+	}
+	return "", ""
+}
+
+func (d *diagRun) jobsNote() string {
+	if !d.cfg.Jobs.Enabled {
+		return ""
+	}
+	return "; the Jobs subscriptions are allowed"
 }

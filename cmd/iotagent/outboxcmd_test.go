@@ -283,9 +283,13 @@ func TestPolicyWithoutJobsDiagnosed(t *testing.T) {
 	if err := sim.Registry().AttachPolicy("no-jobs", arn); err != nil {
 		t.Fatal(err)
 	}
-	runAgentFor(t, b)
-
 	const denied = "$aws/things/box/jobs/notify-next"
+	// Before the agent runs, diag's own round trip finds it.
+	res := b.diag(t, nil)
+	expect(t, res, "round trip", fail, "subscribe to "+denied+": the IoT policy probably denies it")
+	expect(t, res, "mqtt", pass, "connected")
+
+	runAgentFor(t, b)
 	st := statusJSON(t, b, "a diagnosis naming the jobs filter", func(st map[string]json.RawMessage) bool {
 		var c localapi.Connection
 		return json.Unmarshal(st["connection"], &c) == nil && c.Diagnosis != nil && c.Diagnosis.Topic == denied && c.Diagnosis.InARow >= 2
@@ -297,7 +301,7 @@ func TestPolicyWithoutJobsDiagnosed(t *testing.T) {
 	if out, _ := iotagent("status", "--config", b.cfgPath); !strings.Contains(out, "Policy?") || !strings.Contains(out, "subscribe to "+denied) {
 		t.Errorf("status does not name the denied filter:\n%s", out)
 	}
-	res := b.diag(t, nil)
+	res = b.diag(t, nil)
 	expect(t, res, "subscriptions", fail, "subscribe to "+denied)
 	expect(t, res, "subscriptions", fail, "allow iot:Subscribe on topicfilter/"+denied)
 	expect(t, res, "thing name", pass, "agree: box")
