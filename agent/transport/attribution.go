@@ -134,6 +134,8 @@ type Diagnosis struct {
 	OutboxID uint64    // the outbox message, for a publish from the outbox
 	InARow   int       // connections closed after this same packet in a row
 	At       time.Time // the last time
+
+	closed bool // from a close (not a SUBACK refusal)
 }
 
 // authState is what the client keeps across connections about closes the
@@ -177,7 +179,7 @@ func (c *Client) afterSession(s *session) (d time.Duration, ok bool) {
 	if p.kind == kindSubscribe && len(p.topics) > 1 {
 		text += " (the next connection subscribes them one at a time to tell which)"
 	}
-	dg := &Diagnosis{Text: text, Kind: p.kind, Topic: strings.Join(p.topics, ", "), OutboxID: p.outboxID, InARow: c.auth.inARow, At: c.now()}
+	dg := &Diagnosis{Text: text, Kind: p.kind, Topic: strings.Join(p.topics, ", "), OutboxID: p.outboxID, InARow: c.auth.inARow, At: c.now(), closed: true}
 	c.auth.diag = dg
 	c.lastErr = text
 	inARow, fails := c.auth.inARow, c.auth.fails
@@ -240,6 +242,16 @@ func (c *Client) ackedTopic(kind, topic string) {
 	}
 }
 
+// subscribedAll clears a diagnosis of a close after a SUBSCRIBE once every
+// registered filter went through on a connection.
+func (c *Client) subscribedAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if dg := c.auth.diag; dg != nil && dg.Kind == kindSubscribe && dg.closed {
+		c.auth.diag = nil
+	}
+}
+
 // refused records a SUBACK failure code for filter.
 func (c *Client) refused(filter string) {
 	c.mu.Lock()
@@ -252,9 +264,9 @@ func (c *Client) refused(filter string) {
 // connection after; c.mu must be held.
 func (c *Client) suspectLocked(filter string) bool { return c.auth.suspects[filter] }
 
-// RetryNow ends the wait for the next connection attempt (and forgets the
-// backoff built up so far): a technician fixed the policy, or wants a
-// retried message sent now.
+// RetryNow ends the wait for the next connection attempt, if Run is
+// waiting out a backoff, and forgets the policy backoff built up so far: a
+// technician fixed the policy. While connected it does nothing.
 func (c *Client) RetryNow() {
 	c.mu.Lock()
 	c.auth.fails = 0
@@ -268,6 +280,10 @@ func (c *Client) RetryNow() {
 // backoffSleep waits d, or until RetryNow; it returns an error only when
 // ctx ended.
 func (c *Client) backoffSleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-c.wake: // a RetryNow while connected is not for this wait
+	default:
+	}
 	c.mu.Lock()
 	c.auth.next = c.now().Add(d)
 	c.mu.Unlock()

@@ -20,10 +20,34 @@ import (
 	"github.com/iotagent/iotagent/cloud/provisioning"
 )
 
-// simClient is a Client for thing on sim whose backoff waits are driven by
-// the test: every wait Run asks for is sent on the returned channel and
-// then ends at once (a fake clock; no test waits out a real backoff).
-func simClient(t *testing.T, sim *cloud.Sim, thing string, certPEM, keyPEM []byte, tweak func(*Options)) (*Client, <-chan time.Duration) {
+// fakeWaits is the test's side of a Client's backoff waits (a fake clock:
+// no test waits out a real backoff). Every wait Run asks for is sent on d;
+// it ends when the test sends on end.
+type fakeWaits struct {
+	d   chan time.Duration
+	end chan struct{}
+}
+
+// next returns the next wait Run asks for and ends it.
+func (w fakeWaits) next(t *testing.T) time.Duration {
+	t.Helper()
+	d := recv(t, w.d, "a backoff wait")
+	w.end <- struct{}{}
+	return d
+}
+
+// free ends every wait at once from now on.
+func (w fakeWaits) free() {
+	go func() {
+		for range w.d {
+			w.end <- struct{}{}
+		}
+	}()
+}
+
+// simClient is a Client for thing on sim whose backoff waits the test
+// drives.
+func simClient(t *testing.T, sim *cloud.Sim, thing string, certPEM, keyPEM []byte, tweak func(*Options)) (*Client, fakeWaits) {
 	t.Helper()
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -42,16 +66,21 @@ func simClient(t *testing.T, sim *cloud.Sim, thing string, certPEM, keyPEM []byt
 	}
 	c.minConnectGap = 0
 	c.rand = func(n int64) int64 { return n - 1 } // the top of every jitter range: exact delays
-	waits := make(chan time.Duration)
+	w := fakeWaits{d: make(chan time.Duration), end: make(chan struct{})}
 	c.sleep = func(ctx context.Context, d time.Duration) error {
 		select {
-		case waits <- d:
+		case w.d <- d:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case <-w.end:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	return c, waits
+	return c, w
 }
 
 // certARN is the ARN of thing's certificate.
@@ -142,7 +171,7 @@ func TestPoisonMessageQuarantined(t *testing.T) {
 
 	// Two closes: two growing waits, the likely cause recorded.
 	for i, want := range []time.Duration{5 * time.Second, 10 * time.Second} {
-		d := recv(t, waits, "backoff wait")
+		d := waits.next(t)
 		if d != want {
 			t.Errorf("wait %d after a close blamed on the poison message = %v, want %v", i+1, d, want)
 		}
@@ -159,13 +188,10 @@ func TestPoisonMessageQuarantined(t *testing.T) {
 	if !strings.HasPrefix(why, "telemetry/old-box: ") || !strings.Contains(why, "3 times in a row") {
 		t.Errorf("quarantine reason %q", why)
 	}
-	if d := recv(t, waits, "backoff wait after the quarantine"); d > 500*time.Millisecond {
+	if d := waits.next(t); d > 500*time.Millisecond {
 		t.Errorf("wait after the quarantine %v, want the usual backoff (<= 500ms)", d)
 	}
-	go func() { // from now on the clock runs free
-		for range waits {
-		}
-	}()
+	waits.free()
 	poll(t, "the five good messages", func() bool { good, _ := delivered(); return good == 5 })
 	poll(t, "an empty queue", func() bool { return ob.Stats().Len == 0 })
 	good, poison := delivered()
@@ -247,7 +273,8 @@ func TestSubscribeDeniedBacksOffAndNamesFilter(t *testing.T) {
 	// close names the first filter the policy denies. Every wait doubles.
 	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second}
 	for i, w := range want {
-		if d := recv(t, waits, "backoff wait"); d != w {
+		d := recv(t, waits.d, "a backoff wait")
+		if d != w {
 			t.Errorf("wait after attempt %d = %v, want %v", i+1, d, w)
 		}
 		st := c.Stats()
@@ -264,6 +291,9 @@ func TestSubscribeDeniedBacksOffAndNamesFilter(t *testing.T) {
 		if st.Connected || st.Connects != uint64(i+1) {
 			t.Errorf("attempt %d: connected %v after %d connects", i+1, st.Connected, st.Connects)
 		}
+		if i < len(want)-1 {
+			waits.end <- struct{}{}
+		}
 	}
 	if dg := c.Stats().Diagnosis; dg.Text != "the broker closed the connection right after a subscribe to $aws/things/box/jobs/notify-next: the IoT policy probably denies it" {
 		t.Errorf("diagnosis text %q", dg.Text)
@@ -274,6 +304,7 @@ func TestSubscribeDeniedBacksOffAndNamesFilter(t *testing.T) {
 	if err := sim.Registry().AttachPolicy(provisioning.DevicePolicyName, arn); err != nil {
 		t.Fatal(err)
 	}
+	waits.end <- struct{}{} // the fifth wait is over
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.WaitSubscribed(ctx); err != nil {
@@ -297,7 +328,7 @@ func TestSubscribeDeniedBacksOffAndNamesFilter(t *testing.T) {
 			st.Connected, st.Connects, len(want)+1, st.Subscribed, len(filters), st.Diagnosis)
 	}
 	select {
-	case d := <-waits:
+	case d := <-waits.d:
 		t.Errorf("a backoff wait (%v) after the fix: the connection did not stay up", d)
 	default:
 	}

@@ -815,6 +815,7 @@ func (c *Client) subscribePending(ctx context.Context, s *session) error {
 		c.subsChangedLocked()
 		c.mu.Unlock()
 	}
+	c.subscribedAll()
 	return nil
 }
 
