@@ -698,7 +698,12 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 				s.blamed = c.blame(s, c.now())
 			}
 			c.setLastError(fmt.Errorf("connection lost: %w", s.lostErr))
-			c.log.Warn("mqtt connection lost", "err", s.lostErr)
+			if s.blamed != nil {
+				// afterSession logs the one line that says why
+				c.log.Debug("mqtt connection lost", "err", s.lostErr)
+			} else {
+				c.log.Warn("mqtt connection lost", "err", s.lostErr)
+			}
 		default:
 			s.pc.Disconnect(disconnectQuiesce)
 			c.log.Info("mqtt disconnected")
@@ -709,7 +714,11 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 	if err := c.subscribePending(sctx, s); err != nil {
 		if ctx.Err() == nil {
 			c.setLastError(err)
-			c.log.Warn("mqtt resubscribe failed", "err", err)
+			lvl := slog.LevelWarn
+			if errors.Is(err, ErrNotConnected) {
+				lvl = slog.LevelDebug // the connection's end is logged next
+			}
+			c.log.Log(ctx, lvl, "mqtt resubscribe failed", "err", err)
 		}
 		return false
 	}
