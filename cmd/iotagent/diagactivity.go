@@ -140,6 +140,9 @@ func (d *diagRun) checkOutbox() {
 		case errors.Is(err, agent.ErrAgentRunning):
 			d.skip("outbox", err.Error())
 			return
+		case errors.Is(err, os.ErrPermission):
+			d.add("outbox", warn, err.Error(), "run diag as root (the state dir is the agent's)")
+			return
 		case err != nil:
 			d.add("outbox", fail, err.Error(), "see iotagent status after the agent starts: it moves an unreadable agent.db aside")
 			return
