@@ -198,7 +198,7 @@ func (d *diagRun) jobsSubscriptions(pc mqtt.Client, thing string) (detail, fix s
 		}
 		if !ok || tok.Error() != nil || refused || !pc.IsConnectionOpen() {
 			return fmt.Sprintf("the shadow answers, but the broker refused (or closed the connection right after) subscribe to %s: the IoT policy probably denies it, and jobs.enabled is true", filter),
-				"allow iot:Subscribe on topicfilter/$aws/things/"+thing+"/jobs/* (and iot:Publish, iot:Receive on topic/$aws/things/"+thing+"/jobs/*) in the IoT policy attached to the device certificate, or set jobs.enabled to false"
+				"allow iot:Subscribe on topicfilter/$aws/things/" + thing + "/jobs/* (and iot:Publish, iot:Receive on topic/$aws/things/" + thing + "/jobs/*) in the IoT policy attached to the device certificate, or set jobs.enabled to false"
 		}
 	}
 	return "", ""
