@@ -45,6 +45,10 @@ type Options struct {
 	// DefenderFirstDelay is the wait before the first Device Defender
 	// report; 0 means the reporter's default. Tests shorten it.
 	DefenderFirstDelay time.Duration
+	// AuthBackoffMin is the first wait after the broker closed the
+	// connection right after a packet (an IoT policy that denies it); 0
+	// means the transport's default (5 s). Tests shorten it.
+	AuthBackoffMin time.Duration
 }
 
 // Hardware is the device's sensors and outputs. Absent parts are nil.
@@ -222,7 +226,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		ConnectTimeout: time.Duration(a.cfg.MQTT.ConnectTimeoutS) * time.Second,
 		CleanSession:   a.cfg.MQTT.CleanSession,
 		BackoffMax:     time.Duration(a.cfg.MQTT.BackoffMaxS) * time.Second,
+		AuthBackoffMin: a.opt.AuthBackoffMin,
 		Outbox:         a.ob,
+		OnQuarantine:   a.onQuarantine,
 		Logger:         a.log,
 		OnConnect:      func(context.Context) { signal(a.connected); a.kickJobs() },
 	})
@@ -679,13 +685,14 @@ func (a *Agent) reported() map[string]any {
 		lastErr = joinProblems(st.desiredErrs)
 	}
 	ob := a.ob.Stats()
+	qs, _ := a.ob.QuarantineStats() // a read error shows in status; report what is known
 	identity := map[string]any{"certificate_id": certificateID(a.leaf)}
 	if st.OldCertificateID != "" {
 		identity["rotated_from"] = st.OldCertificateID
 	}
 	return map[string]any{
 		"agent":       a.reportedAgentLocked(),
-		"outbox":      map[string]any{"dropped": ob.Dropped},
+		"outbox":      map[string]any{"dropped": ob.Dropped, "quarantined": qs.Len},
 		"alarm":       alarm,
 		"telemetry":   map[string]any{"interval_s": st.IntervalS},
 		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},

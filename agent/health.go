@@ -50,6 +50,11 @@ func health(now, heartbeat time.Time, st transport.Stats, reconnectLimit time.Du
 	if st.LastAttempt.IsZero() {
 		return fmt.Errorf("not connected and no connection attempt yet")
 	}
+	if wait := st.NextAttempt.Sub(st.LastAttempt); wait > 0 {
+		// a longer backoff than usual (the broker closed the connection
+		// after a packet): the next attempt is due later
+		reconnectLimit = max(reconnectLimit, wait+time.Minute)
+	}
 	if since := now.Sub(st.LastAttempt); since > reconnectLimit {
 		return fmt.Errorf("not connected and no connection attempt for %s", since.Round(time.Second))
 	}

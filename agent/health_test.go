@@ -24,6 +24,10 @@ func TestHealth(t *testing.T) {
 		{"reconnecting within backoff", fresh, transport.Stats{LastAttempt: now.Add(-time.Minute)}, ""},
 		{"gave up reconnecting", fresh, transport.Stats{LastAttempt: now.Add(-10 * time.Minute)}, "no connection attempt for 10m0s"},
 		{"never tried", fresh, transport.Stats{}, "no connection attempt yet"},
+		// after the broker closed the connection after a denied packet the
+		// backoff is longer than usual: not a transport that gave up
+		{"policy backoff", fresh, transport.Stats{LastAttempt: now.Add(-8 * time.Minute), NextAttempt: now.Add(2 * time.Minute)}, ""},
+		{"policy backoff overdue", fresh, transport.Stats{LastAttempt: now.Add(-20 * time.Minute), NextAttempt: now.Add(-10 * time.Minute)}, "no connection attempt for 20m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

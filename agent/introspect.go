@@ -97,6 +97,7 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 	s.Register(localapi.SectionDefender, get(func(context.Context) any { return a.defenderSection() }))
 	s.Register(localapi.SectionJobs, get(func(context.Context) any { return a.jobsSection() }))
 	s.Register(localapi.SectionOTA, get(func(context.Context) any { return a.otaSection() }))
+	a.registerOutboxAPI(s)
 	if a.dr != nil {
 		s.RegisterAction(localapi.ActionDefenderReport, func(ctx context.Context, _ []byte) (any, error) {
 			if err := a.dr.Report(ctx); err != nil {
@@ -211,6 +212,10 @@ func (a *Agent) connectionSection() localapi.Connection {
 	c.Connected, c.Connects, c.ConnectFailures, c.Disconnects = st.Connected, st.Connects, st.ConnectFailures, st.Disconnects
 	c.LastAttempt, c.LastError = st.LastAttempt, st.LastError
 	c.Subscriptions, c.Subscribed, c.Published, c.Delivered = st.Subscriptions, st.Subscribed, st.Published, st.Delivered
+	c.PublishFailures, c.LastPublishAck, c.NextAttempt = st.PublishFailures, st.LastPublishAck, st.NextAttempt
+	if d := st.Diagnosis; d != nil {
+		c.Diagnosis = &localapi.ConnDiagnosis{Text: d.Text, Kind: d.Kind, Topic: d.Topic, OutboxID: d.OutboxID, InARow: d.InARow, At: d.At}
+	}
 	a.mu.Lock()
 	if st.Connected && a.api.connN == st.Connects {
 		c.ConnectedSince = a.api.connAt
@@ -367,9 +372,7 @@ func (a *Agent) outboxSection() localapi.Outbox {
 	if ob == nil {
 		return out
 	}
-	st := ob.Stats()
-	out.Depth, out.Bytes, out.Dropped = st.Len, st.Bytes, st.Dropped
-	out.DroppedTelemetry, out.DroppedAlarm, out.Corrupt = st.DroppedTelemetry, st.DroppedAlarm, st.Corrupt
+	OutboxStats(ob, &out)
 	return out
 }
 

@@ -103,7 +103,7 @@ func (a *Agent) newJobs() error {
 	// connection is whole (Healthy, READY) from the first sync on rather
 	// than deaf for a moment when the runner starts; Runner.Run subscribes
 	// them again with its own handlers, which replace these.
-	for _, f := range []string{"notify-next", "start-next/accepted", "start-next/rejected", "+/update/accepted", "+/update/rejected"} {
+	for _, f := range JobsFilters {
 		if err := a.tr.Subscribe("$aws/things/"+a.cfg.ThingName+"/jobs/"+f, 1, func(string, []byte) {}); err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}

@@ -23,7 +23,50 @@ const (
 	ActionRotateCert     = "cert.rotate"
 	ActionOTACommit      = "ota.commit"   // commit the version on trial now
 	ActionOTARollback    = "ota.rollback" // body OTARollback; the agent restarts
+	ActionOutboxList     = "outbox.list"  // body OutboxRequest; answer OutboxList
+	ActionOutboxRetry    = "outbox.retry" // body OutboxRequest; answer OutboxChange
+	ActionOutboxPurge    = "outbox.purge" // body OutboxRequest; answer OutboxChange
 )
+
+// OutboxRequest is the body of the outbox actions. IDs name messages;
+// Quarantine selects the quarantine instead of the queue (retry always
+// works on the quarantine). An empty IDs means every message, which purge
+// accepts only with All.
+type OutboxRequest struct {
+	Quarantine bool     `json:"quarantine,omitempty"`
+	IDs        []uint64 `json:"ids,omitempty"`
+	All        bool     `json:"all,omitempty"`
+	Limit      int      `json:"limit,omitempty"` // list: at most this many messages (0: 100)
+}
+
+// OutboxMessage is one queued or quarantined message.
+type OutboxMessage struct {
+	ID       uint64    `json:"id"`
+	Topic    string    `json:"topic"`
+	Class    string    `json:"class"` // telemetry or alarm
+	Enqueued time.Time `json:"enqueued"`
+	Bytes    int       `json:"bytes"`   // payload size
+	Payload  string    `json:"payload"` // the payload, cut at 256 bytes (with "…")
+	// Set for a quarantined message.
+	Reason        string    `json:"reason,omitempty"`
+	QuarantinedAt time.Time `json:"quarantined_at,omitzero"`
+}
+
+// OutboxList is the answer of outbox.list (and of the CLI offline).
+type OutboxList struct {
+	Quarantine bool            `json:"quarantine"` // which list Messages is
+	Messages   []OutboxMessage `json:"messages"`
+	More       int             `json:"more"` // messages not listed (over the limit)
+	Stats      Outbox          `json:"stats"`
+	Offline    bool            `json:"offline,omitempty"` // read from the state dir: the agent is not running
+}
+
+// OutboxChange is the answer of outbox.retry and outbox.purge.
+type OutboxChange struct {
+	IDs     []uint64 `json:"ids"` // the messages moved back to the queue, or deleted
+	Message string   `json:"message"`
+	Offline bool     `json:"offline,omitempty"`
+}
 
 // OTARollback is the body of the ota.rollback action.
 type OTARollback struct {
@@ -94,6 +137,24 @@ type Connection struct {
 	Subscribed      int       `json:"subscribed"`
 	Published       uint64    `json:"published"`
 	Delivered       uint64    `json:"delivered"`
+	PublishFailures uint64    `json:"publish_failures"`
+	LastPublishAck  time.Time `json:"last_publish_ack,omitzero"`
+	// NextAttempt is when the next connection attempt is due, while the
+	// agent waits out a backoff.
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// Diagnosis is the likely cause of the broker closing the connection
+	// (or refusing a subscription): an IoT policy that denies a topic.
+	Diagnosis *ConnDiagnosis `json:"diagnosis,omitempty"`
+}
+
+// ConnDiagnosis names the packet the broker closed the connection after.
+type ConnDiagnosis struct {
+	Text     string    `json:"text"`
+	Kind     string    `json:"kind"`  // publish or subscribe
+	Topic    string    `json:"topic"` // topic or filter
+	OutboxID uint64    `json:"outbox_id,omitempty"`
+	InARow   int       `json:"in_a_row"`
+	At       time.Time `json:"at"`
 }
 
 // Shadow is the "shadow" section. InSync is true when the cloud's document
@@ -162,6 +223,15 @@ type Outbox struct {
 	DroppedTelemetry uint64 `json:"dropped_telemetry"`
 	DroppedAlarm     uint64 `json:"dropped_alarm"`
 	Corrupt          uint64 `json:"corrupt"`
+	// Oldest is when the oldest queued message was queued.
+	Oldest time.Time `json:"oldest,omitzero"`
+	// Quarantined is how many messages wait in the quarantine (the broker
+	// kept closing the connection after them); QuarantinedTotal counts
+	// every one ever quarantined, Purged every message a person deleted.
+	Quarantined      int    `json:"quarantined"`
+	QuarantinedTotal uint64 `json:"quarantined_total"`
+	Purged           uint64 `json:"purged"`
+	Error            string `json:"error,omitempty"`
 }
 
 // Defender is the "defender" section.

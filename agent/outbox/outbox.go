@@ -101,6 +101,7 @@ type Outbox struct {
 	queues [2][]uint64 // per class, ascending IDs
 	bytes  int64
 	cnt    counters
+	q      quarantineState // see quarantine.go
 }
 
 // Open loads (creating if needed) the outbox in db. Unreadable records are

@@ -183,10 +183,10 @@ func TestOneConnectionNotTakeover(t *testing.T) {
 	c := &Client{o: Options{ClientID: "x"}, log: rec.logger()}
 	n := 0
 	for range takeoverRuns - 1 {
-		c.logReconnect(&n, time.Second, time.Second)
+		c.logReconnect(&n, time.Second, time.Second, false)
 	}
-	c.logReconnect(&n, takeoverWindow, time.Second) // a long one resets the run
-	c.logReconnect(&n, time.Second, time.Second)
+	c.logReconnect(&n, takeoverWindow, time.Second, false) // a long one resets the run
+	c.logReconnect(&n, time.Second, time.Second, false)
 	for _, l := range rec.lines(t) {
 		if l["level"] != "INFO" || l["msg"] != "mqtt reconnecting" {
 			t.Errorf("line %v, want only mqtt reconnecting at INFO", l)

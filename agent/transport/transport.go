@@ -69,7 +69,19 @@ type Options struct {
 	DrainRate int
 
 	Outbox *outbox.Outbox // may be nil
-	Logger *slog.Logger   // nil: discard
+	// AuthBackoffMin and AuthBackoffMax bound the backoff after the broker
+	// closed the connection right after a PUBLISH or SUBSCRIBE (an IoT
+	// policy that denies it, see attribution.go): it starts at min and
+	// doubles up to max. Defaults 5 s and 10 min.
+	AuthBackoffMin, AuthBackoffMax time.Duration
+	// QuarantineAfter is how many connections in a row the broker may
+	// close right after the PUBLISH of one outbox message before the
+	// message goes to the outbox's quarantine. Default 3.
+	QuarantineAfter int
+	// OnQuarantine, if set, is called (from Run's goroutine) after a
+	// message was quarantined, with the reason recorded with it.
+	OnQuarantine func(m outbox.Message, reason string)
+	Logger       *slog.Logger // nil: discard
 	// OnConnect runs in its own goroutine after every (re)connect, once all
 	// subscriptions are re-established; ctx is cancelled on disconnect. Run
 	// waits for it to return.
@@ -91,6 +103,20 @@ type Stats struct {
 	// before the first): while disconnected, a recent one shows that Run
 	// is still trying.
 	LastAttempt time.Time
+	// NextAttempt is when the next attempt is due while Run waits out a
+	// backoff (zero otherwise).
+	NextAttempt time.Time
+	// Diagnosis is the likely cause of the broker's last close (or
+	// subscription refusal), until an acknowledgement disproves it; nil
+	// when there is none.
+	Diagnosis *Diagnosis
+	// PublishFailures counts publishes that ended without an
+	// acknowledgement (connection lost, timeout); LastPublishAck is the
+	// time of the last PUBACK (or QoS 0 send).
+	PublishFailures uint64
+	LastPublishAck  time.Time
+	// Quarantined counts outbox messages this client quarantined.
+	Quarantined uint64
 }
 
 const (
@@ -135,6 +161,7 @@ type Client struct {
 
 	running atomic.Bool
 	subKick chan struct{} // capacity 1: a new subscription is waiting
+	wake    chan struct{} // capacity 1: RetryNow
 	// bg counts goroutines that may be stuck inside paho's Publish after
 	// their connection died (paho blocks there up to its write timeout):
 	// drainers and direct publishes. Reconnecting does not wait for them;
@@ -147,9 +174,11 @@ type Client struct {
 	connCh  chan struct{}  // closed while connected
 	subCh   chan struct{}  // closed and replaced when the subscription state changes
 	lastErr string
+	auth    authState // see attribution.go
 
 	connects, failures, disconnects, published, delivered atomic.Uint64
-	lastAttempt                                           atomic.Int64 // unix nanoseconds
+	pubFailures                                           atomic.Uint64
+	lastAttempt, lastPubAck                               atomic.Int64 // unix nanoseconds
 }
 
 // session is one live connection.
@@ -164,6 +193,10 @@ type session struct {
 	fail     chan error      // capacity 1: the drainer wants a reconnect
 	subbed   map[string]byte // filter -> granted QoS; session goroutine only
 	live     atomic.Int32    // filters the broker acknowledged (not refused)
+
+	sentMu sync.Mutex
+	sent   []sentPkt // PUBLISH and SUBSCRIBE packets not known to be acknowledged
+	blamed *sentPkt  // what the broker's close is attributed to; set when the session ends
 }
 
 // New validates o and returns a Client. It starts nothing: call Run.
@@ -205,6 +238,17 @@ func New(o Options) (*Client, error) {
 	def(&o.ConnectTimeout, defaultConnectTimeout, "connect timeout")
 	def(&o.BackoffMin, defaultBackoffMin, "backoff min")
 	def(&o.BackoffMax, defaultBackoffMax, "backoff max")
+	def(&o.AuthBackoffMin, defaultAuthBackoffMin, "auth backoff min")
+	def(&o.AuthBackoffMax, defaultAuthBackoffMax, "auth backoff max")
+	if o.AuthBackoffMin > o.AuthBackoffMax {
+		errs = append(errs, fmt.Errorf("auth backoff: min %v > max %v", o.AuthBackoffMin, o.AuthBackoffMax))
+	}
+	switch {
+	case o.QuarantineAfter == 0:
+		o.QuarantineAfter = defaultQuarantineAfter
+	case o.QuarantineAfter < 0:
+		errs = append(errs, fmt.Errorf("quarantine after: negative (%d)", o.QuarantineAfter))
+	}
 	if o.KeepAlive > 0 && (o.KeepAlive < 30*time.Second || o.KeepAlive > 20*time.Minute) {
 		errs = append(errs, fmt.Errorf("keep-alive %v: AWS IoT allows 30s to 20m", o.KeepAlive))
 	}
@@ -244,6 +288,7 @@ func New(o Options) (*Client, error) {
 		minConnectGap: minConnectGap,
 		ackTimeout:    defaultAckTimeout,
 		subKick:       make(chan struct{}, 1),
+		wake:          make(chan struct{}, 1),
 		connCh:        make(chan struct{}),
 		subCh:         make(chan struct{}),
 	}, nil
@@ -314,7 +359,12 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []
 	tokc := make(chan mqtt.Token, 1)
 	go func() {
 		defer c.bg.Done()
-		tokc <- s.pc.Publish(topic, qos, false, payload)
+		at := c.now()
+		tok := s.pc.Publish(topic, qos, false, payload)
+		if qos > 0 {
+			c.track(s, kindPublish, []string{topic}, 0, tok, at)
+		}
+		tokc <- tok
 	}()
 	var tok mqtt.Token
 	select {
@@ -327,18 +377,21 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
+			c.pubFailures.Add(1)
 			if errors.Is(err, mqtt.ErrNotConnected) {
 				return ErrNotConnected
 			}
 			return fmt.Errorf("publish %s: %w", topic, err)
 		}
-		c.published.Add(1)
+		c.publishAcked(kindPublish, topic)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("publish %s: %w", topic, ctx.Err())
 	case <-s.done:
+		c.pubFailures.Add(1)
 		return fmt.Errorf("publish %s: connection closed before PUBACK: %w", topic, ErrNotConnected)
 	case <-s.dead:
+		c.pubFailures.Add(1)
 		return fmt.Errorf("publish %s: connection lost before PUBACK: %w", topic, ErrNotConnected)
 	}
 }
@@ -408,7 +461,24 @@ func (c *Client) Stats() Stats {
 	if ns := c.lastAttempt.Load(); ns != 0 {
 		last = time.Unix(0, ns)
 	}
+	c.mu.Lock()
+	var dg *Diagnosis
+	if c.auth.diag != nil {
+		cp := *c.auth.diag
+		dg = &cp
+	}
+	next, quarantined := c.auth.next, c.auth.quarantin
+	c.mu.Unlock()
+	var lastAck time.Time
+	if ns := c.lastPubAck.Load(); ns != 0 {
+		lastAck = time.Unix(0, ns)
+	}
 	return Stats{
+		NextAttempt:     next,
+		Diagnosis:       dg,
+		PublishFailures: c.pubFailures.Load(),
+		LastPublishAck:  lastAck,
+		Quarantined:     quarantined,
 		Subscriptions:   nsubs,
 		Subscribed:      live,
 		LastAttempt:     last,
@@ -472,7 +542,7 @@ func (c *Client) Run(ctx context.Context) error {
 			c.setLastError(err)
 			d := bo.next()
 			c.log.Warn("mqtt connect failed", "err", err, "retry_in", d)
-			if c.sleep(ctx, d) != nil {
+			if c.backoffSleep(ctx, d) != nil {
 				break
 			}
 			continue
@@ -484,9 +554,12 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		d := bo.next()
-		c.logReconnect(&takeovers, c.now().Sub(connected), d)
-		if c.sleep(ctx, d) != nil {
+		d, blamed := c.afterSession(s)
+		if !blamed {
+			d = bo.next()
+		}
+		c.logReconnect(&takeovers, c.now().Sub(connected), d, blamed)
+		if c.backoffSleep(ctx, d) != nil {
 			break
 		}
 	}
@@ -511,17 +584,21 @@ var ErrClientIDTakeover = errors.New("another connection probably uses this clie
 // logReconnect logs the reconnect after a connection that lasted lived,
 // and names a client ID used twice when the broker keeps closing
 // connections soon after they come up.
-func (c *Client) logReconnect(takeovers *int, lived, retry time.Duration) {
+func (c *Client) logReconnect(takeovers *int, lived, retry time.Duration, blamed bool) {
 	if lived >= takeoverWindow {
 		*takeovers = 0
-		c.log.Info("mqtt reconnecting", "connected_for", lived.Round(time.Millisecond), "retry_in", retry)
-		return
+	} else {
+		*takeovers++
 	}
-	*takeovers++
 	if *takeovers < takeoverRuns {
-		c.log.Info("mqtt reconnecting", "connected_for", lived.Round(time.Millisecond), "retry_in", retry)
+		if !blamed { // afterSession logged the blamed close and its retry
+			c.log.Info("mqtt reconnecting", "connected_for", lived.Round(time.Millisecond), "retry_in", retry)
+		}
 		return
 	}
+	// A close blamed on a packet may be a policy refusal or a takeover that
+	// came while the packet was unacknowledged: MQTT 3.1.1 does not say
+	// which. The log and the last error name both; diag names the topic.
 	err := fmt.Errorf("the broker closed %d connections in a row within %s of connecting: %w (thing name %q): AWS IoT allows one connection per client ID; or the policy refuses a topic the agent uses (iotagent diag)",
 		*takeovers, takeoverWindow, ErrClientIDTakeover, c.o.ClientID)
 	c.setLastError(err)
@@ -647,10 +724,28 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 		close(s.done)
 		cancel()
 		wg.Wait()
+		if isClosed(s.dead) && ctx.Err() == nil {
+			// The socket failed: let paho finish with it, so that every
+			// acknowledgement read before the close has been processed.
+			t := time.NewTimer(lostWait)
+			select {
+			case <-s.lost:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		select {
 		case <-s.lost:
+			if ctx.Err() == nil {
+				s.blamed = c.blame(s, c.now())
+			}
 			c.setLastError(fmt.Errorf("connection lost: %w", s.lostErr))
-			c.log.Warn("mqtt connection lost", "err", s.lostErr)
+			if s.blamed != nil {
+				// afterSession logs the one line that says why
+				c.log.Debug("mqtt connection lost", "err", s.lostErr)
+			} else {
+				c.log.Warn("mqtt connection lost", "err", s.lostErr)
+			}
 		default:
 			s.pc.Disconnect(disconnectQuiesce)
 			c.log.Info("mqtt disconnected")
@@ -661,7 +756,11 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 	if err := c.subscribePending(sctx, s); err != nil {
 		if ctx.Err() == nil {
 			c.setLastError(err)
-			c.log.Warn("mqtt resubscribe failed", "err", err)
+			lvl := slog.LevelWarn
+			if errors.Is(err, ErrNotConnected) {
+				lvl = slog.LevelDebug // the connection's end is logged next
+			}
+			c.log.Log(ctx, lvl, "mqtt resubscribe failed", "err", err)
 		}
 		return false
 	}
@@ -711,21 +810,34 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 // connection; a transport error ends the session.
 func (c *Client) subscribePending(ctx context.Context, s *session) error {
 	c.mu.Lock()
-	var todo []subscription
+	var todo, suspects []subscription
 	for _, sub := range c.subs {
 		if q, ok := s.subbed[sub.filter]; !ok || q != sub.qos {
-			todo = append(todo, sub)
+			if c.suspectLocked(sub.filter) {
+				suspects = append(suspects, sub)
+			} else {
+				todo = append(todo, sub)
+			}
 		}
 	}
 	c.mu.Unlock()
+	// Filters the broker closed the connection after go last, one per
+	// SUBSCRIBE, so that a close names the filter (attribution.go).
+	nBatched := len(todo)
+	todo = append(todo, suspects...)
 	for len(todo) > 0 {
-		n := min(len(todo), maxFiltersPerPacket)
+		n := min(len(todo), maxFiltersPerPacket, max(nBatched, 1))
+		nBatched -= n
 		batch := make(map[string]byte, n)
+		filters := make([]string, 0, n)
 		for _, sub := range todo[:n] {
 			batch[sub.filter] = sub.qos
+			filters = append(filters, sub.filter)
 		}
 		todo = todo[n:]
+		at := c.now()
 		tok := s.pc.SubscribeMultiple(batch, nil)
+		c.track(s, kindSubscribe, filters, 0, tok, at)
 		if err := c.wait(ctx, s, tok); err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}
@@ -740,9 +852,13 @@ func (c *Client) subscribePending(ctx context.Context, s *session) error {
 			if code == 0x80 {
 				err := fmt.Errorf("subscribe %s: refused by broker", f)
 				c.setLastError(err)
-				c.log.Error("mqtt subscription refused", "topic", f)
-			} else if _, again := s.subbed[f]; !again {
-				s.live.Add(1)
+				c.refused(f)
+				c.log.Error("mqtt subscription refused: the IoT policy probably denies it", "topic", f)
+			} else {
+				c.ackedTopic(kindSubscribe, f)
+				if _, again := s.subbed[f]; !again {
+					s.live.Add(1)
+				}
 			}
 			s.subbed[f] = q // refused filters are not retried until reconnect
 		}
@@ -750,6 +866,7 @@ func (c *Client) subscribePending(ctx context.Context, s *session) error {
 		c.subsChangedLocked()
 		c.mu.Unlock()
 	}
+	c.subscribedAll()
 	return nil
 }
 
@@ -787,8 +904,9 @@ func (c *Client) drain(ctx context.Context, s *session, ob *outbox.Outbox) error
 		pace.interval = time.Second / time.Duration(c.o.DrainRate)
 	}
 	type inflight struct {
-		id  uint64
-		tok mqtt.Token
+		id    uint64
+		topic string
+		tok   mqtt.Token
 	}
 	for {
 		if ctx.Err() != nil {
@@ -828,17 +946,23 @@ func (c *Client) drain(ctx context.Context, s *session, ob *outbox.Outbox) error
 				// write timeout; stop as soon as the socket has failed.
 				break
 			}
-			pending = append(pending, inflight{m.ID, s.pc.Publish(m.Topic, 1, false, m.Payload)})
+			at := c.now()
+			tok := s.pc.Publish(m.Topic, 1, false, m.Payload)
+			c.track(s, kindPublish, []string{m.Topic}, m.ID, tok, at)
+			pending = append(pending, inflight{m.ID, m.Topic, tok})
 		}
 		var failure error
 		for _, p := range pending {
 			if err := c.wait(ctx, s, p.tok); err != nil {
-				if ctx.Err() == nil && !errors.Is(err, ErrNotConnected) {
-					failure = fmt.Errorf("outbox publish %d: %w", p.id, err)
+				if ctx.Err() == nil {
+					c.pubFailures.Add(1)
+					if !errors.Is(err, ErrNotConnected) {
+						failure = fmt.Errorf("outbox publish %d to %s: %w", p.id, p.topic, err)
+					}
 				}
 				break
 			}
-			c.published.Add(1)
+			c.publishAcked(kindPublish, p.topic)
 			done = append(done, p.id)
 		}
 		if err := ob.Ack(done...); err != nil {
@@ -856,6 +980,13 @@ func (c *Client) drain(ctx context.Context, s *session, ob *outbox.Outbox) error
 			return nil
 		}
 	}
+}
+
+// publishAcked counts an acknowledged publish.
+func (c *Client) publishAcked(kind, topic string) {
+	c.published.Add(1)
+	c.lastPubAck.Store(c.now().UnixNano())
+	c.ackedTopic(kind, topic)
 }
 
 func isClosed(ch <-chan struct{}) bool {

@@ -99,7 +99,7 @@ func TestEveryCommandUnknownFlag(t *testing.T) {
 // result instead and exit 1).
 func TestEveryCommandFailureJSON(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.json")
-	args := map[string][]string{"log-level": {"info"}}
+	args := map[string][]string{"log-level": {"info"}, "outbox purge": {"--all"}}
 	for _, c := range leaves() {
 		fs, _, _ := c.flagSet()
 		if fs.Lookup("config") == nil {

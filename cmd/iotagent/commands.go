@@ -1,6 +1,10 @@
 package main
 
-import "flag"
+import (
+	"flag"
+
+	"github.com/iotagent/iotagent/agent/localapi"
+)
 
 // commands is the command table, in the order "iotagent help" lists them.
 // It is filled in init: the help and completion commands read it.
@@ -63,6 +67,14 @@ func table() []*command {
 			shared: asksAgent, minArgs: 1, maxArgs: 1, setup: body(logLevel)},
 		{name: "diag", short: "check config, key, certificate, clock, network, TLS, MQTT, hardware", long: diagText,
 			shared: asksAgent, setup: diagSetup},
+		{name: "outbox", short: "the queue of unsent messages and its quarantine", long: outboxText, sub: []*command{
+			{name: "outbox list", short: "the queue, oldest first (or the quarantine)", long: outboxText,
+				shared: asksAgent, setup: outboxSetup(localapi.ActionOutboxList)},
+			{name: "outbox retry", args: "[ID...]", short: "quarantined messages back to the front of the queue (all without IDs)", long: outboxText + "\n\nFix the IoT policy first.",
+				shared: asksAgent, maxArgs: -1, setup: outboxSetup(localapi.ActionOutboxRetry)},
+			{name: "outbox purge", args: "ID...|--all", short: "delete messages from the queue (or the quarantine)", long: outboxText,
+				shared: asksAgent, maxArgs: -1, setup: outboxSetup(localapi.ActionOutboxPurge)},
+		}},
 		{name: "provision", short: "fleet provisioning once, for the manufacturing line (JSON result)", long: provisionText,
 			shared: readsState, setup: provisionSetup},
 		{name: "firstboot", short: "adopt a config dropped on the boot partition (root, before the agent)", long: firstbootText,

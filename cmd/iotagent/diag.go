@@ -136,6 +136,7 @@ type diagRun struct {
 	running bool // the agent answers on its socket
 	agentUp bool // and is connected to the cloud
 	sensors *localapi.Sensors
+	view    *agentView // what the running agent did (diagactivity.go); nil when it is not running
 }
 
 func (d *diagRun) add(check, status, detail, fix string) {
@@ -149,12 +150,13 @@ func (d *diagRun) skip(check, why string) { d.add(check, skip, why, "") }
 func runDiag(ctx context.Context, env diagEnv) []checkResult {
 	d := &diagRun{env: env}
 	if !d.checkConfig() {
-		for _, c := range []string{"agent", "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware"} {
+		for _, c := range append(append([]string{"agent"}, activityChecks...), "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware") {
 			d.skip(c, "needs a valid config")
 		}
 		return d.out
 	}
 	d.checkAgent(ctx)
+	d.checkActivity()
 	d.checkKeyStore()
 	d.checkCertificate()
 	d.checkClock()
@@ -203,6 +205,7 @@ func (d *diagRun) checkAgent(ctx context.Context) {
 		return
 	}
 	d.running, d.agentUp = true, conn.Connected
+	d.view = readAgentView(ctx, c, conn)
 	var se localapi.Sensors
 	if c.Get(ctx, localapi.SectionSensors, &se) == nil {
 		d.sensors = &se
@@ -630,7 +633,12 @@ func (d *diagRun) roundTrip(ctx context.Context, pc mqtt.Client, thing string) {
 	}
 	select {
 	case topic := <-got:
-		d.add("round trip", pass, fmt.Sprintf("shadow get answered on %s in %s", topic[strings.LastIndex(topic, "/")+1:], time.Since(start).Round(100*time.Microsecond)), "")
+		took := time.Since(start).Round(100 * time.Microsecond)
+		if denied, fix := d.jobsSubscriptions(pc, thing); denied != "" {
+			d.add("round trip", fail, denied, fix)
+			return
+		}
+		d.add("round trip", pass, fmt.Sprintf("shadow get answered on %s in %s%s", topic[strings.LastIndex(topic, "/")+1:], took, d.jobsNote()), "")
 	case <-time.After(d.env.timeout):
 		d.add("round trip", fail, fmt.Sprintf("no answer on %s/+ within %s", prefix, d.env.timeout), fix)
 	case <-ctx.Done():

@@ -107,6 +107,12 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 		case conn.Connected:
 			lastErr = "none since connecting; before: " + lastErr
 		}
+		if dg := conn.Diagnosis; dg != nil {
+			line("Policy?", "%s (%d in a row, the last %s ago)", dg.Text, dg.InARow, ago(now, dg.At))
+		}
+		if !conn.Connected && !conn.NextAttempt.IsZero() {
+			line("", "next attempt at %s (backing off)", stamp(conn.NextAttempt))
+		}
 		line("Last error", "%s", lastErr)
 	}
 	var sh localapi.Shadow
@@ -139,6 +145,9 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 	if decode("Outbox", localapi.SectionOutbox, &ob) {
 		line("Outbox", "%d queued (%s) of %d; %d dropped (%d telemetry, %d alarms)", ob.Depth, bytesText(ob.Bytes), ob.MaxMessages,
 			ob.Dropped, ob.DroppedTelemetry, ob.DroppedAlarm)
+		if ob.Quarantined > 0 {
+			line("", "%d QUARANTINED (the broker refused them): iotagent outbox list --quarantine", ob.Quarantined)
+		}
 	}
 	return b.String()
 }

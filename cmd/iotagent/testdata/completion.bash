@@ -2,7 +2,7 @@
 _iotagent() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag provision firstboot cert defender completion version help" -- "$cur"))
+		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag outbox provision firstboot cert defender completion version help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -36,6 +36,9 @@ _iotagent() {
 	diag)
 		COMPREPLY=($(compgen -W "--cert --config --endpoint --help --json --key --log-level --port --root-ca --socket --state-dir --thing-name --timeout" -- "$cur"))
 		;;
+	outbox)
+		COMPREPLY=($(compgen -W "list retry purge --all --config --help --json --limit --quarantine --socket --state-dir --timeout" -- "$cur"))
+		;;
 	provision)
 		COMPREPLY=($(compgen -W "--cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --root-ca --state-dir --template --thing-name" -- "$cur"))
 		;;
@@ -55,7 +58,7 @@ _iotagent() {
 		COMPREPLY=($(compgen -W "--help --json" -- "$cur"))
 		;;
 	help)
-		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag provision firstboot cert defender completion version" -- "$cur"))
+		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag outbox provision firstboot cert defender completion version" -- "$cur"))
 		;;
 	esac
 }
