@@ -336,6 +336,18 @@ func (s *Sim) setupProvisioning(claimCertPath string) error {
 	if err := provisioning.Setup(s.reg, provisioning.RegistryPolicies(s.reg), ProvisioningTemplate, claim.ARN); err != nil {
 		return fmt.Errorf("fleet provisioning: %w", err)
 	}
+	// A data dir made by an older iotsim keeps its defaults: say what
+	// protection they lack.
+	if tpl, err := s.reg.DescribeProvisioningTemplate(ProvisioningTemplate); err == nil &&
+		(tpl.Hook == nil || !provisioning.IsTakeoverGuard(tpl.Hook.TargetARN)) {
+		s.opt.Logger.Warn("the default provisioning template has no takeover check (made by an older iotsim, or changed): "+
+			"RegisterThing may attach a certificate to a thing that has another ACTIVE one; start from a new data dir to get it",
+			"template", ProvisioningTemplate)
+	}
+	if p, err := s.reg.GetPolicy(provisioning.ClaimPolicyName); err == nil && p.Document != provisioning.ClaimPolicyDocument(ProvisioningTemplate) {
+		s.opt.Logger.Warn("the claim policy is not iotsim's current default (made by an older iotsim, or changed): "+
+			"check that it allows only the client ids "+provisioning.ClaimClientIDPrefix+"*", "policy", provisioning.ClaimPolicyName)
+	}
 	return nil
 }
 
