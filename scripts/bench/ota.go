@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/cloud"
-	"github.com/iotagent/iotagent/cloud/sigv4"
 	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/sigv4"
 	"github.com/iotagent/iotagent/ota"
 	"github.com/iotagent/iotagent/ota/otatest"
 )
