@@ -186,15 +186,15 @@ func ParseQuery(q url.Values) (*Auth, error) {
 func (a *Auth) setCredential(v string) error {
 	f := strings.Split(v, "/")
 	if len(f) != 5 || f[4] != "aws4_request" {
-		return errors.New("Credential must be AKID/date/region/service/aws4_request")
+		return errors.New("the Credential must be AKID/date/region/service/aws4_request")
 	}
 	for _, x := range f[:4] {
 		if x == "" {
-			return errors.New("Credential has an empty field")
+			return errors.New("the Credential has an empty field")
 		}
 	}
 	if _, err := time.Parse(scopeDateFmt, f[1]); err != nil || len(f[1]) != 8 {
-		return errors.New("Credential date must be yyyymmdd")
+		return errors.New("the Credential date must be yyyymmdd")
 	}
 	a.AccessKeyID, a.Date, a.Region, a.Service = f[0], f[1], f[2], f[3]
 	return nil
@@ -204,7 +204,7 @@ func (a *Auth) setSignedHeaders(v string) error {
 	a.SignedHeaders = nil
 	for name := range strings.SplitSeq(v, ";") {
 		if name == "" || name != strings.ToLower(name) || strings.ContainsAny(name, " \t:") {
-			return errors.New("SignedHeaders must be lowercase names separated by ;")
+			return errors.New("the SignedHeaders must be lowercase names separated by ;")
 		}
 		a.SignedHeaders = append(a.SignedHeaders, name)
 	}
@@ -213,7 +213,7 @@ func (a *Auth) setSignedHeaders(v string) error {
 
 func (a *Auth) setSignature(v string) error {
 	if len(v) != 64 || strings.Trim(v, "0123456789abcdef") != "" {
-		return errors.New("Signature must be 64 lowercase hex digits")
+		return errors.New("the Signature must be 64 lowercase hex digits")
 	}
 	a.Signature = v
 	return nil
