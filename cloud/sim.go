@@ -66,6 +66,13 @@ type Options struct {
 	// and S3 objects): tests observe or disturb requests there, e.g. see
 	// the Range header of an artifact download or cut it off mid-way.
 	WrapHTTP func(http.Handler) http.Handler
+	// NoAuth turns off SigV4 authentication of the REST API and the S3
+	// store (iotsim serve --auth none). Refused unless HTTPAddr is a
+	// loopback address; Start logs NoAuthWarning.
+	NoAuth bool
+	// MaxObjectBytes bounds an S3 object; zero means
+	// s3.DefaultMaxObjectBytes.
+	MaxObjectBytes int64
 }
 
 // Endpoint is the content of DATA_DIR/endpoint.json: the contract that
@@ -77,6 +84,11 @@ type Endpoint struct {
 	ClaimCert            string `json:"claim_cert"`
 	ClaimKey             string `json:"claim_key"`
 	ProvisioningTemplate string `json:"provisioning_template"`
+	// The access key pair that signs REST and S3 requests (SigV4), and
+	// the region of their credential scope.
+	AWSAccessKeyID     string `json:"aws_access_key_id"`
+	AWSSecretAccessKey string `json:"aws_secret_access_key"`
+	Region             string `json:"region"`
 }
 
 // Sim is a running simulator.
@@ -92,6 +104,7 @@ type Sim struct {
 	http     *http.Server
 	httpLn   net.Listener
 	endpoint Endpoint
+	creds    api.Credentials
 
 	defender     *defender.Service
 	stopDefender context.CancelFunc
@@ -131,6 +144,9 @@ func Start(o Options) (_ *Sim, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.NoAuth && !isLoopback(o.HTTPAddr) {
+		return nil, fmt.Errorf("iotsim: --http-addr %s: %w", o.HTTPAddr, ErrNoAuthNotLoopback)
+	}
 	dir, err := filepath.Abs(o.DataDir)
 	if err != nil {
 		return nil, err
@@ -147,6 +163,12 @@ func Start(o Options) (_ *Sim, err error) {
 	}()
 	if s.db, err = store.Open(filepath.Join(dir, "iotsim.db"), time.Second); err != nil {
 		return nil, err
+	}
+	if s.creds, err = loadOrCreateCredentials(dir); err != nil {
+		return nil, err
+	}
+	if o.NoAuth {
+		o.Logger.Warn(NoAuthWarning, "http_addr", o.HTTPAddr)
 	}
 	if s.ca, err = pki.LoadOrCreateCA(filepath.Join(dir, "ca")); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
@@ -226,9 +248,11 @@ func Start(o Options) (_ *Sim, err error) {
 			Publish: func(topic string, payload []byte, qos byte, _ bool) error {
 				return s.broker.Publish(topic, payload, qos)
 			},
-			Endpoint: "localhost",
-			Logger:   o.Logger.With("component", "api"),
-			Now:      o.Now,
+			Endpoint:    "localhost",
+			Logger:      o.Logger.With("component", "api"),
+			Now:         o.Now,
+			Credentials: &s.creds,
+			NoAuth:      o.NoAuth,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -282,12 +306,16 @@ func (s *Sim) writeEndpoint() error {
 		ClaimCert:            claimCert,
 		ClaimKey:             claimKey,
 		ProvisioningTemplate: ProvisioningTemplate,
+		AWSAccessKeyID:       s.creds.AccessKeyID,
+		AWSSecretAccessKey:   s.creds.SecretAccessKey,
+		Region:               s.opt.Region,
 	}
 	b, err := json.MarshalIndent(s.endpoint, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, "endpoint.json"), append(b, '\n'), 0o644)
+	// It holds the secret key: readable by its owner only.
+	return atomicfile.WriteFile(filepath.Join(dir, "endpoint.json"), append(b, '\n'), 0o600)
 }
 
 // setupProvisioning creates, if missing, the default template, the device
@@ -308,8 +336,26 @@ func (s *Sim) setupProvisioning(claimCertPath string) error {
 	if err := provisioning.Setup(s.reg, provisioning.RegistryPolicies(s.reg), ProvisioningTemplate, claim.ARN); err != nil {
 		return fmt.Errorf("fleet provisioning: %w", err)
 	}
+	// A data dir made by an older iotsim keeps its defaults: say what
+	// protection they lack.
+	if tpl, err := s.reg.DescribeProvisioningTemplate(ProvisioningTemplate); err == nil &&
+		(tpl.Hook == nil || !provisioning.IsTakeoverGuard(tpl.Hook.TargetARN)) {
+		s.opt.Logger.Warn("the default provisioning template has no takeover check (made by an older iotsim, or changed): "+
+			"RegisterThing may attach a certificate to a thing that has another ACTIVE one; start from a new data dir to get it",
+			"template", ProvisioningTemplate)
+	}
+	if p, err := s.reg.GetPolicy(provisioning.ClaimPolicyName); err == nil && p.Document != provisioning.ClaimPolicyDocument(ProvisioningTemplate) {
+		s.opt.Logger.Warn("the claim policy is not iotsim's current default (made by an older iotsim, or changed): "+
+			"check that it allows only the client ids "+provisioning.ClaimClientIDPrefix+"*", "policy", provisioning.ClaimPolicyName)
+	}
 	return nil
 }
+
+// Credentials are the access key pair that signs REST and S3 requests.
+func (s *Sim) Credentials() api.Credentials { return s.creds }
+
+// Client is a REST API client of this iotsim, signing with its credentials.
+func (s *Sim) Client() *api.Client { return s.endpoint.Client() }
 
 // Provisioning is the fleet provisioning service.
 func (s *Sim) Provisioning() *provisioning.Service { return s.prov }
@@ -497,6 +543,10 @@ func (s *Sim) startJobs() error {
 		BaseURL: "http://" + s.httpLn.Addr().String() + "/s3",
 		Region:  s.opt.Region,
 		Now:     s.opt.Now,
+
+		Credentials:    &s.creds,
+		NoAuth:         s.opt.NoAuth,
+		MaxObjectBytes: s.opt.MaxObjectBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("object store: %w", err)

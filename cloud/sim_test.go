@@ -21,13 +21,20 @@ func TestEndpointJSONContract(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"mqtt_endpoint", "http_endpoint", "root_ca", "claim_cert", "claim_key", "provisioning_template"} {
+	keys := []string{"mqtt_endpoint", "http_endpoint", "root_ca", "claim_cert", "claim_key", "provisioning_template",
+		"aws_access_key_id", "aws_secret_access_key", "region"}
+	for _, k := range keys {
 		if m[k] == "" {
 			t.Errorf("endpoint.json lacks %q: %s", k, b)
 		}
 	}
-	if len(m) != 6 {
-		t.Errorf("endpoint.json has %d keys, want exactly the 6 of the contract: %s", len(m), b)
+	if len(m) != len(keys) {
+		t.Errorf("endpoint.json has %d keys, want exactly the %d of the contract: %s", len(m), len(keys), b)
+	}
+	for _, f := range []string{"endpoint.json", cloud.CredentialsFile} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, want mode 0600 (it holds the secret key)", f, err)
+		}
 	}
 	for _, k := range []string{"root_ca", "claim_cert", "claim_key"} {
 		if !filepath.IsAbs(m[k]) {
@@ -57,6 +64,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	caBefore := sim.CA().CertPEM
+	credsBefore := sim.Credentials()
 	claim := sim.Endpoint().ClaimCert
 	claimBefore, _ := os.ReadFile(claim)
 	if err := sim.Close(); err != nil {
@@ -80,6 +88,9 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	if string(sim.CA().CertPEM) != string(caBefore) {
 		t.Error("the CA changed across a restart")
+	}
+	if sim.Credentials() != credsBefore {
+		t.Error("the access key pair changed across a restart")
 	}
 	if after, _ := os.ReadFile(claim); string(after) != string(claimBefore) {
 		t.Error("the claim certificate changed across a restart")

@@ -132,7 +132,7 @@ func TestProvisionEndToEnd(t *testing.T) {
 			ks := tpm.NewFileStore(filepath.Join(dir, "keys", "device.key"))
 			o := fastOptions(dir, tc.csr, "e2e-"+tc.name)
 			o.Format = tc.format
-			id, err := Provision(context.Background(), mqttClient(t, sim, "claim-"+tc.name, nil), ks, o)
+			id, err := Provision(context.Background(), mqttClient(t, sim, "provision-claim-"+tc.name, nil), ks, o)
 			if err != nil {
 				t.Fatalf("Provision: %v", err)
 			}
@@ -182,7 +182,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 			}
 			o := fastOptions(dir, tc.csr, serial)
 			o.Attempts, o.ResponseTimeout = 1, time.Second
-			claimID := "claim-" + serial
+			claimID := "provision-" + serial
 			f := &faulty{Transport: mqttClient(t, sim, claimID, nil)}
 			if tc.crash != nil {
 				tc.crash(f)
@@ -216,7 +216,7 @@ func TestPermanentRejection(t *testing.T) {
 	dir := t.TempDir()
 	o := fastOptions(dir, false, "")
 	o.Params = nil // the template requires SerialNumber
-	_, err := Provision(context.Background(), mqttClient(t, sim, "claim-perm", nil), nil, o)
+	_, err := Provision(context.Background(), mqttClient(t, sim, "provision-claim-perm", nil), nil, o)
 	var rej *RejectedError
 	if !errors.As(err, &rej) || rej.StatusCode != 400 || rej.ErrorCode != "InvalidParameters" || rej.Retryable() {
 		t.Fatalf("Provision without SerialNumber: %v", err)
@@ -224,7 +224,7 @@ func TestPermanentRejection(t *testing.T) {
 	// A fixed configuration finishes with the same certificate.
 	o.Params = map[string]string{"SerialNumber": "perm-1"}
 	prog, _ := (&client{dir: filepath.Join(dir, dirName)}).readProgress()
-	id, err := Provision(context.Background(), mqttClient(t, sim, "claim-perm-2", nil), nil, o)
+	id, err := Provision(context.Background(), mqttClient(t, sim, "provision-claim-perm-2", nil), nil, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -313,7 +313,7 @@ func TestAWSCLI(t *testing.T) {
 func TestAWSCLIStrict(t *testing.T) {
 	t.Parallel()
 	e := newEnvClock(t, time.Now, func(o *Options) {
-		o.Strict = &Credentials{AccessKeyID: "test", SecretAccessKey: "test"}
+		o.Credentials, o.NoAuth = &Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, false
 	})
 	hs := httptest.NewServer(e.srv)
 	t.Cleanup(hs.Close)

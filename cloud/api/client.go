@@ -207,3 +207,48 @@ func (c *Client) UpdateThingShadow(ctx context.Context, thing, name string, doc 
 	}
 	return b, nil
 }
+
+// CreatePolicy creates the IoT policy name with document doc.
+func (c *Client) CreatePolicy(ctx context.Context, name, doc string) error {
+	body, err := json.Marshal(map[string]string{"policyDocument": doc})
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, "iot", http.MethodPost, "/policies/"+url.PathEscape(name), nil,
+		http.Header{"Content-Type": {"application/json"}}, body)
+	if err != nil {
+		return fmt.Errorf("create policy %s: %w", name, err)
+	}
+	return nil
+}
+
+// Call sends one REST request signed for service (iot, iotdata,
+// iot-jobs-data) with in, if not nil, as its JSON body, and decodes the
+// answer into out, if not nil. Errors are *APIError.
+func (c *Client) Call(ctx context.Context, service, method, path string, query url.Values, in, out any) error {
+	var body []byte
+	var hdr http.Header
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+		}
+		body, hdr = b, http.Header{"Content-Type": {"application/json"}}
+	}
+	b, err := c.do(ctx, service, method, path, query, hdr, body)
+	if err != nil {
+		return err
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// IsCode reports whether err is an *APIError with this code.
+func IsCode(err error, code string) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}

@@ -23,7 +23,7 @@ func TestClient(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnvClock(t, time.Now, func(o *Options) {
 				if strict {
-					o.Strict = &creds
+					o.Credentials, o.NoAuth = &creds, false
 				}
 			})
 			hs := httptest.NewServer(e.srv)
@@ -89,7 +89,7 @@ func TestClient(t *testing.T) {
 		})
 	}
 	t.Run("unsigned client against strict server", func(t *testing.T) {
-		e := newEnvClock(t, time.Now, func(o *Options) { o.Strict = &creds })
+		e := newEnvClock(t, time.Now, func(o *Options) { o.Credentials, o.NoAuth = &creds, false })
 		hs := httptest.NewServer(e.srv)
 		t.Cleanup(hs.Close)
 		err := (&Client{BaseURL: hs.URL}).CreateThing(context.Background(), "lamp")

@@ -295,7 +295,7 @@ func TestFromShadow(t *testing.T) {
 }
 
 func TestMissingServices(t *testing.T) {
-	e := newEnv(t, func(o *Options) { *o = Options{} })
+	e := newEnv(t, func(o *Options) { *o = Options{NoAuth: true} })
 	for _, target := range []string{"GET /things/lamp/shadow", "POST /topics/a", "GET /things", "POST /keys-and-certificate",
 		"GET /api/things/shadow/ListNamedShadowsForThing/lamp"} {
 		t.Run(target, func(t *testing.T) {

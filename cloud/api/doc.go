@@ -10,9 +10,11 @@
 // the SigV4 credential scope (iot, iotdata, iotdevicegateway, iot-jobs-data).
 // Errors carry the x-amzn-ErrorType header and a {"message": ...} body.
 //
-// Signatures are not checked by default (lenient mode: a missing or unverified
-// Authorization header is accepted). With Options.Strict set, every request
-// must carry a valid SigV4 signature made with those credentials.
+// Every request must carry a valid SigV4 signature (Authorization header or
+// presigned query, cloud/sigv4) made with Options.Credentials; unsigned or
+// wrongly signed requests get AWS's 403 errors (MissingAuthenticationToken,
+// UnrecognizedClient, InvalidSignature, IncompleteSignature). Options.NoAuth
+// turns verification off (iotsim serve --auth none).
 //
 // Client is a small typed client for iotsim's admin subcommands.
 package api

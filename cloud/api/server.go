@@ -51,15 +51,6 @@ type Issuer interface {
 // Publisher publishes a message on the broker, for iot-data Publish.
 type Publisher func(topic string, payload []byte, qos byte, retain bool) error
 
-// Credentials are the one access key pair that strict mode accepts.
-type Credentials struct {
-	AccessKeyID     string
-	SecretAccessKey string
-	// SessionToken, if set, is sent by Client as X-Amz-Security-Token. The
-	// server does not check it.
-	SessionToken string
-}
-
 // Options configure a Server. Any service left nil makes the operations that
 // need it fail with InternalFailureException.
 type Options struct {
@@ -78,9 +69,13 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the clock (signature skew, timestamps); nil means time.Now.
 	Now func() time.Time
-	// Strict, when set, requires every request to be SigV4-signed with these
-	// credentials. Nil means lenient: signatures are parsed, not verified.
-	Strict *Credentials
+	// Credentials are the access key pair every request must be
+	// SigV4-signed with (header or presigned query). With neither
+	// Credentials nor NoAuth, every request is refused.
+	Credentials *Credentials
+	// NoAuth turns authentication off (iotsim serve --auth none):
+	// signatures are parsed, for routing, and not verified.
+	NoAuth bool
 }
 
 // Server is an http.Handler serving the iot and iot-data REST APIs.
@@ -93,9 +88,6 @@ type Server struct {
 
 // MaxBodyBytes bounds every request body; larger requests get 413.
 const MaxBodyBytes = 1 << 20
-
-// maxSkew is the clock skew strict mode allows between X-Amz-Date and Now.
-const maxSkew = 15 * time.Minute
 
 // New returns a Server for o. It starts no goroutines.
 func New(o Options) *Server {
@@ -179,29 +171,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, error) {
 	}
 	c := &call{w: w, r: r, op: rt.op, labels: labels, query: r.URL.Query(), body: body}
 	return rt.op, rt.handle(s, c)
-}
-
-// authenticate parses (and in strict mode verifies) the SigV4 Authorization.
-// It returns nil for an unsigned request in lenient mode.
-func (s *Server) authenticate(r *http.Request, body []byte) (*authorization, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		if s.o.Strict != nil {
-			return nil, errorf(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token")
-		}
-		return nil, nil
-	}
-	a, err := parseAuthorization(h)
-	if err != nil {
-		return nil, errorf(http.StatusForbidden, "IncompleteSignatureException", "%v", err)
-	}
-	if s.o.Strict == nil {
-		return a, nil
-	}
-	if err := verify(r, body, a, *s.o.Strict, s.region(), s.now(), maxSkew); err != nil {
-		return nil, err
-	}
-	return a, nil
 }
 
 func (s *Server) region() string {

@@ -77,6 +77,7 @@ type Broker struct {
 	metrics  metrics  // per-client counters for Device Defender
 	cas      caCache  // parsed registered CA certificates (clientauth.go)
 	verified verifyCache
+	held     withheld // queued messages kept from a session's new owner (session.go)
 
 	mu        sync.Mutex // guards the fields below and handler registration
 	started   bool

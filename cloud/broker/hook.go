@@ -134,7 +134,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 // OnSessionEstablish runs before mochi takes over an existing session with
 // the same client id: the old state is marked so OnDisconnect drops it.
-func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.b.refilterSession(cl, pk)
 	existing, ok := h.b.srv.Clients.Get(cl.ID)
 	if !ok || existing == cl {
 		return
@@ -174,7 +175,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 // OnClientExpired drops the state of an expired persistent session.
-func (h *hook) OnClientExpired(cl *mqtt.Client) { h.b.conns.Delete(cl) }
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.b.conns.Delete(cl)
+	h.b.dropWithheld(cl.ID, "session expired")
+}
 
 func disconnectReason(c *conn, cl *mqtt.Client, err error) string {
 	if r := c.reason.Load(); r != nil {

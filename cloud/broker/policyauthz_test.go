@@ -188,7 +188,7 @@ func TestClaimCertificateOnlyProvisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := mustConnect(t, s, certPEM, keyPEM, "factory-line-7")
+	d := mustConnect(t, s, certPEM, keyPEM, "provision-factory-line-7")
 	for _, f := range []string{
 		"$aws/certificates/create/json/accepted",
 		"$aws/certificates/create-from-csr/json/rejected",
@@ -199,11 +199,11 @@ func TestClaimCertificateOnlyProvisions(t *testing.T) {
 	d.Publish("telemetry/factory-line-7", 0, false, "{}")
 	d.waitLost(t, "claim certificate publishing telemetry")
 
-	d = mustConnect(t, s, certPEM, keyPEM, "factory-line-7")
+	d = mustConnect(t, s, certPEM, keyPEM, "provision-factory-line-7")
 	d.Subscribe("$aws/things/+/shadow/#", 1, nil)
 	d.waitLost(t, "claim certificate subscribing to shadows")
 
-	d = mustConnect(t, s, certPEM, keyPEM, "factory-line-7")
+	d = mustConnect(t, s, certPEM, keyPEM, "provision-factory-line-7")
 	d.Subscribe("$aws/provisioning-templates/other-template/provision/json/accepted", 1, nil)
 	d.waitLost(t, "claim certificate subscribing to another template")
 }

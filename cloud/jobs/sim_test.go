@@ -126,6 +126,7 @@ func (d *device) publish(t *testing.T, topic, payload string) {
 type cli struct {
 	t    *testing.T
 	home string
+	ep   cloud.Endpoint // its credentials sign the CLI's requests
 }
 
 func newCLI(t *testing.T) *cli {
@@ -147,7 +148,7 @@ func (c *cli) run(v any, args ...string) {
 	c.t.Helper()
 	cmd := exec.Command(awsCLIPath, args...)
 	cmd.Dir = c.home
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + c.home, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + c.home, "AWS_ACCESS_KEY_ID=" + c.ep.AWSAccessKeyID, "AWS_SECRET_ACCESS_KEY=" + c.ep.AWSSecretAccessKey,
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1", "AWS_EC2_METADATA_DISABLED=true"}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -189,6 +190,7 @@ func TestOTAEndToEnd(t *testing.T) {
 	aws := newCLI(t)
 	clk := &clock{t: time.Now()}
 	sim := cloudtest.StartWith(t, cloud.Options{Now: clk.Now})
+	aws.ep = sim.Endpoint()
 	ep := sim.Endpoint().HTTPEndpoint
 	box := connect(t, sim, "box-1", "$aws/things/box-1/jobs/#", "")
 	monitor := connect(t, sim, "monitor", "$aws/things/box-1/jobs/#", allowAll)

@@ -30,7 +30,7 @@ func TestRegisterThingIsAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowTemplate(t, sim, "atomic")
-	claim := connectClaim(t, sim, "claim-atomic")
+	claim := connectClaim(t, sim, "provision-claim-atomic")
 	const base = "$aws/provisioning-templates/atomic/provision"
 
 	tests := []struct {

@@ -20,7 +20,10 @@ const (
 // DevicePolicyDocument lets a thing connect as itself and use its own
 // shadow, jobs and application topics (telemetry/, alarms/, warnings/),
 // and renew its certificate (agent/rotate: CreateCertificateFromCsr, then
-// RegisterThing with the default template).
+// RegisterThing with the default template, over its own connection).
+// Which thing a RegisterThing names is in its payload, which no IoT policy
+// can see: the default template's pre-provisioning check
+// (TakeoverGuardFunction) refuses a device that names another thing.
 const DevicePolicyDocument = `{
   "Version": "2012-10-17",
   "Statement": [
@@ -40,13 +43,19 @@ const DevicePolicyDocument = `{
   ]
 }`
 
+// ClaimClientIDPrefix starts the client ids that the claim policy allows:
+// the agent provisions as "provision-<SerialNumber>".
+const ClaimClientIDPrefix = "provision-"
+
 // ClaimPolicyDocument is the claim certificate's policy for a template
-// (spec §5): connect, and the three fleet provisioning APIs.
+// (spec §5): connect with a client id provision-*, and the three fleet
+// provisioning APIs. The client id keeps the claim from taking over a
+// device's persistent session (client id = thing name).
 func ClaimPolicyDocument(template string) string {
 	return `{
   "Version": "2012-10-17",
   "Statement": [
-    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/` + ClaimClientIDPrefix + `*"},
     {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
      "Resource": ["arn:aws:iot:*:*:topic/$aws/certificates/create/*",
                   "arn:aws:iot:*:*:topic/$aws/certificates/create-from-csr/*",
@@ -122,12 +131,14 @@ func Setup(reg TemplateCreator, pol Policies, template, claimCertARN string) err
 		}
 	}
 	_, err := reg.CreateProvisioningTemplate(registry.ProvisioningTemplate{
-		Name:        template,
-		Description: "iotsim default fleet provisioning template: the thing is named after the SerialNumber parameter",
-		Body:        DefaultTemplateBody(pol != nil),
-		Enabled:     true,
-		RoleARN:     "arn:aws:iam::" + reg.Account() + ":role/iotsim-provisioning",
-		Type:        registry.TemplateTypeFleetProvisioning,
+		Name: template,
+		Description: "iotsim default fleet provisioning template: the thing is named after the SerialNumber parameter; " +
+			"the pre-provisioning check refuses a thing that has another ACTIVE certificate, except to that thing's own connection (rotation)",
+		Body:    DefaultTemplateBody(pol != nil),
+		Enabled: true,
+		RoleARN: "arn:aws:iam::" + reg.Account() + ":role/iotsim-provisioning",
+		Type:    registry.TemplateTypeFleetProvisioning,
+		Hook:    &registry.ProvisioningHook{TargetARN: TakeoverGuardARN(reg.Region(), reg.Account()), PayloadVersion: HookPayloadVersion},
 	})
 	if err != nil && !errors.Is(err, registry.ErrExists) {
 		return fmt.Errorf("create provisioning template %s: %w", template, err)

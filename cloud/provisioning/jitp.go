@@ -177,7 +177,7 @@ func (j *JIT) Register(cert *x509.Certificate) (registry.Certificate, error) {
 	if err != nil {
 		return c, fmt.Errorf("jit: CA %s template: %w", ca.ID, err)
 	}
-	if err := j.svc.apply(res, c); err != nil {
+	if err := j.svc.apply(res, c, ""); err != nil {
 		return c, fmt.Errorf("jit: CA %s template: %w", ca.ID, err)
 	}
 	if c, err = j.reg.DescribeCertificate(id); err != nil {

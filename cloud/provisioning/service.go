@@ -439,7 +439,12 @@ func (s *Service) register(ctx context.Context, p *broker.Principal, tpl registr
 		return registerResponse{}, reject(400, CodeInvalidToken, "Certificate ownership token is invalid: its certificate is gone.")
 	}
 	params := maps.Clone(in)
-	if tpl.Hook != nil {
+	guard := ""
+	if tpl.Hook != nil && IsTakeoverGuard(tpl.Hook.TargetARN) {
+		// iotsim's built-in check runs in the transaction that attaches
+		// the certificate, on the thing name the template resolves.
+		guard = p.CertificateID
+	} else if tpl.Hook != nil {
 		out, err := s.callHook(ctx, tpl, p, cert, params)
 		if err != nil {
 			s.log.Info("fleet provisioning: refused by the pre-provisioning hook", "template", tpl.Name, "err", err)
@@ -452,7 +457,12 @@ func (s *Service) register(ctx context.Context, p *broker.Principal, tpl registr
 	if err != nil {
 		return registerResponse{}, reject(400, CodeInvalidParameters, "%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrInvalidParameters.Error()+": "), ErrInvalidTemplate.Error()+": "))
 	}
-	if err := s.apply(res, cert); err != nil {
+	if err := s.apply(res, cert, guard); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == CodeAccessDenied {
+			s.log.Warn("fleet provisioning: RegisterThing refused by the pre-provisioning check",
+				"template", tpl.Name, "client_id", p.ClientID, "requester_certificate_id", p.CertificateID, "reason", e.Message)
+		}
 		return registerResponse{}, err
 	}
 	out := registerResponse{DeviceConfiguration: res.DeviceConfig}
@@ -499,8 +509,10 @@ func (s *Service) callHook(ctx context.Context, tpl registry.ProvisioningTemplat
 // order: policies, thing (and groups), attachments, certificate status. It
 // is one registry transaction: a step that fails leaves nothing of the
 // others behind, and the device's resources cost one commit, shared with
-// the devices being provisioned at the same time.
-func (s *Service) apply(res Result, cert registry.Certificate) error {
+// the devices being provisioned at the same time. guard, if not empty, is
+// the certificate id of the requesting connection: the takeover check
+// (refuseTakeover) runs first, in the same transaction.
+func (s *Service) apply(res Result, cert registry.Certificate, guard string) error {
 	if c := res.Certificate; c != nil {
 		if c.CertificateID != cert.ID {
 			return reject(400, CodeInvalidParameters, "The certificate resource must be {\"Ref\": \"%s\"}.", CertificateIDParameter)
@@ -510,7 +522,14 @@ func (s *Service) apply(res Result, cert registry.Certificate) error {
 	if needPolicies && s.o.Policies == nil {
 		return errors.New("policies and thing groups are not available")
 	}
-	return s.reg.Batch(func(tx *registry.Txn) error { return applyIn(tx, res, cert) })
+	return s.reg.Batch(func(tx *registry.Txn) error {
+		if guard != "" && res.Thing != nil {
+			if err := refuseTakeover(tx, res.Thing.ThingName, cert.ID, guard); err != nil {
+				return err
+			}
+		}
+		return applyIn(tx, res, cert)
+	})
 }
 
 func applyIn(tx *registry.Txn, res Result, cert registry.Certificate) error {

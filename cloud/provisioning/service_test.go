@@ -71,7 +71,7 @@ func TestFleetProvisioningEndToEnd(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				serial := strings.ReplaceAll("SN-"+name, "/", "-")
-				claim := connectClaim(t, sim, "claim-"+serial)
+				claim := connectClaim(t, sim, "provision-claim-"+serial)
 				var key *ecdsa.PrivateKey
 				var outcome string
 				var b []byte
@@ -136,7 +136,7 @@ func TestFleetProvisioningEndToEnd(t *testing.T) {
 func TestRejections(t *testing.T) {
 	sim, clk := startSim(t)
 	allowTemplate(t, sim, "nope")
-	claim := connectClaim(t, sim, "claim-errors")
+	claim := connectClaim(t, sim, "provision-claim-errors")
 	newCert := func(t *testing.T) createResp {
 		t.Helper()
 		outcome, b := claim.request("$aws/certificates/create", "json", []byte("{}"))
@@ -272,7 +272,7 @@ func TestPreProvisioningHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowTemplate(t, sim, "hooked")
-	claim := connectClaim(t, sim, "claim-hook")
+	claim := connectClaim(t, sim, "provision-claim-hook")
 	base := "$aws/provisioning-templates/hooked/provision"
 	for _, tc := range []struct {
 		serial, outcome string
@@ -304,7 +304,7 @@ func TestPreProvisioningHook(t *testing.T) {
 		if th.Attributes["location"] != "Berlin" {
 			t.Errorf("hook override not applied: %+v", th.Attributes)
 		}
-		if seen.CertificateID != cr.CertificateID || seen.ClientID != "claim-hook" || seen.TemplateARN == "" || seen.ClaimCertificateID == "" {
+		if seen.CertificateID != cr.CertificateID || seen.ClientID != "provision-claim-hook" || seen.TemplateARN == "" || seen.ClaimCertificateID == "" {
 			t.Errorf("hook input: %+v", seen)
 		}
 	}
@@ -324,7 +324,7 @@ func TestAllowListHook(t *testing.T) {
 // not let the claim certificate use a thing's topics.
 func TestClaimIsProvisioningOnly(t *testing.T) {
 	sim, _ := startSim(t)
-	claim := connectClaim(t, sim, "claim-a")
+	claim := connectClaim(t, sim, "provision-claim-a")
 	tok := claim.c.Subscribe("$aws/things/x/shadow/#", 1, func(mqtt.Client, mqtt.Message) {})
 	tok.WaitTimeout(10 * time.Second)
 	if st, ok := tok.(*mqtt.SubscribeToken); ok && tok.Error() == nil && st.Result()["$aws/things/x/shadow/#"] != 0x80 {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const awsCLIPath = "/usr/bin/aws"
@@ -15,6 +16,11 @@ const awsCLIPath = "/usr/bin/aws"
 // awsCLI runs the real aws CLI with test credentials; it skips when the
 // CLI is absent, except in CI.
 func awsCLI(t *testing.T, args ...string) (string, string, error) {
+	return awsCLIWith(t, testCreds.SecretAccessKey, args...)
+}
+
+// awsCLIWith runs the aws CLI with secret as the secret key.
+func awsCLIWith(t *testing.T, secret string, args ...string) (string, string, error) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("aws CLI tests are slow; skipped with -short")
@@ -28,7 +34,7 @@ func awsCLI(t *testing.T, args ...string) (string, string, error) {
 	home := t.TempDir()
 	cmd := exec.Command(awsCLIPath, args...)
 	cmd.Dir = home
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "AWS_ACCESS_KEY_ID=" + testCreds.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + secret,
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1", "AWS_EC2_METADATA_DISABLED=true"}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -38,6 +44,7 @@ func awsCLI(t *testing.T, args ...string) (string, string, error) {
 
 func TestAWSCLICopy(t *testing.T) {
 	e := newTestEnv(t)
+	e.clock.Set(time.Now()) // the CLI signs with the real time
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small.bin")
 	big := filepath.Join(dir, "big.bin") // past the CLI's 8 MiB multipart threshold
@@ -81,5 +88,40 @@ func TestAWSCLICopy(t *testing.T) {
 				t.Fatalf("ls: %v\n%s\n%s", err, out, errs)
 			}
 		})
+	}
+}
+
+// TestAWSCLIWrongSecret: the real CLI with a wrong secret key is refused
+// with SignatureDoesNotMatch, and a presigned URL it makes with the right
+// one downloads.
+func TestAWSCLIWrongSecret(t *testing.T) {
+	e := newTestEnv(t)
+	e.clock.Set(time.Now())
+	if _, err := e.st.Put("ota-files", "a.bin", "", strings.NewReader("artifact")); err != nil {
+		t.Fatal(err)
+	}
+	ep := e.srv.URL + "/s3"
+	_, errs, err := awsCLIWith(t, "wrong", "s3", "cp", "s3://ota-files/a.bin", filepath.Join(t.TempDir(), "a.bin"), "--endpoint-url", ep)
+	if err == nil || !strings.Contains(errs, "403") && !strings.Contains(errs, "SignatureDoesNotMatch") && !strings.Contains(errs, "Forbidden") {
+		t.Errorf("download with a wrong secret: %v\n%s", err, errs)
+	}
+	_, errs, err = awsCLIWith(t, "wrong", "s3", "cp", func() string {
+		p := filepath.Join(t.TempDir(), "evil.bin")
+		_ = os.WriteFile(p, []byte("evil"), 0o600)
+		return p
+	}(), "s3://ota-files/a.bin", "--endpoint-url", ep)
+	if err == nil || !strings.Contains(errs, "SignatureDoesNotMatch") {
+		t.Errorf("upload with a wrong secret: %v\n%s", err, errs)
+	}
+	if got, _ := e.st.Get("ota-files", "a.bin", 100); string(got) != "artifact" {
+		t.Errorf("object overwritten: %q", got)
+	}
+	out, errs, err := awsCLI(t, "s3", "presign", "s3://ota-files/a.bin", "--expires-in", "60", "--endpoint-url", ep)
+	if err != nil {
+		t.Fatalf("presign: %v\n%s", err, errs)
+	}
+	resp, b := do(t, "GET", strings.TrimSpace(out), nil, nil)
+	if resp.StatusCode != 200 || string(b) != "artifact" {
+		t.Errorf("GET of the CLI's presigned URL: %d %s", resp.StatusCode, b)
 	}
 }

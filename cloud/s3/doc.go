@@ -10,9 +10,14 @@
 //
 // Buckets spring into existence on the first PUT into them. Object bodies
 // live as files under the store's directory, their metadata in the store
-// database, so both survive a restart. Header-signed requests are not
-// verified (like the REST API's lenient mode); presigned URLs minted by
-// the store are.
+// database, so both survive a restart. Every request must be SigV4-signed
+// (Authorization header, or presigned query) with Options.Credentials, as
+// S3 checks it (cloud/sigv4): refusals are S3's AccessDenied,
+// InvalidAccessKeyId, SignatureDoesNotMatch, RequestTimeTooSkewed; a body
+// that does not match its signed x-amz-content-sha256 is not stored. The
+// chunk signatures of aws-chunked uploads are not checked. PresignGet signs
+// with the same credentials. Objects are bounded by Options.MaxObjectBytes
+// (EntityTooLarge).
 //
 // Mount puts the store in front of another handler on the same listener:
 // requests under /s3/ (the endpoint to give the CLI is

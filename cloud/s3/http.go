@@ -80,6 +80,8 @@ func toS3Error(err error) *s3Error {
 		return newErr(http.StatusNotFound, "NoSuchUpload", "The specified upload does not exist.")
 	case errors.Is(err, ErrTooLarge):
 		return newErr(http.StatusBadRequest, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+	case errors.Is(err, errContentSHA256):
+		return newErr(http.StatusBadRequest, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
 	case errors.Is(err, ErrExpired):
 		return newErr(http.StatusForbidden, "AccessDenied", "Request has expired")
 	case errors.Is(err, ErrBadSignature):
@@ -138,11 +140,9 @@ func (s *Store) serve(w http.ResponseWriter, r *http.Request, escapedPath string
 		return
 	}
 	q := r.URL.Query()
-	if isPresigned(q) {
-		if err := s.checkPresigned(q, bucket, key, s.o.Now()); err != nil {
-			writeErr(w, r, err, escapedPath)
-			return
-		}
+	if err := s.authenticate(r); err != nil {
+		writeErr(w, r, err, escapedPath)
+		return
 	}
 	switch {
 	case bucket == "":
@@ -315,6 +315,10 @@ func (s *Store) serveObject(w http.ResponseWriter, r *http.Request, bucket, key 
 			}
 			w.Header().Set("ETag", etag)
 			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if r.ContentLength > s.o.MaxObjectBytes {
+			writeErr(w, r, ErrTooLarge, res)
 			return
 		}
 		obj, err := s.Put(bucket, key, r.Header.Get("Content-Type"), body(r))

@@ -1,35 +1,31 @@
 package s3
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
-)
 
-// PresignAccessKey is the access key id in the credential of the URLs the
-// store presigns; URLs with another one (e.g. from `aws s3 presign`) are
-// checked for expiry only.
-const PresignAccessKey = "IOTSIMPRESIGN"
+	"github.com/iotagent/iotagent/cloud/sigv4"
+)
 
 // Presign limits, as S3's (one second to seven days).
 const (
 	MinPresignExpiry = time.Second
-	MaxPresignExpiry = 7 * 24 * time.Hour
+	MaxPresignExpiry = sigv4.MaxPresignExpiry
 )
 
-const amzDate = "20060102T150405Z"
-
-// Presign errors; the handler answers both with 403 AccessDenied.
+// Authentication errors of presigned URLs; the handler answers 403.
 var (
 	ErrExpired      = errors.New("s3: request has expired")
 	ErrBadSignature = errors.New("s3: signature does not match")
 )
+
+// noAuthKey signs presigned URLs when the store has no credentials
+// (Options.NoAuth): nothing verifies them then but their expiry.
+var noAuthKey = sigv4.Credentials{AccessKeyID: "IOTSIMNOAUTH", SecretAccessKey: "none"}
 
 // escapeKey percent-encodes a key for a URL path, keeping its slashes.
 func escapeKey(key string) string {
@@ -40,14 +36,9 @@ func escapeKey(key string) string {
 	return strings.Join(segs, "/")
 }
 
-func (s *Store) signature(bucket, key, date, expires string) string {
-	m := hmac.New(sha256.New, s.secret)
-	fmt.Fprintf(m, "GET\n%s\n%s\n%s\n%s", bucket, key, date, expires)
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// PresignGet returns a URL that GETs bucket/key until expires from now.
-// The object need not exist yet.
+// PresignGet returns a URL that GETs bucket/key until expires from now,
+// SigV4-presigned with the store's credentials as `aws s3 presign` would
+// make it. The object need not exist yet.
 func (s *Store) PresignGet(bucket, key string, expires time.Duration) (string, error) {
 	if !ValidBucketName(bucket) || !validKey(key) {
 		return "", fmt.Errorf("presign %s/%s: %w: bad bucket name or key", bucket, key, ErrInvalid)
@@ -55,49 +46,16 @@ func (s *Store) PresignGet(bucket, key string, expires time.Duration) (string, e
 	if expires < MinPresignExpiry || expires > MaxPresignExpiry {
 		return "", fmt.Errorf("presign %s/%s: %w: expiry %v is outside 1s-7d", bucket, key, ErrInvalid, expires)
 	}
-	now := s.o.Now().UTC()
-	date := now.Format(amzDate)
-	exp := strconv.Itoa(int(expires / time.Second))
-	q := "X-Amz-Algorithm=AWS4-HMAC-SHA256" +
-		"&X-Amz-Credential=" + url.QueryEscape(PresignAccessKey+"/"+now.Format("20060102")+"/"+s.o.Region+"/s3/aws4_request") +
-		"&X-Amz-Date=" + date +
-		"&X-Amz-Expires=" + exp +
-		"&X-Amz-SignedHeaders=host" +
-		"&X-Amz-Signature=" + s.signature(bucket, key, date, exp)
-	return strings.TrimSuffix(s.o.BaseURL, "/") + "/" + bucket + "/" + escapeKey(key) + "?" + q, nil
-}
-
-// isPresigned reports whether the query carries a presigned signature.
-func isPresigned(q url.Values) bool {
-	return q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential")
-}
-
-// checkPresigned verifies a presigned request for bucket/key at now: S3
-// checks expiry when a request starts.
-func (s *Store) checkPresigned(q url.Values, bucket, key string, now time.Time) error {
-	date, exp := q.Get("X-Amz-Date"), q.Get("X-Amz-Expires")
-	t, err := time.Parse(amzDate, date)
+	creds := noAuthKey
+	if s.o.Credentials != nil {
+		creds = *s.o.Credentials
+	}
+	u := strings.TrimSuffix(s.o.BaseURL, "/") + "/" + bucket + "/" + escapeKey(key)
+	signed, err := sigv4.Presign(http.MethodGet, u, creds, s.o.Region, "s3", s.o.Now(), expires)
 	if err != nil {
-		return fmt.Errorf("%w: X-Amz-Date %q is not yyyymmddThhmmssZ", ErrBadSignature, date)
+		return "", fmt.Errorf("presign %s/%s: %w: %v", bucket, key, ErrInvalid, err)
 	}
-	n, err := strconv.Atoi(exp)
-	if err != nil || n < 1 || n > int(MaxPresignExpiry/time.Second) {
-		return fmt.Errorf("%w: X-Amz-Expires must be 1-604800", ErrBadSignature)
-	}
-	cred := q.Get("X-Amz-Credential")
-	if ak, _, _ := strings.Cut(cred, "/"); ak == PresignAccessKey {
-		want := s.signature(bucket, key, date, exp)
-		if !hmac.Equal([]byte(want), []byte(q.Get("X-Amz-Signature"))) {
-			return ErrBadSignature
-		}
-	}
-	if now.Before(t.Add(-15 * time.Minute)) {
-		return fmt.Errorf("%w: X-Amz-Date is in the future", ErrBadSignature)
-	}
-	if !now.Before(t.Add(time.Duration(n) * time.Second)) {
-		return ErrExpired
-	}
-	return nil
+	return signed, nil
 }
 
 // ParseObjectURL splits an S3 object URL into bucket and key. It accepts

@@ -8,12 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iotagent/iotagent/cloud/sigv4"
 )
 
 func do(t *testing.T, method, u string, body io.Reader, hdr map[string]string) (*http.Response, []byte) {
@@ -24,6 +25,18 @@ func do(t *testing.T, method, u string, body io.Reader, hdr map[string]string) (
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
+	}
+	// Requests are signed as the aws CLI signs them, unless presigned or
+	// the test asks for "Authorization: none".
+	switch {
+	case req.Header.Get("Authorization") == "none":
+		req.Header.Del("Authorization")
+	case req.Header.Get("Authorization") == "" && !req.URL.Query().Has("X-Amz-Signature"):
+		hash := req.Header.Get("X-Amz-Content-Sha256")
+		if hash == "" {
+			hash = sigv4.UnsignedPayload
+		}
+		sigv4.Sign(req, hash, testCreds, "us-east-1", "s3", testClockStart)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -134,8 +147,8 @@ func TestErrorsAndRouting(t *testing.T) {
 		{"head missing has no body", "HEAD", "/s3/fwb/missing", nil, 404, ""},
 		{"bad bucket name", "PUT", "/s3/A_B", nil, 400, "InvalidBucketName"},
 		{"copy not implemented", "PUT", "/s3/fwb/b", map[string]string{"X-Amz-Copy-Source": "/fwb/a"}, 501, "NotImplemented"},
-		{"not s3: next handler", "GET", "/things", nil, 418, ""},
-		{"s3-signed at the root", "GET", "/fwb/a", map[string]string{"Authorization": "AWS4-HMAC-SHA256 Credential=test/20250601/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + strings.Repeat("0", 64)}, 200, ""},
+		{"not s3: next handler", "GET", "/things", map[string]string{"Authorization": "none"}, 418, ""},
+		{"s3-signed at the root", "GET", "/fwb/a", nil, 200, ""},
 		{"iot-signed at the root: next handler", "GET", "/fwb/a", map[string]string{"Authorization": "AWS4-HMAC-SHA256 Credential=test/20250601/us-east-1/iot/aws4_request, SignedHeaders=host, Signature=" + strings.Repeat("0", 64)}, 418, ""},
 	}
 	for _, tc := range tests {
@@ -183,7 +196,7 @@ func TestPresignedURL(t *testing.T) {
 		{"signature changed", tampered(func(q url.Values) { q.Set("X-Amz-Signature", strings.Repeat("a", 64)) }), "SignatureDoesNotMatch"},
 		{"expiry extended", tampered(func(q url.Values) { q.Set("X-Amz-Expires", "3600") }), "SignatureDoesNotMatch"},
 		{"other key", other, "SignatureDoesNotMatch"},
-		{"bad date", tampered(func(q url.Values) { q.Set("X-Amz-Date", "yesterday") }), "SignatureDoesNotMatch"},
+		{"other access key", strings.Replace(u, testCreds.AccessKeyID, "AKIDOTHER", 1), "InvalidAccessKeyId"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -207,19 +220,94 @@ func TestPresignedURL(t *testing.T) {
 	}
 }
 
-func TestPresignSurvivesRestart(t *testing.T) {
+// TestAuth: every request must be signed with the store's credentials;
+// the refusals are S3's.
+func TestAuth(t *testing.T) {
 	e := newTestEnv(t)
-	u, err := e.st.PresignGet("fwb", "a.bin", time.Hour)
+	if _, err := e.st.Put("fwb", "a", "", strings.NewReader("firmware")); err != nil {
+		t.Fatal(err)
+	}
+	signed := func(method, path, body string, creds sigv4.Credentials, hash string, at time.Time) *http.Request {
+		req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigv4.Sign(req, hash, creds, "us-east-1", "s3", at)
+		return req
+	}
+	wrongSecret := testCreds
+	wrongSecret.SecretAccessKey = "guess"
+	otherKey := testCreds
+	otherKey.AccessKeyID = "AKIDOTHER"
+	tests := []struct {
+		name   string
+		req    *http.Request
+		status int
+		code   string
+	}{
+		{"signed GET", signed("GET", "/s3/fwb/a", "", testCreds, sigv4.UnsignedPayload, testClockStart), 200, ""},
+		{"signed PUT with body hash", signed("PUT", "/s3/fwb/b", "new", testCreds, sigv4.PayloadHash([]byte("new")), testClockStart), 200, ""},
+		{"unsigned GET", func() *http.Request { r, _ := http.NewRequest("GET", e.srv.URL+"/s3/fwb/a", nil); return r }(), 403, "AccessDenied"},
+		{"unsigned PUT", func() *http.Request {
+			r, _ := http.NewRequest("PUT", e.srv.URL+"/s3/fwb/a", strings.NewReader("evil"))
+			return r
+		}(), 403, "AccessDenied"},
+		{"wrong secret", signed("PUT", "/s3/fwb/a", "evil", wrongSecret, sigv4.UnsignedPayload, testClockStart), 403, "SignatureDoesNotMatch"},
+		{"unknown key", signed("GET", "/s3/fwb/a", "", otherKey, sigv4.UnsignedPayload, testClockStart), 403, "InvalidAccessKeyId"},
+		{"skewed", signed("GET", "/s3/fwb/a", "", testCreds, sigv4.UnsignedPayload, testClockStart.Add(-time.Hour)), 403, "RequestTimeTooSkewed"},
+		{"body not the signed one", signed("PUT", "/s3/fwb/a", "evil", testCreds, sigv4.PayloadHash([]byte("good")), testClockStart), 400, "XAmzContentSHA256Mismatch"},
+		{"no content hash", func() *http.Request {
+			r := signed("GET", "/s3/fwb/a", "", testCreds, sigv4.UnsignedPayload, testClockStart)
+			r.Header.Del("X-Amz-Content-Sha256")
+			return r
+		}(), 400, "InvalidRequest"},
+		{"garbled header", func() *http.Request {
+			r := signed("GET", "/s3/fwb/a", "", testCreds, sigv4.UnsignedPayload, testClockStart)
+			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=x")
+			return r
+		}(), 400, "AuthorizationHeaderMalformed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.DefaultClient.Do(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || tc.code != "" && errCode(t, b) != tc.code {
+				t.Errorf("%d %s, want %d %s", resp.StatusCode, b, tc.status, tc.code)
+			}
+		})
+	}
+	if got, _ := e.st.Get("fwb", "a", 100); string(got) != "firmware" {
+		t.Errorf("object a is %q after the refused writes", got)
+	}
+}
+
+// TestMaxObjectBytes: a PUT past the configured bound is EntityTooLarge and
+// stores nothing, whether the length is announced or not.
+func TestMaxObjectBytes(t *testing.T) {
+	e := newTestEnv(t)
+	st, err := New(Options{DB: e.db, Dir: e.dir + "/s3", BaseURL: e.srv.URL + "/s3", Now: e.clock.Now, Credentials: &testCreds, MaxObjectBytes: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st2, err := New(Options{DB: e.db, Dir: filepath.Join(e.dir, "s3"), BaseURL: "x", Now: e.clock.Now})
-	if err != nil {
-		t.Fatal(err)
+	e.srv.Config.Handler = st.Mount(http.NotFoundHandler())
+	if resp, b := do(t, http.MethodPut, e.srv.URL+"/s3/fwb/ok", strings.NewReader("0123456789"), nil); resp.StatusCode != 200 {
+		t.Fatalf("10 bytes: %d %s", resp.StatusCode, b)
 	}
-	pu, _ := url.Parse(u)
-	if err := st2.checkPresigned(pu.Query(), "fwb", "a.bin", e.clock.Now()); err != nil {
-		t.Errorf("a URL from before the restart: %v", err)
+	for name, body := range map[string]io.Reader{
+		"with Content-Length": strings.NewReader("0123456789A"),
+		"chunked":             io.MultiReader(strings.NewReader("01234"), strings.NewReader("56789A")),
+	} {
+		resp, b := do(t, http.MethodPut, e.srv.URL+"/s3/fwb/big", body, nil)
+		if resp.StatusCode != 400 || errCode(t, b) != "EntityTooLarge" {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+	if _, err := st.Get("fwb", "big", 100); !errors.Is(err, ErrNoSuchKey) {
+		t.Errorf("the refused object: %v", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/iotagent/iotagent/cloud/sigv4"
 	"github.com/iotagent/iotagent/cloud/store"
 )
 
@@ -38,8 +39,9 @@ const (
 	bucketMeta    = "s3.meta"
 )
 
-// MaxObjectBytes bounds one object (and one part of a multipart upload).
-const MaxObjectBytes = 5 << 30
+// DefaultMaxObjectBytes is the default bound on one object (and on one part
+// of a multipart upload): iotsim holds OTA artifacts, not a data lake.
+const DefaultMaxObjectBytes = 512 << 20
 
 // Object is an object's metadata.
 type Object struct {
@@ -83,12 +85,22 @@ type Options struct {
 	BaseURL string
 	Region  string // for presigned URLs' credential scope; default us-east-1
 	Now     func() time.Time
+	// Credentials are the access key pair every request must be
+	// SigV4-signed with (header or presigned query); PresignGet signs with
+	// them too. With neither Credentials nor NoAuth, every request is
+	// refused.
+	Credentials *sigv4.Credentials
+	// NoAuth turns authentication off (iotsim serve --auth none).
+	NoAuth bool
+	// MaxObjectBytes bounds an object, a part and a completed multipart
+	// upload; larger ones get EntityTooLarge. Zero means
+	// DefaultMaxObjectBytes.
+	MaxObjectBytes int64
 }
 
 // Store is the object store. It is safe for concurrent use.
 type Store struct {
-	o      Options
-	secret []byte // HMAC key of presigned URLs, persisted
+	o Options
 
 	mu sync.Mutex // serialises metadata writes
 }
@@ -109,17 +121,10 @@ func New(o Options) (*Store, error) {
 			return nil, fmt.Errorf("new s3 store: %w", err)
 		}
 	}
+	if o.MaxObjectBytes <= 0 {
+		o.MaxObjectBytes = DefaultMaxObjectBytes
+	}
 	s := &Store{o: o}
-	sec, err := o.DB.Get(bucketMeta, "presign-secret")
-	if errors.Is(err, store.ErrNotFound) {
-		sec = make([]byte, 32)
-		_, _ = rand.Read(sec)
-		err = o.DB.Put(bucketMeta, "presign-secret", sec)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("new s3 store: presign secret: %w", err)
-	}
-	s.secret = sec
 	return s, nil
 }
 
@@ -232,7 +237,7 @@ func (s *Store) Put(bucket, key, contentType string, r io.Reader) (Object, error
 	if !ValidBucketName(bucket) || !validKey(key) {
 		return Object{}, fmt.Errorf("put %s/%s: %w: bad bucket name or key", bucket, key, ErrInvalid)
 	}
-	tmp, size, sum, err := s.writeTemp(r, MaxObjectBytes)
+	tmp, size, sum, err := s.writeTemp(r, s.o.MaxObjectBytes)
 	if err != nil {
 		return Object{}, fmt.Errorf("put %s/%s: %w", bucket, key, err)
 	}
@@ -415,7 +420,7 @@ func (s *Store) UploadPart(bucket, key, id string, n int, r io.Reader) (string, 
 	if _, err := s.getUpload(bucket, key, id); err != nil {
 		return "", err
 	}
-	tmp, size, sum, err := s.writeTemp(r, MaxObjectBytes)
+	tmp, size, sum, err := s.writeTemp(r, s.o.MaxObjectBytes)
 	if err != nil {
 		return "", fmt.Errorf("upload part %d: %w", n, err)
 	}
@@ -474,6 +479,9 @@ func (s *Store) CompleteMultipartUpload(bucket, key, id string, parts []Complete
 			var n int64
 			n, err = io.Copy(f, pf)
 			size += n
+			if err == nil && size > s.o.MaxObjectBytes {
+				err = ErrTooLarge
+			}
 			pf.Close()
 		}
 		if err != nil {

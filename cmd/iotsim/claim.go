@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/iotagent/iotagent/cloud"
+	"github.com/iotagent/iotagent/cloud/api"
 	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/provisioning"
 	"github.com/iotagent/iotagent/cloud/registry"
@@ -86,7 +83,7 @@ func claimCreate(args []string, stdout, stderr io.Writer) error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := createPolicyREST(ctx, ep.HTTPEndpoint, policy, doc); err != nil {
+		if err := c.CreatePolicy(ctx, policy, doc); err != nil && !api.IsCode(err, "ResourceAlreadyExistsException") {
 			return err
 		}
 		id, arn, cp, kp, err := c.CreateKeysAndCertificate(ctx, true)
@@ -105,29 +102,5 @@ func claimCreate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "claim certificate %s (policy %s, template %s) in %s/%s.crt\n", certID, policy, *template, *certOut, name)
-	return nil
-}
-
-// createPolicyREST creates an IoT policy through the running simulator's
-// REST API (CreatePolicy); one that exists is fine.
-func createPolicyREST(ctx context.Context, base, name, doc string) error {
-	body, err := json.Marshal(map[string]string{"policyDocument": doc})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/policies/"+url.PathEscape(name), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("create policy %s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
-		return fmt.Errorf("create policy %s: %s: %s", name, resp.Status, bytes.TrimSpace(b))
-	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/provisioning"
 	"github.com/iotagent/iotagent/cloud/registry"
+	"github.com/iotagent/iotagent/cloud/s3"
 	"github.com/iotagent/iotagent/cloud/shadow"
 	"github.com/iotagent/iotagent/cloud/store"
 	"github.com/iotagent/iotagent/internal/version"
@@ -36,6 +37,8 @@ Usage:
         [--template T]                          (provisioning-only policy for template T)
   iotsim shadow get THING [--name S]            print a shadow document
   iotsim shadow update THING [--name S] DOC     update a shadow (DOC is JSON, or @file)
+  iotsim env                                    print shell exports for the aws CLI:
+                                                eval "$(iotsim env)"; aws iot list-things
   iotsim version                                print the version
 
 Every command takes --data-dir DIR (default ./iotsim-data). The admin
@@ -77,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return errors.New(`usage: iotsim shadow get|update THING [--name S] [DOC]`)
 		}
 		return shadowCmd(rest[0], rest[1:], stdout, stderr)
+	case "env":
+		return envCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "iotsim", version.String())
 		return nil
@@ -129,11 +134,19 @@ func serve(args []string, stderr io.Writer) error {
 	region := fs.String("region", cloud.DefaultRegion, "region in ARNs")
 	account := fs.String("account", cloud.DefaultAccount, "12-digit account id in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	auth := fs.String("auth", "sigv4", "REST and S3 authentication: sigv4 (requests signed with endpoint.json's credentials) or none (only on a loopback --http-addr)")
+	maxObject := fs.Int64("max-object-bytes", s3.DefaultMaxObjectBytes, "largest S3 object (OTA artifact) accepted; larger uploads get EntityTooLarge")
 	pprofAddr := fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (host:port), for profiling iotsim under load; off when empty")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", pos)
+	}
+	if *auth != "sigv4" && *auth != "none" {
+		return fmt.Errorf("--auth %q: want sigv4 or none", *auth)
+	}
+	if *maxObject <= 0 {
+		return fmt.Errorf("--max-object-bytes %d: want a positive size", *maxObject)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -152,6 +165,7 @@ func serve(args []string, stderr io.Writer) error {
 	sim, err := cloud.Start(cloud.Options{
 		DataDir: *dataDir, MQTTAddr: *mqttAddr, ExtraMQTTAddrs: extra, HTTPAddr: *httpAddr,
 		Region: *region, Account: *account, Logger: log,
+		NoAuth: *auth == "none", MaxObjectBytes: *maxObject,
 	})
 	if err != nil {
 		return err
@@ -182,7 +196,40 @@ func remote(dataDir string) (*api.Client, cloud.Endpoint, error) {
 	if err != nil {
 		return nil, ep, fmt.Errorf("the data dir is in use but its endpoint.json cannot be read: %w", err)
 	}
-	return &api.Client{BaseURL: ep.HTTPEndpoint}, ep, nil
+	if ep.AWSAccessKeyID == "" {
+		return nil, ep, fmt.Errorf("%s/endpoint.json has no aws_access_key_id: it was written by an older iotsim; restart iotsim serve", dataDir)
+	}
+	return ep.Client(), ep, nil
+}
+
+// envCmd prints the exports that point the aws CLI at the simulator.
+func envCmd(args []string, stdout, stderr io.Writer) error {
+	fs, dataDir := newFlags("env", "iotsim env [--data-dir D]", stderr)
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("env takes no arguments, got %q", pos)
+	}
+	ep, err := cloud.ReadEndpoint(*dataDir)
+	if err != nil {
+		return fmt.Errorf("%w (start `iotsim serve --data-dir %s` first)", err, *dataDir)
+	}
+	if ep.AWSAccessKeyID == "" {
+		return fmt.Errorf("%s/endpoint.json has no aws_access_key_id: it was written by an older iotsim; restart iotsim serve", *dataDir)
+	}
+	for _, kv := range ep.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(stdout, "export %s=%s\n", k, shellQuote(v))
+	}
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=:._-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func thingCreate(args []string, stdout, stderr io.Writer) error {

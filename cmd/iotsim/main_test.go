@@ -130,3 +130,38 @@ func TestThingCreatedRemotelyHasItsPolicy(t *testing.T) {
 		t.Fatalf("policies of box-3's certificate = %v, %v; want %s", ps, err, provisioning.DevicePolicyName)
 	}
 }
+
+// `iotsim env` prints the exports that point the aws CLI at the running sim.
+func TestEnv(t *testing.T) {
+	dataDir := t.TempDir()
+	sim := cloudtest.Start(t, dataDir)
+	out, err := iotsim(t, "env", "--data-dir", dataDir)
+	if err != nil {
+		t.Fatalf("env: %v\n%s", err, out)
+	}
+	ep := sim.Endpoint()
+	want := "export AWS_ACCESS_KEY_ID=" + ep.AWSAccessKeyID + "\n" +
+		"export AWS_SECRET_ACCESS_KEY=" + shellQuote(ep.AWSSecretAccessKey) + "\n" +
+		"export AWS_DEFAULT_REGION=us-east-1\n" +
+		"export AWS_ENDPOINT_URL=" + ep.HTTPEndpoint + "\n"
+	if out != want {
+		t.Errorf("env printed\n%s\nwant\n%s", out, want)
+	}
+	if out, err := iotsim(t, "env", "--data-dir", filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "iotsim serve") {
+		t.Errorf("env without a sim: %v %s", err, out)
+	}
+	if got := shellQuote("a'b c"); got != `'a'\''b c'` {
+		t.Errorf("shellQuote = %s", got)
+	}
+}
+
+// `iotsim serve --auth none` is refused on an address other hosts reach.
+func TestServeAuthNoneRefusedOnNonLoopback(t *testing.T) {
+	out, err := iotsim(t, "serve", "--data-dir", t.TempDir(), "--auth", "none", "--http-addr", "0.0.0.0:0", "--mqtt-addr", "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("serve --auth none on 0.0.0.0: %v\n%s", err, out)
+	}
+	if _, err := iotsim(t, "serve", "--data-dir", t.TempDir(), "--auth", "maybe"); err == nil {
+		t.Error("serve --auth maybe was accepted")
+	}
+}

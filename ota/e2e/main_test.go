@@ -172,6 +172,9 @@ func newWorld(t *testing.T, withCLI bool) *world {
 		w.aws = newCLI(t)
 	}
 	w.sim = cloudtest.StartWith(t, cloud.Options{WrapHTTP: w.objects.wrap})
+	if w.aws != nil {
+		w.aws.ep = w.sim.Endpoint()
+	}
 	return w
 }
 
@@ -560,7 +563,10 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 // awsCLI runs the real aws CLI against iotsim.
-type awsCLI struct{ home string }
+type awsCLI struct {
+	home string
+	ep   cloud.Endpoint // its credentials sign the CLI's requests
+}
 
 func newCLI(t *testing.T) *awsCLI {
 	t.Helper()
@@ -578,7 +584,7 @@ func (c *awsCLI) run(t testing.TB, v any, args ...string) {
 	t.Helper()
 	cmd := exec.Command(awsPath, args...)
 	cmd.Dir = c.home
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + c.home, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + c.home, "AWS_ACCESS_KEY_ID=" + c.ep.AWSAccessKeyID, "AWS_SECRET_ACCESS_KEY=" + c.ep.AWSSecretAccessKey,
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1", "AWS_EC2_METADATA_DISABLED=true"}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

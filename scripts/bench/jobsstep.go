@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -20,38 +18,11 @@ import (
 // benchGroup is the thing group every jobs-step device belongs to.
 const benchGroup = "bench-fleet"
 
-// restCall sends one REST request to iotsim (unsigned: iotsim's default
-// lenient mode) and decodes a 200 answer into out (nil: discarded).
-func restCall(ctx context.Context, method, url string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+// restCall sends one REST request to iotsim's control plane, signed with
+// endpoint.json's credentials, and decodes a 200 answer into out (nil:
+// discarded).
+func restCall(ctx context.Context, ep cloud.Endpoint, method, path string, body, out any) error {
+	return ep.Client().Call(ctx, "iot", method, path, nil, body, out)
 }
 
 // jobTopics are what one device subscribes to: the head of its queue and
@@ -182,7 +153,7 @@ func jobsDispatch(ctx context.Context, o *opts, tmp string, add func(Metric)) er
 		doc := `{"operation":"bench-noop","run":` + fmt.Sprint(run) + `}`
 		t0 = time.Now()
 		close(ready)
-		if err := restCall(ctx, http.MethodPut, sp.ep.HTTPEndpoint+"/jobs/"+jobID,
+		if err := restCall(ctx, sp.ep, http.MethodPut, "/jobs/"+jobID,
 			map[string]any{"targets": []string{groupARN}, "document": doc, "targetSelection": "SNAPSHOT"}, nil); err != nil {
 			return fmt.Errorf("CreateJob: %w", err)
 		}
@@ -213,7 +184,7 @@ func jobsDispatch(ctx context.Context, o *opts, tmp string, add func(Metric)) er
 				} `json:"jobProcessDetails"`
 			} `json:"job"`
 		}
-		if err := restCall(ctx, http.MethodGet, sp.ep.HTTPEndpoint+"/jobs/"+jobID, nil, &desc); err != nil {
+		if err := restCall(ctx, sp.ep, http.MethodGet, "/jobs/"+jobID, nil, &desc); err != nil {
 			return fmt.Errorf("DescribeJob: %w", err)
 		}
 		if desc.Job.Details.Succeeded != len(devs) {

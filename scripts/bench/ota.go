@@ -18,6 +18,7 @@ import (
 
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/sigv4"
 	"github.com/iotagent/iotagent/ota"
 	"github.com/iotagent/iotagent/ota/otatest"
 )
@@ -114,6 +115,7 @@ func otaUpdate(ctx context.Context, o *opts, tmp string, add func(Metric)) error
 	if err != nil {
 		return err
 	}
+	sigv4.Sign(req, sigv4.PayloadHash(artifact), sim.Credentials(), ep.Region, "s3", time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("upload artifact: %w", err)
@@ -191,7 +193,7 @@ func otaUpdate(ctx context.Context, o *opts, tmp string, add func(Metric)) error
 		otaTo, objURL, len(artifact), hex.EncodeToString(sum[:]), jsonQuote(string(sig)), runtime.GOARCH)
 	jobID := fmt.Sprintf("bench-ota-%d", time.Now().UnixNano())
 	start := time.Now()
-	if err := restCall(ctx, http.MethodPut, ep.HTTPEndpoint+"/jobs/"+jobID, map[string]any{
+	if err := restCall(ctx, ep, http.MethodPut, "/jobs/"+jobID, map[string]any{
 		"targets":  []string{"arn:aws:iot:" + cloud.DefaultRegion + ":" + cloud.DefaultAccount + ":thing/" + otaThing},
 		"document": doc, "presignedUrlConfig": map[string]any{"expiresInSec": 3600},
 	}, nil); err != nil {

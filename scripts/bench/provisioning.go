@@ -49,7 +49,7 @@ func newCSR() (string, error) {
 // serial number, DISCONNECT. It returns the thing's name.
 func provisionCSR(ctx context.Context, addr string, pool *x509.CertPool, claim tls.Certificate, serial, csr string, limit time.Duration) (string, error) {
 	deadline := time.Now().Add(limit)
-	c, err := dialMQTT(ctx, addr, pool, claim, serial, 60)
+	c, err := dialMQTT(ctx, addr, pool, claim, "provision-"+serial, 60)
 	if err != nil {
 		return "", fmt.Errorf("connect with the claim: %w", err)
 	}
