@@ -77,6 +77,7 @@ type Broker struct {
 	metrics  metrics  // per-client counters for Device Defender
 	cas      caCache  // parsed registered CA certificates (clientauth.go)
 	verified verifyCache
+	stats    counters
 
 	mu        sync.Mutex // guards the fields below and handler registration
 	started   bool
@@ -182,7 +183,7 @@ func (b *Broker) Start() error {
 		return errors.New("broker: already started")
 	}
 	for i, addr := range b.o.Addrs {
-		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log)
+		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log, &b.stats)
 		if err := b.srv.AddListener(l); err != nil {
 			for _, prev := range b.listeners {
 				_ = prev.ln.Close()

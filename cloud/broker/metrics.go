@@ -103,3 +103,35 @@ func (b *Broker) AllClientMetrics() map[string]ClientMetrics {
 	})
 	return out
 }
+
+// Stats are broker-wide counters of what the broker refused or could not
+// do, cumulative since it started.
+type Stats struct {
+	// AcceptErrors counts failed accepts on the MQTT listeners (e.g. the
+	// process out of file descriptors); each is retried after a pause.
+	AcceptErrors int64
+	// ConnectsRefused counts CONNECTs refused for any reason, throttled
+	// ones included.
+	ConnectsRefused int64
+	// ConnectsThrottled counts CONNECTs refused because the client id
+	// had connected less than a second before (AWS's limit).
+	ConnectsThrottled int64
+	// LogRecordsSuppressed counts log records of refusals and accept
+	// errors left out by the rate limit (each kind writes at most 10 a
+	// second; the next record written says how many it left out).
+	LogRecordsSuppressed int64
+}
+
+type counters struct {
+	acceptErrors, refused, throttled, suppressed atomic.Int64
+}
+
+// Stats returns the broker-wide counters.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		AcceptErrors:         b.stats.acceptErrors.Load(),
+		ConnectsRefused:      b.stats.refused.Load(),
+		ConnectsThrottled:    b.stats.throttled.Load(),
+		LogRecordsSuppressed: b.stats.suppressed.Load(),
+	}
+}
