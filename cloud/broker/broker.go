@@ -78,6 +78,8 @@ type Broker struct {
 	cas      caCache  // parsed registered CA certificates (clientauth.go)
 	verified verifyCache
 	stats    counters
+	// Rate limits of the log records a peer can cause (ratelog.go).
+	refusalLog, codeLog sampler
 
 	mu        sync.Mutex // guards the fields below and handler registration
 	started   bool
@@ -134,9 +136,15 @@ func New(o Options) (*Broker, error) {
 	caps.ReceiveMaximum = ReceiveMaximum
 	caps.TopicAliasMaximum = TopicAliasMaximum
 	caps.MaximumSessionExpiryInterval = MaxSessionExpiry
-	// Retained messages live for 3 years on AWS; mochi applies this bound
-	// to retained and in-flight messages alike.
-	caps.MaximumMessageExpiryInterval = 3 * 365 * 24 * 3600
+	// No expiry is invented: mochi gives every message without a Message
+	// Expiry Interval this many seconds and tells MQTT 5 subscribers so,
+	// where AWS's messages without one do not expire. (AWS drops retained
+	// messages 3 years after their last update; iotsim keeps them, in
+	// memory, for as long as it runs.)
+	caps.MaximumMessageExpiryInterval = 0
+	// A PUBACK carries no properties of its own; mochi would echo the
+	// PUBLISH's user properties in it.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// mochi gives each client a queue of pending writes of this many
 	// messages, allocated at connect (a pointer each, which the GC scans;
 	// its default of 8,192 is 64 KiB per connection). A subscriber that

@@ -391,8 +391,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // OnPacketEncode counts the messages delivered to device clients, just
 // before they are written (so a client that has read one sees it counted).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline {
-		h.b.metrics.received(cl.ID, len(pk.Payload))
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if !cl.Net.Inline {
+			h.b.metrics.received(cl.ID, len(pk.Payload))
+		}
+	case packets.Puback, packets.Suback, packets.Unsuback:
+		pk = h.b.checkAckCodes(cl, pk)
 	}
 	return pk
 }

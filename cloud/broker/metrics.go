@@ -116,6 +116,9 @@ type Stats struct {
 	// ConnectsThrottled counts CONNECTs refused because the client id
 	// had connected less than a second before (AWS's limit).
 	ConnectsThrottled int64
+	// ReasonCodesReplaced counts acknowledgement reason codes undefined
+	// for the client's protocol version that were sent as 0x80 instead.
+	ReasonCodesReplaced int64
 	// LogRecordsSuppressed counts log records of refusals and accept
 	// errors left out by the rate limit (each kind writes at most 10 a
 	// second; the next record written says how many it left out).
@@ -123,7 +126,7 @@ type Stats struct {
 }
 
 type counters struct {
-	acceptErrors, refused, throttled, suppressed atomic.Int64
+	acceptErrors, refused, throttled, invalidCodes, suppressed atomic.Int64
 }
 
 // Stats returns the broker-wide counters.
@@ -132,6 +135,7 @@ func (b *Broker) Stats() Stats {
 		AcceptErrors:         b.stats.acceptErrors.Load(),
 		ConnectsRefused:      b.stats.refused.Load(),
 		ConnectsThrottled:    b.stats.throttled.Load(),
+		ReasonCodesReplaced:  b.stats.invalidCodes.Load(),
 		LogRecordsSuppressed: b.stats.suppressed.Load(),
 	}
 }
