@@ -414,6 +414,9 @@ type conn struct {
 	// publishAllowed is the MQTT 5 PUBLISH decision taken in OnPacketRead,
 	// read by OnACLCheck on the same goroutine.
 	publishAllowed atomic.Bool
+	// parked is a delivery set aside while a device packet with the same
+	// packet id is processed (see Broker.park).
+	parked atomic.Pointer[packets.Packet]
 }
 
 // setReason records why the broker is closing the connection; the first

@@ -44,6 +44,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPublish,
 		mqtt.OnClientExpired,
 		mqtt.OnPacketEncode,
+		mqtt.OnQosComplete,
 	}, []byte{b})
 }
 
@@ -164,6 +165,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if c == nil {
 		return
 	}
+	h.b.unpark(cl, c)
 	if c.established.Swap(false) {
 		h.b.metrics.disconnect(c.p.ClientID)
 		h.b.emitPresence(c, false, disconnectReason(c, cl, err))
@@ -203,6 +205,15 @@ func disconnectReason(c *conn, cl *mqtt.Client, err error) string {
 // SUBSCRIBE before mochi processes them. Returning ErrRejectPacket makes
 // mochi close the connection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if c := h.b.conn(cl); c != nil {
+		h.b.unpark(cl, c) // the previous packet is done with
+		switch pk.FixedHeader.Type {
+		case packets.Subscribe, packets.Unsubscribe, packets.Publish:
+			if pk.PacketID != 0 {
+				h.b.park(cl, c, pk.PacketID)
+			}
+		}
+	}
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		// An empty client id is answered in OnConnect with CONNACK 2; keep
@@ -341,6 +352,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []by
 		return
 	}
 	c.pending.Store(nil)
+	h.b.unpark(cl, c)
 	var topics []string
 	for i, f := range pk.Filters {
 		if i < len(reasonCodes) && reasonCodes[i] < 0x80 {
@@ -360,6 +372,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	if c == nil {
 		return
 	}
+	h.b.unpark(cl, c)
 	topics := make([]string, 0, len(pk.Filters))
 	for _, f := range pk.Filters {
 		topics = append(topics, f.Filter)
@@ -386,6 +399,19 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 	}
 	return pk, nil
+}
+
+// OnQosComplete: a device's QoS 1 PUBLISH has been acknowledged; the
+// delivery parked under its packet id goes back (see park).
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type != packets.Puback {
+		return
+	}
+	if c := h.b.conn(cl); c != nil {
+		if p := c.parked.Load(); p != nil && p.PacketID == pk.PacketID {
+			h.b.unpark(cl, c)
+		}
+	}
 }
 
 // OnPacketEncode counts the messages delivered to device clients, just
