@@ -73,7 +73,9 @@ func newEnvWith(t testing.TB, mod func(*Options), addrs ...string) *env {
 	if len(addrs) == 0 {
 		addrs = []string{"127.0.0.1:0"}
 	}
-	o := Options{Addrs: addrs, Certificates: certs, ClientCAs: ca.Pool(), Registry: reg}
+	// Tests reconnect client ids faster than AWS's one CONNECT per second;
+	// the tests of that limit set it back.
+	o := Options{Addrs: addrs, Certificates: certs, ClientCAs: ca.Pool(), Registry: reg, ConnectInterval: -1}
 	if mod != nil {
 		mod(&o)
 	}

@@ -57,18 +57,26 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
 	v5 := pk.ProtocolVersion == 5
-	if pk.Connect.ClientIdentifier != "" {
-		b.metrics.connectAttempt(pk.Connect.ClientIdentifier, cl.Net.Remote)
-	}
+	// Nothing is recorded per client id before the CONNECT is accepted:
+	// a refusal counts against a client id only if it already has state.
 	refuse := func(code packets.Code, always bool, why string) error {
-		if code == packets.ErrNotAuthorized && pk.Connect.ClientIdentifier != "" {
-			b.metrics.authFailure(pk.Connect.ClientIdentifier)
+		b.stats.refused.Add(1)
+		if st := b.metrics.lookup(pk.Connect.ClientIdentifier); st != nil {
+			st.attempts.Add(1)
+			if code == packets.ErrNotAuthorized {
+				st.authFailures.Add(1)
+			}
 		}
 		if v5 || always {
 			_ = b.srv.SendConnack(cl, code, false, nil)
 		}
-		b.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why)
-		return fmt.Errorf("%w: %s", errRefused, why)
+		if ok, suppressed := b.refusalLog.allow(b.now()); ok {
+			b.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why,
+				"suppressed", suppressed)
+		} else {
+			b.stats.suppressed.Add(1)
+		}
+		return fmt.Errorf("%w: %s", errRefused, logField(why))
 	}
 
 	tc, ok := cl.Net.Conn.(*tls.Conn)
@@ -124,12 +132,22 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 
+	// Accepted, unless the client id was accepted less than a second ago.
+	st, throttled := b.metrics.acquire(clientID, b.now(), b.connectInterval)
+	if throttled {
+		b.stats.throttled.Add(1)
+		return refuse(packets.ErrConnectionRateExceeded, false, "more than one CONNECT per second for this client id")
+	}
+	ip := hostOnly(cl.Net.Remote)
+	st.sourceIP.Store(&ip)
+
 	if ka := clampKeepAlive(pk.Connect.Keepalive); ka != pk.Connect.Keepalive {
 		cl.State.Keepalive = ka
 		cl.State.ServerKeepalive = true
 	}
-	c := &conn{p: p, v5: v5, session: newSessionID(), version: b.nextVersion(clientID)}
+	c := &conn{p: p, v5: v5, session: newSessionID(), st: st, version: st.version.Add(1)}
 	b.conns.Store(cl, c)
+	b.pending.Store(cl.Net.Conn, cl)
 	return nil
 }
 
@@ -151,6 +169,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 
 // OnSessionEstablished runs after CONNACK: emit the connected event.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.pending.Delete(cl.Net.Conn)
 	c := h.b.conn(cl)
 	if c == nil {
 		return
@@ -167,9 +186,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.b.unpark(cl, c)
 	if c.established.Swap(false) {
-		h.b.metrics.disconnect(c.p.ClientID)
+		c.st.disconnects.Add(1)
 		h.b.emitPresence(c, false, disconnectReason(c, cl, err))
 	}
+	h.b.releaseClient(c)
 	if expire || c.takenOver.Load() || cl.IsTakenOver() {
 		h.b.conns.Delete(cl)
 	}
@@ -264,9 +284,9 @@ func (h *hook) readPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	allowed := h.b.authz.Publish(c.p, topic, pk.FixedHeader.Retain)
 	if allowed {
-		h.b.metrics.sent(c.p.ClientID, len(pk.Payload))
+		c.st.sentMessage(len(pk.Payload))
 	} else {
-		h.b.metrics.authFailure(c.p.ClientID)
+		c.st.authFailures.Add(1)
 	}
 	if !allowed && !c.v5 {
 		return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "publish to "+topic+" not authorized")
@@ -299,7 +319,7 @@ func (h *hook) readSubscribe(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		}
 		allowed := h.b.authz.Subscribe(c.p, f.Filter)
 		if !allowed {
-			h.b.metrics.authFailure(c.p.ClientID)
+			c.st.authFailures.Add(1)
 		}
 		if !allowed && !c.v5 {
 			return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "subscribe to "+f.Filter+" not authorized")
@@ -415,12 +435,13 @@ func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPacketEncode counts the messages delivered to device clients, just
-// before they are written (so a client that has read one sees it counted).
+// before they are written (so a client that has read one sees it counted),
+// and checks the reason codes of acknowledgements (checkAckCodes).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		if !cl.Net.Inline {
-			h.b.metrics.received(cl.ID, len(pk.Payload))
+		if c := h.b.conn(cl); c != nil {
+			c.st.receivedMessage(len(pk.Payload))
 		}
 	case packets.Puback, packets.Suback, packets.Unsuback:
 		pk = h.b.checkAckCodes(cl, pk)

@@ -38,6 +38,9 @@ type tlsListener struct {
 	// log records.
 	stats  *counters
 	errLog sampler
+	// ended, if set, is called with each connection handed to mochi once
+	// mochi is done with it.
+	ended func(net.Conn)
 
 	ln     net.Listener
 	ctx    context.Context
@@ -148,6 +151,9 @@ func (l *tlsListener) serveConn(c net.Conn, establish listeners.EstablishFn) {
 	// keep-alive deadline.
 	if err := establish(l.id, tc); err != nil {
 		l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "err", err)
+	}
+	if l.ended != nil {
+		l.ended(tc)
 	}
 }
 

@@ -41,7 +41,7 @@ func (b *Broker) unpark(cl *mqtt.Client, c *conn) {
 	if _, taken := cl.State.Inflight.Get(out.PacketID); taken {
 		id, err := cl.NextPacketID()
 		if err != nil {
-			b.log.Warn("delivery dropped: no packet id free", "client", logField(cl.ID), "topic", logField(out.TopicName))
+			b.log.Warn("delivery dropped: no packet id free", "client", cl.ID, "topic", out.TopicName)
 			return
 		}
 		out.PacketID = uint16(id)

@@ -73,7 +73,7 @@ func (b *Broker) checkAckCodes(cl *mqtt.Client, pk packets.Packet) packets.Packe
 func (b *Broker) invalidCode(cl *mqtt.Client, pk packets.Packet, code byte) {
 	b.stats.invalidCodes.Add(1)
 	if ok, suppressed := b.codeLog.allow(time.Now()); ok {
-		b.log.Warn("undefined reason code replaced by 0x80", "client", logField(cl.ID), "packet", packets.PacketNames[pk.FixedHeader.Type],
+		b.log.Warn("undefined reason code replaced by 0x80", "client", cl.ID, "packet", packets.PacketNames[pk.FixedHeader.Type],
 			"code", code, "protocol_version", cl.Properties.ProtocolVersion, "suppressed", suppressed)
 	} else {
 		b.stats.suppressed.Add(1)
