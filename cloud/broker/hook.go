@@ -443,7 +443,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		if c := h.b.conn(cl); c != nil {
 			c.st.receivedMessage(len(pk.Payload))
 		}
-	case packets.Puback, packets.Suback, packets.Unsuback:
+	case packets.Connack, packets.Puback, packets.Suback, packets.Unsuback:
 		pk = h.b.checkAckCodes(cl, pk)
 	}
 	return pk

@@ -102,3 +102,27 @@ func TestMQTT5PublishAckAndExpiry(t *testing.T) {
 		t.Errorf("ReasonCodesReplaced = %d, want 0", got)
 	}
 }
+
+// TestConnackCodeForProtocolVersion: mochi refuses a CONNECT with a QoS 2
+// will before the broker sees it, with CONNACK 0x9B ("QoS not
+// supported"), which MQTT 3.1.1 does not define (return codes 0-5); a
+// 3.1.1 client gets 5 (not authorized), an MQTT 5 client 0x9B.
+func TestConnackCodeForProtocolVersion(t *testing.T) {
+	e := newEnv(t, allowAll{})
+	cert, _ := e.device("W")
+	for _, tc := range []struct {
+		version byte
+		want    byte
+	}{{4, 5}, {5, 0x9B}} {
+		c, err := e.dialRaw(e.b.Addrs()[0], &cert, tc.version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk := connectPacket("W", tc.version, 60)
+		pk.Connect.WillFlag, pk.Connect.WillQos, pk.Connect.WillTopic, pk.Connect.WillPayload = true, 2, "w/W", []byte("gone")
+		ack, err := c.connect(pk)
+		if err != nil || ack.ReasonCode != tc.want {
+			t.Errorf("MQTT %d CONNECT with a QoS 2 will: CONNACK 0x%02x %v, want 0x%02x", tc.version, ack.ReasonCode, err, tc.want)
+		}
+	}
+}

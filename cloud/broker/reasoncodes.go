@@ -14,7 +14,14 @@ var (
 	subackCodes5   = codeSet(0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2)
 	pubackCodes5   = codeSet(0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99)
 	unsubackCodes5 = codeSet(0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91)
+	connackCodes5  = codeSet(0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C,
+		0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F)
 )
+
+// connackCodes311 maps MQTT 5 CONNACK codes to the MQTT 3.1.1 return code
+// of the same meaning (§3.2.2.3); any other refusal is "not authorized",
+// as AWS answers what it refuses.
+var connackCodes311 = map[byte]byte{0x84: 1, 0x85: 2, 0x88: 3, 0x89: 3, 0x86: 4, 0x87: 5}
 
 func codeSet(codes ...byte) (s [256]bool) {
 	for _, c := range codes {
@@ -26,12 +33,26 @@ func codeSet(codes ...byte) (s [256]bool) {
 // checkAckCodes is the last check before an acknowledgement goes out: a
 // reason code the client's protocol version does not define becomes
 // "unspecified error" (0x80), counted and logged, except for mochi's PUBACK
-// "granted QoS 1" (0x01), which means success (0x00). The broker's own
+// "granted QoS 1" (0x01), which means success (0x00), and an MQTT 5 CONNACK
+// code sent to an MQTT 3.1.1 client (mochi answers a 3.1.1 CONNECT with a
+// QoS 2 will with 0x9B), which becomes its 3.1.1 equivalent. The broker's own
 // decisions never produce one; this keeps a client from ever reading an
 // undefined code, whatever mochi does.
 func (b *Broker) checkAckCodes(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	v5 := cl.Properties.ProtocolVersion == 5
 	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		switch {
+		case v5 && !connackCodes5[pk.ReasonCode]:
+			b.invalidCode(cl, pk, pk.ReasonCode)
+			pk.ReasonCode = packets.ErrUnspecifiedError.Code
+		case !v5 && pk.ReasonCode > 5:
+			code, ok := connackCodes311[pk.ReasonCode]
+			if !ok {
+				code = 5
+			}
+			pk.ReasonCode = code
+		}
 	case packets.Puback:
 		if !v5 || pubackCodes5[pk.ReasonCode] {
 			return pk
