@@ -159,6 +159,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	if c := h.b.conn(existing); c != nil {
+		h.b.unpark(existing, c) // the new connection inherits every delivery
 		c.takenOver.Store(true)
 		c.setReason(ReasonDuplicateClientID)
 		if existing.Closed() { // an offline persistent session
