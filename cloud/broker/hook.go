@@ -152,7 +152,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // OnSessionEstablish runs before mochi takes over an existing session with
-// the same client id: the old state is marked so OnDisconnect drops it.
+// the same client id: the old state is marked so OnDisconnect drops it, and
+// an MQTT 3.1.1 connection still open is closed.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	existing, ok := h.b.srv.Clients.Get(cl.ID)
 	if !ok || existing == cl {
@@ -165,6 +166,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		if existing.Closed() { // an offline persistent session
 			h.b.conns.Delete(existing)
 		}
+	}
+	// mochi would write a DISCONNECT to the old connection, which MQTT
+	// 3.1.1 does not have: close it first (kick), as AWS does.
+	if !existing.Closed() && existing.Properties.ProtocolVersion < 5 {
+		h.b.kick(existing, packets.ErrSessionTakenOver)
 	}
 }
 

@@ -3,11 +3,13 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // paho5 connects an MQTT 5 client (eclipse/paho.golang) over TLS; its
@@ -124,5 +126,37 @@ func TestConnackCodeForProtocolVersion(t *testing.T) {
 		if err != nil || ack.ReasonCode != tc.want {
 			t.Errorf("MQTT %d CONNECT with a QoS 2 will: CONNACK 0x%02x %v, want 0x%02x", tc.version, ack.ReasonCode, err, tc.want)
 		}
+	}
+}
+
+// TestTakeoverClosesMQTT311WithoutDisconnect: MQTT 3.1.1 has no DISCONNECT
+// from the server; the connection taken over by a newer one with the same
+// client id is closed (mochi wrote a DISCONNECT 0x8E to it), while an MQTT
+// 5 connection gets DISCONNECT 0x8E (session taken over).
+func TestTakeoverClosesMQTT311WithoutDisconnect(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprint("v", version), func(t *testing.T) {
+			e := newEnv(t, allowAll{})
+			cert, _ := e.device("A")
+			first, err := e.dialRaw(e.b.Addrs()[0], &cert, version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ack, err := first.connect(connectPacket("A", version, 60)); err != nil || ack.ReasonCode != 0 {
+				t.Fatalf("connect: 0x%02x %v", ack.ReasonCode, err)
+			}
+			e.rawConnected(cert, "A")
+			seen := first.closedByBroker()
+			var types []byte
+			for _, pk := range seen {
+				types = append(types, pk.FixedHeader.Type)
+			}
+			switch {
+			case version == 4 && len(seen) != 0:
+				t.Errorf("MQTT 3.1.1 connection taken over received packets of types %v, want none", types)
+			case version == 5 && (len(seen) != 1 || seen[0].FixedHeader.Type != packets.Disconnect || seen[0].ReasonCode != 0x8E):
+				t.Errorf("MQTT 5 connection taken over received %+v, want DISCONNECT 0x8e", seen)
+			}
+		})
 	}
 }
