@@ -3,6 +3,7 @@ module github.com/iotagent/iotagent
 go 1.26.8
 
 require (
+	github.com/eclipse/paho.golang v0.23.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/google/go-cmp v0.7.0
 	github.com/jonboulle/clockwork v0.5.0

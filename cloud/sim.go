@@ -62,6 +62,10 @@ type Options struct {
 	// handlers that must not miss a device's first message (tests that
 	// restart iotsim under a connected device).
 	BeforeListen func(*Sim)
+	// MQTTConnectInterval is the least time between two accepted CONNECTs
+	// with one client id (broker.Options.ConnectInterval): 0 means AWS's
+	// one second, negative means no limit.
+	MQTTConnectInterval time.Duration
 	// WrapHTTP, if set, wraps the handler of the HTTP listener (REST API
 	// and S3 objects): tests observe or disturb requests there, e.g. see
 	// the Range header of an artifact download or cut it off mid-way.
@@ -191,6 +195,8 @@ func Start(o Options) (_ *Sim, err error) {
 		Registry:     s.reg,
 		Logger:       o.Logger.With("component", "broker"),
 		Now:          o.Now,
+		// AWS's one CONNECT per second per client id, unless asked otherwise.
+		ConnectInterval: o.MQTTConnectInterval,
 		// JITR/JITP (cloud/provisioning/jitp.go); s.jit is set before Start.
 		AutoRegister: func(c *x509.Certificate) { s.jit.AutoRegister(c) },
 	})

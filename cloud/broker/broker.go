@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for TLS certificate validity and event timestamps; nil means time.Now.
 	Now func() time.Time
+	// ConnectInterval is the least time between two accepted CONNECTs with
+	// the same client id; a CONNECT sooner is refused as AWS refuses it.
+	// 0 means AWS's limit, one second; negative means no limit.
+	ConnectInterval time.Duration
 	// AutoRegister, if set, runs on a CONNECT whose certificate the
 	// registry does not know or holds as PENDING_ACTIVATION (JITR/JITP,
 	// see provisioning.JIT), before the connection is refused.
@@ -78,12 +83,23 @@ type Broker struct {
 	cas      caCache  // parsed registered CA certificates (clientauth.go)
 	verified verifyCache
 	held     withheld // queued messages kept from a session's new owner (session.go)
+	stats    counters
+	// Rate limits of the log records a peer can cause (ratelog.go).
+	refusalLog, codeLog sampler
+
+	// pending maps the net.Conn of a connection whose CONNECT was accepted
+	// to its *mqtt.Client until mochi has sent the CONNACK
+	// (OnSessionEstablished); if mochi gives up before, connEnded frees
+	// what OnConnect set up, as no OnDisconnect follows.
+	pending sync.Map
+	// connectInterval is the least time between two accepted CONNECTs of
+	// one client id (Options.ConnectInterval).
+	connectInterval time.Duration
 
 	mu        sync.Mutex // guards the fields below and handler registration
 	started   bool
 	closed    bool
 	listeners []*tlsListener
-	versions  map[string]int64 // lifecycle versionNumber per client id
 }
 
 // New validates o and builds a broker. It starts nothing.
@@ -104,12 +120,20 @@ func New(o Options) (*Broker, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("new broker: missing %v: %w", missing, ErrInvalidOptions)
 	}
-	b := &Broker{o: o, authz: o.Authorizer, log: o.Logger, now: o.Now, versions: map[string]int64{}}
+	b := &Broker{o: o, authz: o.Authorizer, log: o.Logger, now: o.Now, connectInterval: o.ConnectInterval}
 	if b.authz == nil {
 		b.authz = ThingScoped{}
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
+	}
+	// Every record is bounded, whatever a peer sent (ratelog.go).
+	b.log = slog.New(boundedHandler{b.log.Handler()})
+	switch {
+	case b.connectInterval == 0:
+		b.connectInterval = minConnectInterval
+	case b.connectInterval < 0:
+		b.connectInterval = 0
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -134,9 +158,15 @@ func New(o Options) (*Broker, error) {
 	caps.ReceiveMaximum = ReceiveMaximum
 	caps.TopicAliasMaximum = TopicAliasMaximum
 	caps.MaximumSessionExpiryInterval = MaxSessionExpiry
-	// Retained messages live for 3 years on AWS; mochi applies this bound
-	// to retained and in-flight messages alike.
-	caps.MaximumMessageExpiryInterval = 3 * 365 * 24 * 3600
+	// No expiry is invented: mochi gives every message without a Message
+	// Expiry Interval this many seconds and tells MQTT 5 subscribers so,
+	// where AWS's messages without one do not expire. (AWS drops retained
+	// messages 3 years after their last update; iotsim keeps them, in
+	// memory, for as long as it runs.)
+	caps.MaximumMessageExpiryInterval = 0
+	// A PUBACK carries no properties of its own; mochi would echo the
+	// PUBLISH's user properties in it.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// mochi gives each client a queue of pending writes of this many
 	// messages, allocated at connect (a pointer each, which the GC scans;
 	// its default of 8,192 is 64 KiB per connection). A subscriber that
@@ -183,7 +213,8 @@ func (b *Broker) Start() error {
 		return errors.New("broker: already started")
 	}
 	for i, addr := range b.o.Addrs {
-		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log)
+		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log, &b.stats)
+		l.ended = b.connEnded
 		if err := b.srv.AddListener(l); err != nil {
 			for _, prev := range b.listeners {
 				_ = prev.ln.Close()
@@ -369,11 +400,27 @@ func (b *Broker) conn(cl *mqtt.Client) *conn {
 	return v.(*conn)
 }
 
-func (b *Broker) nextVersion(clientID string) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.versions[clientID]++
-	return b.versions[clientID]
+// releaseClient drops the connection's hold on its client id's state, once.
+func (b *Broker) releaseClient(c *conn) {
+	if c.released.CompareAndSwap(false, true) {
+		b.metrics.release(c.st, b.now())
+	}
+}
+
+// connEnded runs when the listener is done with a connection: if mochi
+// gave up on it between an accepted CONNECT and the CONNACK (the CONNACK
+// could not be written), OnDisconnect never runs, so its state is freed
+// here.
+func (b *Broker) connEnded(nc net.Conn) {
+	v, ok := b.pending.LoadAndDelete(nc)
+	if !ok {
+		return
+	}
+	cl := v.(*mqtt.Client)
+	if c := b.conn(cl); c != nil && !c.established.Load() {
+		b.conns.Delete(cl)
+		b.releaseClient(c)
+	}
 }
 
 // matchingSubscription returns the client's subscription with the highest
@@ -396,6 +443,10 @@ type conn struct {
 	v5      bool
 	session string
 	version int64
+	// st is the client id's state, held from the accepted CONNECT until
+	// released (once) when the connection ends.
+	st       *clientState
+	released atomic.Bool
 
 	established atomic.Bool
 	takenOver   atomic.Bool
@@ -406,6 +457,9 @@ type conn struct {
 	// publishAllowed is the MQTT 5 PUBLISH decision taken in OnPacketRead,
 	// read by OnACLCheck on the same goroutine.
 	publishAllowed atomic.Bool
+	// parked is a delivery set aside while a device packet with the same
+	// packet id is processed (see Broker.park).
+	parked atomic.Pointer[packets.Packet]
 }
 
 // setReason records why the broker is closing the connection; the first

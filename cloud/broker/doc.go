@@ -24,6 +24,20 @@
 //     clamped to 30..1200 s (0 means 1200), session expiry capped at 3600 s,
 //     '#' not matching its parent level, retained messages delivered only to
 //     exact-match filters, no RETAIN on $-topics.
+//   - At most one accepted CONNECT per second per client id (AWS's
+//     limit, Options.ConnectInterval); a faster one is refused like any
+//     other (MQTT 5: CONNACK 0x9F). Per-client-id state (Defender
+//     counters, lifecycle versionNumber) exists only for accepted
+//     CONNECTs and is freed an hour after the client id's last connection
+//     ends, so refused CONNECTs leave nothing behind.
+//   - Acknowledgements carry only reason codes defined for the client's
+//     protocol version, and a device's packet ids never collide with the
+//     broker's deliveries of a resumed session (packetid.go). No message
+//     expiry is invented for messages published without one.
+//   - Accept errors (e.g. out of file descriptors) pause the listener
+//     (5 ms doubling to 1 s) and never stop it. Log records are bounded
+//     whatever a peer sends, and refusals are logged at most 10 a second;
+//     Stats counts what was refused or left out.
 //   - Lifecycle events on $aws/events/presence/{connected,disconnected}/<clientId>
 //     and $aws/events/subscriptions/{subscribed,unsubscribed}/<clientId>.
 //   - When a certificate leaves ACTIVE, every connection using it is closed

@@ -44,6 +44,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPublish,
 		mqtt.OnClientExpired,
 		mqtt.OnPacketEncode,
+		mqtt.OnQosComplete,
 	}, []byte{b})
 }
 
@@ -56,18 +57,26 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
 	v5 := pk.ProtocolVersion == 5
-	if pk.Connect.ClientIdentifier != "" {
-		b.metrics.connectAttempt(pk.Connect.ClientIdentifier, cl.Net.Remote)
-	}
+	// Nothing is recorded per client id before the CONNECT is accepted:
+	// a refusal counts against a client id only if it already has state.
 	refuse := func(code packets.Code, always bool, why string) error {
-		if code == packets.ErrNotAuthorized && pk.Connect.ClientIdentifier != "" {
-			b.metrics.authFailure(pk.Connect.ClientIdentifier)
+		b.stats.refused.Add(1)
+		if st := b.metrics.lookup(pk.Connect.ClientIdentifier); st != nil {
+			st.attempts.Add(1)
+			if code == packets.ErrNotAuthorized {
+				st.authFailures.Add(1)
+			}
 		}
 		if v5 || always {
 			_ = b.srv.SendConnack(cl, code, false, nil)
 		}
-		b.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why)
-		return fmt.Errorf("%w: %s", errRefused, why)
+		if ok, suppressed := b.refusalLog.allow(b.now()); ok {
+			b.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why,
+				"suppressed", suppressed)
+		} else {
+			b.stats.suppressed.Add(1)
+		}
+		return fmt.Errorf("%w: %s", errRefused, logField(why))
 	}
 
 	tc, ok := cl.Net.Conn.(*tls.Conn)
@@ -123,17 +132,29 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 
+	// Accepted, unless the client id was accepted less than a second ago.
+	st, throttled := b.metrics.acquire(clientID, b.now(), b.connectInterval)
+	if throttled {
+		b.stats.throttled.Add(1)
+		return refuse(packets.ErrConnectionRateExceeded, false, "more than one CONNECT per second for this client id")
+	}
+	ip := hostOnly(cl.Net.Remote)
+	st.sourceIP.Store(&ip)
+
 	if ka := clampKeepAlive(pk.Connect.Keepalive); ka != pk.Connect.Keepalive {
 		cl.State.Keepalive = ka
 		cl.State.ServerKeepalive = true
 	}
-	c := &conn{p: p, v5: v5, session: newSessionID(), version: b.nextVersion(clientID)}
+	c := &conn{p: p, v5: v5, session: newSessionID(), st: st, version: st.version.Add(1)}
 	b.conns.Store(cl, c)
+	b.pending.Store(cl.Net.Conn, cl)
 	return nil
 }
 
 // OnSessionEstablish runs before mochi takes over an existing session with
-// the same client id: the old state is marked so OnDisconnect drops it.
+// the same client id: queued messages the new connection may not receive
+// are set aside (session.go), the old state is marked so OnDisconnect drops
+// it, and an MQTT 3.1.1 connection still open is closed.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.b.refilterSession(cl, pk)
 	existing, ok := h.b.srv.Clients.Get(cl.ID)
@@ -141,16 +162,23 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if c := h.b.conn(existing); c != nil {
+		h.b.unpark(existing, c) // the new connection inherits every delivery
 		c.takenOver.Store(true)
 		c.setReason(ReasonDuplicateClientID)
 		if existing.Closed() { // an offline persistent session
 			h.b.conns.Delete(existing)
 		}
 	}
+	// mochi would write a DISCONNECT to the old connection, which MQTT
+	// 3.1.1 does not have: close it first (kick), as AWS does.
+	if !existing.Closed() && existing.Properties.ProtocolVersion < 5 {
+		h.b.kick(existing, packets.ErrSessionTakenOver)
+	}
 }
 
 // OnSessionEstablished runs after CONNACK: emit the connected event.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.pending.Delete(cl.Net.Conn)
 	c := h.b.conn(cl)
 	if c == nil {
 		return
@@ -165,10 +193,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if c == nil {
 		return
 	}
+	h.b.unpark(cl, c)
 	if c.established.Swap(false) {
-		h.b.metrics.disconnect(c.p.ClientID)
+		c.st.disconnects.Add(1)
 		h.b.emitPresence(c, false, disconnectReason(c, cl, err))
 	}
+	h.b.releaseClient(c)
 	if expire || c.takenOver.Load() || cl.IsTakenOver() {
 		h.b.conns.Delete(cl)
 	}
@@ -207,6 +237,15 @@ func disconnectReason(c *conn, cl *mqtt.Client, err error) string {
 // SUBSCRIBE before mochi processes them. Returning ErrRejectPacket makes
 // mochi close the connection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if c := h.b.conn(cl); c != nil {
+		h.b.unpark(cl, c) // the previous packet is done with
+		switch pk.FixedHeader.Type {
+		case packets.Subscribe, packets.Unsubscribe, packets.Publish:
+			if pk.PacketID != 0 {
+				h.b.park(cl, c, pk.PacketID)
+			}
+		}
+	}
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		// An empty client id is answered in OnConnect with CONNACK 2; keep
@@ -257,9 +296,9 @@ func (h *hook) readPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	allowed := h.b.authz.Publish(c.p, topic, pk.FixedHeader.Retain)
 	if allowed {
-		h.b.metrics.sent(c.p.ClientID, len(pk.Payload))
+		c.st.sentMessage(len(pk.Payload))
 	} else {
-		h.b.metrics.authFailure(c.p.ClientID)
+		c.st.authFailures.Add(1)
 	}
 	if !allowed && !c.v5 {
 		return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "publish to "+topic+" not authorized")
@@ -292,7 +331,7 @@ func (h *hook) readSubscribe(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		}
 		allowed := h.b.authz.Subscribe(c.p, f.Filter)
 		if !allowed {
-			h.b.metrics.authFailure(c.p.ClientID)
+			c.st.authFailures.Add(1)
 		}
 		if !allowed && !c.v5 {
 			return pk, h.reject(cl, c, ReasonAuthError, packets.ErrNotAuthorized, "subscribe to "+f.Filter+" not authorized")
@@ -345,6 +384,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []by
 		return
 	}
 	c.pending.Store(nil)
+	h.b.unpark(cl, c)
 	var topics []string
 	for i, f := range pk.Filters {
 		if i < len(reasonCodes) && reasonCodes[i] < 0x80 {
@@ -364,6 +404,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	if c == nil {
 		return
 	}
+	h.b.unpark(cl, c)
 	topics := make([]string, 0, len(pk.Filters))
 	for _, f := range pk.Filters {
 		topics = append(topics, f.Filter)
@@ -392,11 +433,30 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, nil
 }
 
+// OnQosComplete: a device's QoS 1 PUBLISH has been acknowledged; the
+// delivery parked under its packet id goes back (see park).
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type != packets.Puback {
+		return
+	}
+	if c := h.b.conn(cl); c != nil {
+		if p := c.parked.Load(); p != nil && p.PacketID == pk.PacketID {
+			h.b.unpark(cl, c)
+		}
+	}
+}
+
 // OnPacketEncode counts the messages delivered to device clients, just
-// before they are written (so a client that has read one sees it counted).
+// before they are written (so a client that has read one sees it counted),
+// and checks the reason codes of acknowledgements (checkAckCodes).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline {
-		h.b.metrics.received(cl.ID, len(pk.Payload))
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if c := h.b.conn(cl); c != nil {
+			c.st.receivedMessage(len(pk.Payload))
+		}
+	case packets.Connack, packets.Puback, packets.Suback, packets.Unsuback:
+		pk = h.b.checkAckCodes(cl, pk)
 	}
 	return pk
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -33,6 +34,14 @@ type tlsListener struct {
 	cfg      *tls.Config
 	log      *slog.Logger
 
+	// stats counts failed accepts (see Serve); errLog rate-limits their
+	// log records.
+	stats  *counters
+	errLog sampler
+	// ended, if set, is called with each connection handed to mochi once
+	// mochi is done with it.
+	ended func(net.Conn)
+
 	ln     net.Listener
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -45,9 +54,10 @@ type tlsListener struct {
 
 var _ listeners.Listener = (*tlsListener)(nil)
 
-func newTLSListener(id, addr string, cfg *tls.Config, log *slog.Logger) *tlsListener {
+func newTLSListener(id, addr string, cfg *tls.Config, log *slog.Logger, stats *counters) *tlsListener {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &tlsListener{id: id, addr: addr, cfg: cfg, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	return &tlsListener{id: id, addr: addr, cfg: cfg, log: log, stats: stats,
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 }
 
 func (l *tlsListener) ID() string       { return l.id }
@@ -69,12 +79,44 @@ func (l *tlsListener) Init(*slog.Logger) error {
 	return nil
 }
 
+// Accept errors that are not the listener's own closing (EMFILE when the
+// process runs out of file descriptors, ENFILE, ENOBUFS, ...) are retried
+// after a pause that starts at minAcceptBackoff and doubles up to
+// maxAcceptBackoff, as net/http's Server does; a successful accept resets it.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
 func (l *tlsListener) Serve(establish listeners.EstablishFn) {
+	var delay time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			return
+			if l.end.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if delay == 0 {
+				delay = minAcceptBackoff
+			} else {
+				delay = min(2*delay, maxAcceptBackoff)
+			}
+			l.stats.acceptErrors.Add(1)
+			if ok, suppressed := l.errLog.allow(time.Now()); ok {
+				l.log.Error("mqtt accept failed; retrying", "listener", l.id, "err", err, "retry_in", delay, "suppressed", suppressed)
+			} else {
+				l.stats.suppressed.Add(1)
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-l.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
 		}
+		delay = 0
 		if !l.track(c) {
 			_ = c.Close()
 			return
@@ -109,6 +151,9 @@ func (l *tlsListener) serveConn(c net.Conn, establish listeners.EstablishFn) {
 	// keep-alive deadline.
 	if err := establish(l.id, tc); err != nil {
 		l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "err", err)
+	}
+	if l.ended != nil {
+		l.ended(tc)
 	}
 }
 

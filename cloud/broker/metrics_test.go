@@ -89,8 +89,8 @@ func TestClientMetrics(t *testing.T) {
 }
 
 func BenchmarkMetricsSent(b *testing.B) {
-	var m metrics
+	var st clientState
 	for b.Loop() {
-		m.sent("box-1", 100)
+		st.sentMessage(100)
 	}
 }

@@ -30,6 +30,13 @@ func StartWith(t testing.TB, o cloud.Options) *cloud.Sim {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MQTTConnectInterval == 0 {
+		// Tests reconnect a client id right after the broker closed it,
+		// faster than AWS's one CONNECT per second per client id allows;
+		// a test of how a client copes with that limit sets
+		// MQTTConnectInterval to time.Second.
+		o.MQTTConnectInterval = -1
+	}
 	s, err := cloud.Start(o)
 	if err != nil {
 		t.Fatalf("start iotsim: %v", err)
