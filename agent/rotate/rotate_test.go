@@ -182,6 +182,27 @@ func TestRotateEndToEnd(t *testing.T) {
 	}
 }
 
+// TestRotateUnderConnectThrottle: with AWS's one CONNECT per second per
+// client id in force, the verifier's CONNECT comes moments after the
+// device's own one and is closed without CONNACK; it is tried again after
+// the throttle's second and the rotation commits.
+func TestRotateUnderConnectThrottle(t *testing.T) {
+	sim := cloudtest.StartWith(t, cloud.Options{MQTTConnectInterval: time.Second})
+	d := newDevice(t, sim, "SN-ROT-THROTTLE")
+	oldID := certIDOf(t, d.certFile)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := sim.Broker().Stats().ConnectsThrottled
+	res, err := Rotate(ctx, d.conn, FileKeys{Dir: filepath.Join(d.stateDir, "identity")}, d.options(sim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRotated(t, sim, d, res, oldID)
+	if n := sim.Broker().Stats().ConnectsThrottled - before; n == 0 {
+		t.Error("no CONNECT was throttled: the test did not exercise the retry")
+	}
+}
+
 var errCrash = errors.New("crash")
 
 // TestRotateInterrupted stops Rotate after each persisted step, as a crash

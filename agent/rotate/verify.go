@@ -36,40 +36,72 @@ func DialVerifier(o DialOptions) Verifier {
 	return func(ctx context.Context, cert tls.Certificate) error {
 		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
-		cfg := &tls.Config{
-			ServerName:   o.ServerName,
-			RootCAs:      o.RootCAs,
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
+		// AWS IoT accepts one CONNECT a second per client id and closes a
+		// faster one without CONNACK; the agent's own connection with this
+		// client id was made moments ago. So a CONNECT closed unanswered
+		// is tried again after the throttle's second, while time is left.
+		for attempt := 1; ; attempt++ {
+			err := verifyOnce(ctx, o, cert)
+			if !errors.Is(err, errNoConnack) || attempt == verifyAttempts {
+				return err
+			}
+			t := time.NewTimer(throttleWait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			case <-t.C:
+			}
 		}
-		if o.ALPN {
-			cfg.NextProtos = []string{"x-amzn-mqtt-ca"}
-		}
-		d := tls.Dialer{Config: cfg}
-		c, err := d.DialContext(ctx, "tcp", o.Addr)
-		if err != nil {
-			return fmt.Errorf("verify: dial %s: %w", o.Addr, err)
-		}
-		defer c.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = c.SetDeadline(dl)
-		}
-		if _, err := c.Write(connectPacket(o.ClientID, 60)); err != nil {
-			return fmt.Errorf("verify: CONNECT: %w", err)
-		}
-		var ack [4]byte
-		if _, err := io.ReadFull(c, ack[:]); err != nil {
-			return fmt.Errorf("verify: %w: no CONNACK: %w", ErrRefused, err)
-		}
-		if ack[0] != 0x20 || ack[1] != 0x02 {
-			return fmt.Errorf("verify: %w: not a CONNACK: % x", ErrRefused, ack)
-		}
-		if ack[3] != 0 {
-			return fmt.Errorf("verify: %w: CONNACK return code %d", ErrRefused, ack[3])
-		}
-		_, _ = c.Write([]byte{0xe0, 0x00}) // DISCONNECT
-		return nil
 	}
+}
+
+// A CONNECT refused without CONNACK is tried verifyAttempts times in all,
+// throttleWait apart (AWS IoT: one CONNECT per second per client id).
+const (
+	verifyAttempts = 3
+	throttleWait   = 1100 * time.Millisecond
+)
+
+// errNoConnack: the broker closed the connection without a CONNACK (a
+// throttled CONNECT, or a refused certificate).
+var errNoConnack = errors.New("no CONNACK")
+
+// verifyOnce makes one CONNECT, CONNACK, DISCONNECT exchange.
+func verifyOnce(ctx context.Context, o DialOptions, cert tls.Certificate) error {
+	cfg := &tls.Config{
+		ServerName:   o.ServerName,
+		RootCAs:      o.RootCAs,
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+	}
+	if o.ALPN {
+		cfg.NextProtos = []string{"x-amzn-mqtt-ca"}
+	}
+	d := tls.Dialer{Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("verify: dial %s: %w", o.Addr, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := c.Write(connectPacket(o.ClientID, 60)); err != nil {
+		return fmt.Errorf("verify: CONNECT: %w", err)
+	}
+	var ack [4]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		return fmt.Errorf("verify: %w: %w: %w", ErrRefused, errNoConnack, err)
+	}
+	if ack[0] != 0x20 || ack[1] != 0x02 {
+		return fmt.Errorf("verify: %w: not a CONNACK: % x", ErrRefused, ack)
+	}
+	if ack[3] != 0 {
+		return fmt.Errorf("verify: %w: CONNACK return code %d", ErrRefused, ack[3])
+	}
+	_, _ = c.Write([]byte{0xe0, 0x00}) // DISCONNECT
+	return nil
 }
 
 // connectPacket is an MQTT 3.1.1 CONNECT with CleanSession=0.
