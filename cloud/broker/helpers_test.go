@@ -415,15 +415,39 @@ var timeZero time.Time
 
 // logBuffer collects log output for tests; safe for concurrent writers.
 type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-	n  int64
+	mu      sync.Mutex
+	b       bytes.Buffer
+	n       int64
+	msgs    map[string]int // records holding each string (see records)
+	longest map[string]int
+}
+
+// records returns how many records written so far hold msg, and the
+// longest one's length; the count starts with the first call for msg, so
+// call it once before the writes too.
+func (l *logBuffer) records(msg string) (n, longest int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msgs == nil {
+		l.msgs, l.longest = map[string]int{}, map[string]int{}
+	}
+	if _, ok := l.msgs[msg]; !ok {
+		l.msgs[msg] = 0
+	}
+	return l.msgs[msg], l.longest[msg]
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.n += int64(len(p))
+	// slog writes one record per call: count them all, kept or not.
+	for msg, n := range l.msgs {
+		if bytes.Contains(p, []byte(msg)) {
+			l.msgs[msg] = n + 1
+			l.longest[msg] = max(l.longest[msg], len(p)-1)
+		}
+	}
 	if l.b.Len() < 1<<20 {
 		l.b.Write(p)
 	}
