@@ -152,6 +152,14 @@ type authState struct {
 
 // afterSession decides, after a session ended, whether its close is
 // blamed on a packet; it records the diagnosis, quarantines a poison
+// blameRun is how many connections in a row the broker closed right after
+// the same packet (0: the last close was not blamed on one).
+func (c *Client) blameRun() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.auth.inARow
+}
+
 // outbox message and returns the backoff to use (ok false: the usual one).
 func (c *Client) afterSession(s *session) (d time.Duration, ok bool) {
 	p := s.blamed

@@ -555,10 +555,18 @@ func (c *Client) Run(ctx context.Context) error {
 			break
 		}
 		d, blamed := c.afterSession(s)
-		if !blamed {
+		switch {
+		case !blamed:
 			d = bo.next()
+			c.logReconnect(&takeovers, c.now().Sub(connected), d, false)
+		case c.blameRun() > 1:
+			// The same packet blamed again: a refusal, not a takeover.
+			takeovers = 0
+		default:
+			// Blamed once: a takeover that came while the packet was
+			// unacknowledged looks the same, so it still counts.
+			c.logReconnect(&takeovers, c.now().Sub(connected), d, true)
 		}
-		c.logReconnect(&takeovers, c.now().Sub(connected), d, blamed)
 		if c.backoffSleep(ctx, d) != nil {
 			break
 		}
