@@ -21,6 +21,8 @@ const (
 	minOutboxBytes   = 128 << 10
 	maxOutboxBytes   = 1 << 30
 	maxOutboxMessage = 1_000_000
+	// The memory queue also stops at 1 MiB of topics and payloads.
+	maxMemoryMessages = 100_000
 
 	// TPM owner persistent handles (TCG registry of reserved handles).
 	minTPMHandle TPMHandle = 0x81000000
@@ -146,6 +148,7 @@ func (c *Config) Validate() error {
 
 	// Outbox, telemetry, temperature.
 	inRange(&p, "outbox.max_messages", c.Outbox.MaxMessages, 1, maxOutboxMessage)
+	inRange(&p, "outbox.memory_messages", c.Outbox.MemoryMessages, 1, maxMemoryMessages)
 	if c.Outbox.MaxBytes < minOutboxBytes || c.Outbox.MaxBytes > maxOutboxBytes {
 		inv("outbox.max_bytes", "%d is out of range: want %d (128 KiB, one maximum-size message) to %d (1 GiB)", c.Outbox.MaxBytes, minOutboxBytes, maxOutboxBytes)
 	}

@@ -24,12 +24,12 @@ const Warning Class = 2
 
 // Memory-queue bounds and retry timing.
 const (
-	DefaultMemoryMessages       = 1000
-	MaxMemoryBytes        int64 = 1 << 20 // topic plus payload bytes held in memory
-	retryMin                    = 500 * time.Millisecond
-	retryMax                    = 10 * time.Second
-	flushChunk                  = 64 // messages moved to disk per hold of the lock
-	memBit               uint64 = 1 << 63
+	DefaultMemoryMessages        = 1000
+	MaxMemoryBytes        int64  = 1 << 20 // topic plus payload bytes held in memory
+	retryMin                     = 500 * time.Millisecond
+	retryMax                     = 10 * time.Second
+	flushChunk                   = 64 // messages moved to disk per hold of the lock
+	memBit                uint64 = 1 << 63
 )
 
 // keyDropWarn persists the warnings the memory queue dropped (the disk
@@ -59,6 +59,9 @@ type spill struct {
 	kick     chan struct{} // wakes Run
 	changes  chan struct{} // the disk failed or recovered, or memory dropped
 	failures uint64        // write failures since start
+	// lastErr is the last write failure, kept after the disk recovers.
+	lastErr   error
+	lastErrAt time.Time
 }
 
 func newSpill(max int) spill {
@@ -83,12 +86,16 @@ func diskClass(c Class) Class {
 	return c
 }
 
-// spillingLocked reports whether new messages must go to memory: the disk
-// refused the last write, or memory still holds older ones (order).
+// spillingLocked reports whether new messages must go to memory because
+// memory holds older ones (order), or disk deletes are owed. (With memory
+// empty, a message tries the disk even while it has been refusing.)
 func (o *Outbox) spillingLocked() bool {
 	s := &o.mem
-	return s.err != nil || len(s.msgs) > 0 || len(s.toDelete) > 0
+	return len(s.msgs) > 0 || len(s.toDelete) > 0
 }
+
+// owedLocked reports whether Run has work: a spill, or a disk to retry.
+func (o *Outbox) owedLocked() bool { return o.spillingLocked() || o.mem.err != nil }
 
 // diskFailedLocked records a failed write and schedules a retry.
 func (o *Outbox) diskFailedLocked(err error) {
@@ -102,7 +109,7 @@ func (o *Outbox) diskFailedLocked(err error) {
 	} else {
 		s.backoff = min(2*s.backoff, retryMax)
 	}
-	s.err = err
+	s.err, s.lastErr, s.lastErrAt = err, err, now
 	// Full jitter over the upper half: devices that filled up together do
 	// not retry together.
 	s.retryAt = now.Add(s.backoff/2 + rand.N(s.backoff/2+1))
@@ -222,7 +229,7 @@ func (o *Outbox) deleteLaterLocked(ids []uint64, err error) {
 func (o *Outbox) Run(ctx context.Context) error {
 	for {
 		o.mu.Lock()
-		pending, wait := o.spillingLocked(), time.Until(o.mem.retryAt)
+		pending, wait := o.owedLocked(), time.Until(o.mem.retryAt)
 		if o.mem.err == nil {
 			wait = 0
 		}
@@ -260,7 +267,7 @@ func (o *Outbox) flush() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := &o.mem
-	if !o.spillingLocked() {
+	if !o.owedLocked() {
 		return
 	}
 	next := o.cnt
@@ -329,18 +336,22 @@ type Health struct {
 	Memory      int
 	MemoryBytes int64
 	MemoryMax   int
-	// WriteFailures counts the disk writes refused since start.
-	WriteFailures uint64
+	// WriteFailures counts the disk writes refused since start; the last
+	// one stays in LastWriteError (innermost text) after the disk recovers.
+	WriteFailures  uint64
+	LastWriteError string
+	LastWriteAt    time.Time
 }
 
-// Degraded says why messages are at risk, or "" when they are not.
+// Degraded says why messages are at risk, or "" when they are not. The
+// text changes only when the state does (no counts in it).
 func (h Health) Degraded() string {
 	switch {
 	case h.DiskError != "":
-		return fmt.Sprintf("the disk refuses writes since %s (%s): %d messages wait in memory (room for %d)",
-			h.Since.UTC().Format(time.RFC3339), h.DiskError, h.Memory, h.MemoryMax)
+		return fmt.Sprintf("the disk refuses writes since %s (%s); messages wait in memory (up to %d)",
+			h.Since.UTC().Format(time.RFC3339), h.DiskError, h.MemoryMax)
 	case h.Memory > 0:
-		return fmt.Sprintf("moving %d messages from memory to disk", h.Memory)
+		return "moving the messages that waited in memory to disk"
 	}
 	return ""
 }
@@ -353,6 +364,9 @@ func (o *Outbox) Health() Health {
 	h := Health{Memory: len(s.msgs), MemoryBytes: s.bytes, MemoryMax: s.max, WriteFailures: s.failures}
 	if s.err != nil {
 		h.DiskError, h.Since = diskProblem(s.err), s.since
+	}
+	if s.lastErr != nil {
+		h.LastWriteError, h.LastWriteAt = diskProblem(s.lastErr), s.lastErrAt
 	}
 	return h
 }

@@ -94,6 +94,7 @@ func TestFullDiskSpillsToMemoryAndRecovers(t *testing.T) {
 	dir := tmpfstest.Mount(t, 1<<20)
 	path := filepath.Join(dir, "agent.db")
 	db := openDB(t, path)
+	t.Cleanup(func() { db.Close() }) // before the unmount
 	ob, err := Open(db, Options{}, fixedClock())
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func TestFullDiskSpillsToMemoryAndRecovers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- ob.Run(ctx) }()
-	for ob.Health() != (Health{MemoryMax: DefaultMemoryMessages, WriteFailures: ob.Health().WriteFailures}) {
+	for h := ob.Health(); h.DiskError != "" || h.Memory != 0 || h.Degraded() != ""; h = ob.Health() {
 		select {
 		case <-ob.Changes():
 		case err := <-done:
@@ -154,11 +155,15 @@ func TestFullDiskSpillsToMemoryAndRecovers(t *testing.T) {
 		t.Errorf("stats after recovery = %+v, want %d on disk, nothing in memory or dropped", st, len(want))
 	}
 
+	if h := ob.Health(); h.WriteFailures == 0 || h.LastWriteError != "no space left on device" {
+		t.Errorf("health after recovery = %+v, want the refused writes remembered", h)
+	}
+
 	// What is on disk is what a restart finds.
 	db.Close()
-	db = openDB(t, path)
-	defer db.Close()
-	ob, err = Open(db, Options{}, fixedClock())
+	db2 := openDB(t, path)
+	t.Cleanup(func() { db2.Close() })
+	ob, err = Open(db2, Options{}, fixedClock())
 	if err != nil {
 		t.Fatal(err)
 	}
