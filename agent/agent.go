@@ -173,6 +173,9 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 // Run starts the agent and blocks until ctx ends or a part fails for
 // good. It returns only after every goroutine it started has exited.
 func (a *Agent) Run(ctx context.Context) (err error) {
+	if err := a.adoptIdentity(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}

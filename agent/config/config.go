@@ -245,6 +245,13 @@ const (
 	DefaultDownloadMaxBytes = 64 << 20
 )
 
+// IdentityFile is where fleet provisioning keeps the device identity
+// (agent/provision writes it): once it exists, the thing name comes from
+// it.
+func (c *Config) IdentityFile() string {
+	return filepath.Join(c.StateDir, "identity", "identity.json")
+}
+
 // Default returns the configuration with every default set. ThingName,
 // MQTT.Endpoint and MQTT.RootCA have no default and must come from the file
 // or flags.

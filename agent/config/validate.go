@@ -90,8 +90,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ThingName == "" && c.Provisioning.Enabled():
 		// fleet provisioning names the thing
+	case c.ThingName == "" && c.StateDir != "" && fileExists(c.IdentityFile()):
+		// provisioned already: the identity names the thing
 	case c.ThingName == "":
-		inv("thing_name", "required (or configure provisioning.claim_cert)")
+		inv("thing_name", "required (or configure provisioning.claim_cert): no identity in %s yet", c.IdentityFile())
 	case !thingName.match(c.ThingName):
 		inv("thing_name", "%q is not a valid thing name: want 1 to 128 of the characters a-z A-Z 0-9 : _ -", c.ThingName)
 	}
@@ -541,4 +543,9 @@ func (c *Config) validateLocalAPI(p *problems) {
 	if l.Group != "" && !validGroup(l.Group) {
 		p.add(ErrInvalid, "localapi.group", "%q is not a group name or numeric gid", l.Group)
 	}
+}
+
+func fileExists(name string) bool {
+	fi, err := os.Stat(name)
+	return err == nil && !fi.IsDir()
 }

@@ -112,7 +112,7 @@ type Outbox struct {
 	bytes  int64
 	cnt    counters
 	q      quarantineState // see quarantine.go
-	mem    spill // the memory queue: see memory.go
+	mem    spill           // the memory queue: see memory.go
 }
 
 // Open loads (creating if needed) the outbox in db. Unreadable records are
