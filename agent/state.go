@@ -163,7 +163,7 @@ func contains(list []string, s string) bool {
 }
 
 func jsonType(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case nil:
 		return "null"
 	case bool:
@@ -177,7 +177,7 @@ func jsonType(v any) string {
 	case map[string]any:
 		return "an object"
 	case shadow.Invalid:
-		return "a value " + v.(shadow.Invalid).Reason
+		return "a value " + x.Reason
 	}
 	return fmt.Sprintf("%T", v)
 }
