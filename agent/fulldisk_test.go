@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/agent"
+	"github.com/iotagent/iotagent/agent/localapi"
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/internal/tmpfstest"
 )
@@ -96,6 +98,14 @@ func TestFullDiskLosesNoAlarm(t *testing.T) {
 	degraded := strings.Join(d.agent.Degraded(), "; ")
 	if !strings.Contains(degraded, "the disk refuses writes") || !strings.Contains(degraded, "no space left on device") {
 		t.Errorf("Degraded() = %q, want the full disk named", degraded)
+	}
+	// iotagent status and diag read it from the local API.
+	var ag localapi.Agent
+	if err := localapi.NewClient(d.cfg.LocalAPI.Socket, 5*time.Second).Get(context.Background(), localapi.SectionAgent, &ag); err != nil {
+		t.Fatalf("local API: %v", err)
+	}
+	if !ag.Healthy || len(ag.Degraded) != 1 || !strings.Contains(ag.Degraded[0], "no space left on device") {
+		t.Errorf("local API agent section: healthy %v, degraded %q; want healthy (the watchdog stays petted) and degraded by the full disk", ag.Healthy, ag.Degraded)
 	}
 	if l := logs.String(); !strings.Contains(l, "the disk refuses writes") || !strings.Contains(l, d.cfg.StateDir) {
 		t.Errorf("the log does not say that the disk refuses writes in %s:\n%s", d.cfg.StateDir, l)
