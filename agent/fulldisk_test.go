@@ -107,8 +107,14 @@ func TestFullDiskLosesNoAlarm(t *testing.T) {
 	if !ag.Healthy || len(ag.Degraded) != 1 || !strings.Contains(ag.Degraded[0], "no space left on device") {
 		t.Errorf("local API agent section: healthy %v, degraded %q; want healthy (the watchdog stays petted) and degraded by the full disk", ag.Healthy, ag.Degraded)
 	}
-	if l := logs.String(); !strings.Contains(l, "the disk refuses writes") || !strings.Contains(l, d.cfg.StateDir) {
-		t.Errorf("the log does not say that the disk refuses writes in %s:\n%s", d.cfg.StateDir, l)
+	logged := func() bool {
+		l := logs.String()
+		return strings.Contains(l, "the disk refuses writes") && strings.Contains(l, d.cfg.StateDir)
+	}
+	for deadline := time.Now().Add(waitLimit); !logged(); time.Sleep(10 * time.Millisecond) { // the watcher logs soon after
+		if time.Now().After(deadline) {
+			t.Fatalf("the log does not say that the disk refuses writes in %s:\n%s", d.cfg.StateDir, logs.String())
+		}
 	}
 
 	// iotsim comes back; the disk is still full.
