@@ -173,6 +173,9 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 // Run starts the agent and blocks until ctx ends or a part fails for
 // good. It returns only after every goroutine it started has exited.
 func (a *Agent) Run(ctx context.Context) (err error) {
+	if err := a.adoptIdentity(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -185,7 +188,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	defer a.db.Close()
 
-	a.ob, err = outbox.Open(a.db, outbox.Options{MaxMessages: a.cfg.Outbox.MaxMessages, MaxBytes: a.cfg.Outbox.MaxBytes}, a.now)
+	a.ob, err = outbox.Open(a.db, outbox.Options{MaxMessages: a.cfg.Outbox.MaxMessages, MaxBytes: a.cfg.Outbox.MaxBytes,
+		MemoryMessages: a.cfg.Outbox.MemoryMessages}, a.now)
 	if err != nil {
 		return fmt.Errorf("open outbox: %w", err)
 	}
@@ -257,6 +261,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.tr.Run(ctx) })
+	g.Go(func() error { return a.ob.Run(ctx) })
+	g.Go(func() error { a.watchOutbox(ctx); return nil })
 	if a.dr != nil {
 		g.Go(func() error {
 			// The first report waits for the connection, not just the clock.
@@ -485,7 +491,7 @@ func (a *Agent) telemetry(ctx context.Context) {
 	a.mu.Unlock()
 	if warn != nil {
 		a.log.Warn("temperature", "event", warn["event"], "temperature_c", warn["temperature_c"])
-		a.enqueue(a.cfg.Topic(a.cfg.Topics.Warnings), outbox.Alarm, warn)
+		a.enqueue(a.cfg.Topic(a.cfg.Topics.Warnings), outbox.Warning, warn)
 	}
 	a.enqueue(a.cfg.Topic(a.cfg.Topics.Telemetry), outbox.Telemetry, msg)
 	signal(a.dirty)
@@ -500,7 +506,8 @@ func (a *Agent) enqueue(topic string, class outbox.Class, msg map[string]any) {
 		_, err = a.ob.Append(topic, b, class)
 		if st := a.ob.Stats(); st.Dropped != before {
 			a.log.Warn("outbox full: dropped queued messages", "dropped_total", st.Dropped,
-				"dropped_telemetry", st.DroppedTelemetry, "dropped_alarms", st.DroppedAlarm, "queued", st.Len)
+				"dropped_telemetry", st.DroppedTelemetry, "dropped_warnings", st.DroppedWarning, "dropped_alarms", st.DroppedAlarm,
+				"queued", st.Len, "in_memory", st.Memory)
 			signal(a.dirty)
 		}
 	}
@@ -684,15 +691,13 @@ func (a *Agent) reported() map[string]any {
 	if len(st.desiredErrs) > 0 {
 		lastErr = joinProblems(st.desiredErrs)
 	}
-	ob := a.ob.Stats()
-	qs, _ := a.ob.QuarantineStats() // a read error shows in status; report what is known
 	identity := map[string]any{"certificate_id": certificateID(a.leaf)}
 	if st.OldCertificateID != "" {
 		identity["rotated_from"] = st.OldCertificateID
 	}
 	return map[string]any{
 		"agent":       a.reportedAgentLocked(),
-		"outbox":      map[string]any{"dropped": ob.Dropped, "quarantined": qs.Len},
+		"outbox":      a.reportedOutbox(),
 		"alarm":       alarm,
 		"telemetry":   map[string]any{"interval_s": st.IntervalS},
 		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},

@@ -160,6 +160,7 @@ func (a *Agent) agentSection() localapi.Agent {
 	} else {
 		out.Healthy = true
 	}
+	out.Degraded = a.Degraded()
 	return out
 }
 

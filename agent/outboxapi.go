@@ -59,6 +59,8 @@ func OutboxStats(ob *outbox.Outbox, out *localapi.Outbox) {
 	st := ob.Stats()
 	out.Depth, out.Bytes, out.Dropped = st.Len, st.Bytes, st.Dropped
 	out.DroppedTelemetry, out.DroppedAlarm, out.Corrupt = st.DroppedTelemetry, st.DroppedAlarm, st.Corrupt
+	h := ob.Health()
+	out.DroppedWarning, out.Degraded, out.Memory, out.MemoryMax = st.DroppedWarning, h.Degraded(), h.Memory, h.MemoryMax
 	if st.Len > 0 {
 		if m, err := ob.Peek(1); err == nil && len(m) == 1 {
 			out.Oldest = m[0].Enqueued

@@ -127,6 +127,9 @@ func jsonNumber(v any) (float64, bool) {
 		return float64(x), true
 	case uint:
 		return float64(x), true
+	case json.Number: // the shadow client's numbers
+		f, err := x.Float64()
+		return f, err == nil
 	}
 	return 0, false
 }

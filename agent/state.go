@@ -6,6 +6,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/iotagent/iotagent/agent/shadow"
 )
 
 // Settings are the values the cloud may change through desired state.
@@ -161,7 +163,7 @@ func contains(list []string, s string) bool {
 }
 
 func jsonType(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case nil:
 		return "null"
 	case bool:
@@ -174,6 +176,8 @@ func jsonType(v any) string {
 		return "an array"
 	case map[string]any:
 		return "an object"
+	case shadow.Invalid:
+		return "a value " + x.Reason
 	}
 	return fmt.Sprintf("%T", v)
 }
@@ -181,6 +185,9 @@ func jsonType(v any) string {
 // jsonText quotes a value for a message, cut short so that a huge desired
 // value cannot make a huge reported error.
 func jsonText(v any) string {
+	if _, ok := v.(shadow.Invalid); ok {
+		return jsonType(v)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return jsonType(v)

@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iotagent/iotagent/agent/shadow"
 )
 
 func baseSettings() Settings {
@@ -82,6 +84,35 @@ func TestApplyDesired(t *testing.T) {
 	}
 }
 
+// Values Go cannot hold (beyond float64 or int64, nested deeper than the
+// decoder follows) are refused one by one, each with its path; every other
+// key is applied.
+func TestApplyDesiredValuesGoCannotHold(t *testing.T) {
+	deep := strings.Repeat(`{"a":`, shadow.MaxDepth+5) + `1` + strings.Repeat(`}`, shadow.MaxDepth+5)
+	d, err := shadow.DecodeObject([]byte(`{"evil":1e400,"alarm":{"armed":true},` +
+		`"telemetry":{"interval_s":18446744073709551616},"temperature":{"max_c":-1e400},"log":{"level":` + deep + `}}`))
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	s := baseSettings()
+	changed, problems := s.ApplyDesired(d)
+	if diff := cmp.Diff([]string{"alarm.armed"}, changed); diff != "" {
+		t.Errorf("changed (-want +got):\n%s", diff)
+	}
+	want := []string{
+		"desired.evil: unknown setting",
+		"desired.log.level: want one of debug, info, warn, error, got {\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"...",
+		"desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 18446744073709551616",
+		"desired.temperature.max_c: want a number from -40 to 85, got -1e400",
+	}
+	if diff := cmp.Diff(want, problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if !s.Armed || s.IntervalS != 60 || s.MaxC != 30 || s.LogLevel != "info" {
+		t.Errorf("settings = %+v", s)
+	}
+}
+
 func TestJSONTextKeepsUTF8(t *testing.T) {
 	got := jsonText(strings.Repeat("é", 100))
 	if !utf8.ValidString(got) || len([]rune(got)) != 40 {
@@ -93,9 +124,11 @@ func FuzzApplyDesired(f *testing.F) {
 	f.Add([]byte(`{"alarm":{"armed":true},"telemetry":{"interval_s":5}}`))
 	f.Add([]byte(`{"outputs":{"led":true,"x":null},"log":{"level":"warn"}}`))
 	f.Add([]byte(`{"temperature":{"max_c":1e308}}`))
+	f.Add([]byte(`{"evil":1e400,"alarm":{"armed":false},"telemetry":{"interval_s":18446744073709551616}}`))
+	f.Add([]byte(`{"alarm":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var d map[string]any
-		if json.Unmarshal(data, &d) != nil {
+		d, err := shadow.DecodeObject(data) // as the shadow client decodes desired
+		if err != nil {
 			return
 		}
 		s := baseSettings()

@@ -169,9 +169,12 @@ type Topics struct {
 
 // Outbox bounds the durable queue of QoS 1 publishes kept while offline.
 // When either limit is reached the oldest message is dropped.
+// MemoryMessages bounds the queue in memory where messages wait while the
+// disk refuses writes (full, failing, read-only).
 type Outbox struct {
-	MaxMessages int   `json:"max_messages"`
-	MaxBytes    int64 `json:"max_bytes"`
+	MaxMessages    int   `json:"max_messages"`
+	MaxBytes       int64 `json:"max_bytes"`
+	MemoryMessages int   `json:"memory_messages"`
 }
 
 // Telemetry is the periodic sensor report.
@@ -242,6 +245,13 @@ const (
 	DefaultDownloadMaxBytes = 64 << 20
 )
 
+// IdentityFile is where fleet provisioning keeps the device identity
+// (agent/provision writes it): once it exists, the thing name comes from
+// it.
+func (c *Config) IdentityFile() string {
+	return filepath.Join(c.StateDir, "identity", "identity.json")
+}
+
 // Default returns the configuration with every default set. ThingName,
 // MQTT.Endpoint and MQTT.RootCA have no default and must come from the file
 // or flags.
@@ -261,7 +271,7 @@ func Default() Config {
 			Alarms:    "alarms/{thing}",
 			Warnings:  "warnings/{thing}",
 		},
-		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20},
+		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20, MemoryMessages: 1000},
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
 		Defender:    Defender{Format: "json", IntervalS: 300},

@@ -33,7 +33,7 @@ func TestDefault(t *testing.T) {
 			TPM:      TPM{Device: "/dev/tpmrm0", Handle: 0x81000010},
 		},
 		Topics:      Topics{Telemetry: "telemetry/{thing}", Alarms: "alarms/{thing}", Warnings: "warnings/{thing}"},
-		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20},
+		Outbox:      Outbox{MaxMessages: 10000, MaxBytes: 16 << 20, MemoryMessages: 1000},
 		Telemetry:   Telemetry{IntervalS: 60},
 		Temperature: Temperature{MaxC: 30},
 		Defender:    Defender{Format: "json", IntervalS: 300},

@@ -21,6 +21,8 @@ const (
 	minOutboxBytes   = 128 << 10
 	maxOutboxBytes   = 1 << 30
 	maxOutboxMessage = 1_000_000
+	// The memory queue also stops at 1 MiB of topics and payloads.
+	maxMemoryMessages = 100_000
 
 	// TPM owner persistent handles (TCG registry of reserved handles).
 	minTPMHandle TPMHandle = 0x81000000
@@ -88,8 +90,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ThingName == "" && c.Provisioning.Enabled():
 		// fleet provisioning names the thing
+	case c.ThingName == "" && c.StateDir != "" && fileExists(c.IdentityFile()):
+		// provisioned already: the identity names the thing
 	case c.ThingName == "":
-		inv("thing_name", "required (or configure provisioning.claim_cert)")
+		inv("thing_name", "required (or configure provisioning.claim_cert): no identity in %s yet", c.IdentityFile())
 	case !thingName.match(c.ThingName):
 		inv("thing_name", "%q is not a valid thing name: want 1 to 128 of the characters a-z A-Z 0-9 : _ -", c.ThingName)
 	}
@@ -146,6 +150,7 @@ func (c *Config) Validate() error {
 
 	// Outbox, telemetry, temperature.
 	inRange(&p, "outbox.max_messages", c.Outbox.MaxMessages, 1, maxOutboxMessage)
+	inRange(&p, "outbox.memory_messages", c.Outbox.MemoryMessages, 1, maxMemoryMessages)
 	if c.Outbox.MaxBytes < minOutboxBytes || c.Outbox.MaxBytes > maxOutboxBytes {
 		inv("outbox.max_bytes", "%d is out of range: want %d (128 KiB, one maximum-size message) to %d (1 GiB)", c.Outbox.MaxBytes, minOutboxBytes, maxOutboxBytes)
 	}
@@ -538,4 +543,9 @@ func (c *Config) validateLocalAPI(p *problems) {
 	if l.Group != "" && !validGroup(l.Group) {
 		p.add(ErrInvalid, "localapi.group", "%q is not a group name or numeric gid", l.Group)
 	}
+}
+
+func fileExists(name string) bool {
+	fi, err := os.Stat(name)
+	return err == nil && !fi.IsDir()
 }

@@ -144,6 +144,8 @@ func TestValidate(t *testing.T) {
 		{"outbox max bytes too small", func(c *Config) { c.Outbox.MaxBytes = 128<<10 - 1 }, []string{"outbox.max_bytes"}, ""},
 		{"outbox max bytes minimum", func(c *Config) { c.Outbox.MaxBytes = 128 << 10 }, nil, ""},
 		{"outbox max bytes too big", func(c *Config) { c.Outbox.MaxBytes = 1<<30 + 1 }, []string{"outbox.max_bytes"}, ""},
+		{"outbox memory queue off", func(c *Config) { c.Outbox.MemoryMessages = 0 }, []string{"outbox.memory_messages"}, ""},
+		{"outbox memory queue too big", func(c *Config) { c.Outbox.MemoryMessages = 100_001 }, []string{"outbox.memory_messages"}, ""},
 		{"telemetry interval 0", func(c *Config) { c.Telemetry.IntervalS = 0 }, []string{"telemetry.interval_s"}, ""},
 		{"telemetry interval one day", func(c *Config) { c.Telemetry.IntervalS = 86400 }, nil, ""},
 		{"telemetry interval over a day", func(c *Config) { c.Telemetry.IntervalS = 86401 }, []string{"telemetry.interval_s"}, ""},

@@ -141,7 +141,8 @@ func TestStatusAggregates(t *testing.T) {
 	}
 	want := map[string]map[string]any{
 		"outbox": {"depth": 3.0, "bytes": 0.0, "max_messages": 10.0, "max_bytes": 0.0, "dropped": 0.0, "dropped_telemetry": 0.0, "dropped_alarm": 0.0, "corrupt": 0.0,
-			"quarantined": 0.0, "quarantined_total": 0.0, "purged": 0.0},
+			"quarantined": 0.0, "quarantined_total": 0.0, "purged": 0.0,
+			"dropped_warning": 0.0, "memory": 0.0, "memory_max": 0.0},
 		"broken": {"code": "error", "error": "sensor bus gone"},
 		"slow":   {"code": "timeout", "error": "context deadline exceeded"},
 	}

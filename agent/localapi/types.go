@@ -104,6 +104,9 @@ type Agent struct {
 	LogConfig string    `json:"log_level_configured"` // from the config file or the shadow
 	Healthy   bool      `json:"healthy"`
 	Unhealthy string    `json:"unhealthy,omitempty"` // why not
+	// Degraded lists why a healthy agent is at risk of losing data (the
+	// disk refuses writes, ...).
+	Degraded []string `json:"degraded,omitempty"`
 }
 
 // Identity is the "identity" section: who the device is to AWS.
@@ -232,6 +235,13 @@ type Outbox struct {
 	QuarantinedTotal uint64 `json:"quarantined_total"`
 	Purged           uint64 `json:"purged"`
 	Error            string `json:"error,omitempty"`
+	// While the disk refuses writes: why, and the messages waiting in
+	// memory (of at most MemoryMax). DroppedWarning counts the warnings
+	// the memory queue dropped.
+	DroppedWarning uint64 `json:"dropped_warning"`
+	Degraded       string `json:"degraded,omitempty"`
+	Memory         int    `json:"memory"`
+	MemoryMax      int    `json:"memory_max"`
 }
 
 // Defender is the "defender" section.

@@ -11,4 +11,10 @@
 // When it is full, the oldest telemetry goes first; alarms (which include
 // warnings) are dropped only when no telemetry is left. Drops are counted,
 // and the counters survive a restart.
+//
+// A disk that refuses writes (no space left, I/O error, quota, read-only)
+// loses nothing silently: messages wait in a bounded memory queue (where
+// telemetry goes before warnings before alarms), the drainer delivers them
+// from there, Run retries the disk with backoff and moves them to disk as
+// soon as it takes writes, and Health says what is going on meanwhile.
 package outbox

@@ -40,5 +40,5 @@ func Example() {
 	// Output:
 	// 2 alarm {"door":"open"}
 	// 3 telemetry {"t":21.7}
-	// {Len:1 Bytes:25 Dropped:1 DroppedTelemetry:1 DroppedAlarm:0 Corrupt:0}
+	// {Len:1 Bytes:25 Dropped:1 DroppedTelemetry:1 DroppedAlarm:0 Corrupt:0 DroppedWarning:0 Memory:0}
 }

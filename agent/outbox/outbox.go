@@ -28,6 +28,8 @@ func (c Class) String() string {
 		return "telemetry"
 	case Alarm:
 		return "alarm"
+	case Warning:
+		return "warning"
 	}
 	return fmt.Sprintf("class(%d)", uint8(c))
 }
@@ -45,6 +47,9 @@ type Message struct {
 type Options struct {
 	MaxMessages int   // default 10000
 	MaxBytes    int64 // topic plus payload bytes; default 16 MiB
+	// MemoryMessages bounds the memory queue used while the disk refuses
+	// writes; default DefaultMemoryMessages (see memory.go).
+	MemoryMessages int
 }
 
 // Defaults for zero Options fields.
@@ -61,6 +66,11 @@ type Stats struct {
 	DroppedTelemetry uint64 // telemetry dropped because the queue was full
 	DroppedAlarm     uint64 // alarms dropped because the queue was full of alarms
 	Corrupt          uint64 // unreadable records found and removed
+	// DroppedWarning counts warnings the memory queue dropped (the disk
+	// counts the warnings it drops in DroppedAlarm); Memory is the messages
+	// waiting in memory while the disk refuses writes (not in Len).
+	DroppedWarning uint64
+	Memory         int
 }
 
 // Errors for callers that branch.
@@ -102,6 +112,7 @@ type Outbox struct {
 	bytes  int64
 	cnt    counters
 	q      quarantineState // see quarantine.go
+	mem    spill           // the memory queue: see memory.go
 }
 
 // Open loads (creating if needed) the outbox in db. Unreadable records are
@@ -130,6 +141,7 @@ func Open(db *bolt.DB, o Options, now func() time.Time) (*Outbox, error) {
 		maxBytes: o.MaxBytes,
 		ready:    make(chan struct{}, 1),
 		idx:      make(map[uint64]entry),
+		mem:      newSpill(o.MemoryMessages),
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketName)
@@ -145,6 +157,7 @@ func Open(db *bolt.DB, o Options, now func() time.Time) (*Outbox, error) {
 			dropAl:  getCounter(meta, keyDropAl),
 			corrupt: getCounter(meta, keyCorrupt),
 		}
+		ob.mem.droppedWarn = getCounter(meta, keyDropWarn)
 		var maxID uint64
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; {
@@ -198,13 +211,16 @@ func Open(db *bolt.DB, o Options, now func() time.Time) (*Outbox, error) {
 // drop the oldest alarm. An incoming telemetry message that would need an
 // alarm dropped is itself dropped instead: Append then returns ID 0 and a nil
 // error, and Stats counts it. A message larger than MaxBytes is ErrTooLarge.
+//
+// While the disk refuses writes, Append queues in memory instead (see
+// memory.go) and returns that message's ID, with a nil error.
 func (o *Outbox) Append(topic string, payload []byte, class Class) (uint64, error) {
 	switch {
 	case topic == "":
 		return 0, fmt.Errorf("append: %w: empty topic", ErrBadMessage)
 	case len(topic) > maxTopicLen:
 		return 0, fmt.Errorf("append: %w: topic is %d bytes", ErrBadMessage, len(topic))
-	case class > Alarm:
+	case class > Warning:
 		return 0, fmt.Errorf("append: %w: class %d", ErrBadMessage, class)
 	}
 	size := int64(len(topic) + len(payload))
@@ -213,9 +229,22 @@ func (o *Outbox) Append(topic string, payload []byte, class Class) (uint64, erro
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.spillingLocked() {
+		return o.toMemoryLocked(topic, payload, class), nil
+	}
+	id, err := o.appendLocked(topic, payload, diskClass(class), o.now())
+	if err != nil {
+		o.diskFailedLocked(err)
+		return o.toMemoryLocked(topic, payload, class), nil
+	}
+	return id, nil
+}
 
+// appendLocked is Append to disk, in one transaction.
+func (o *Outbox) appendLocked(topic string, payload []byte, class Class, enqueued time.Time) (uint64, error) {
+	size := int64(len(topic) + len(payload))
 	victims, dropIncoming := o.planLocked(1, size, class, true)
-	m := Message{Topic: topic, Payload: payload, Class: class, Enqueued: o.now()}
+	m := Message{Topic: topic, Payload: payload, Class: class, Enqueued: enqueued}
 	var next counters
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		b, meta, err := buckets(tx)
@@ -276,6 +305,9 @@ func (o *Outbox) Peek(max int) ([]Message, error) {
 				continue
 			}
 			id, err := decodeKey(k)
+			if _, gone := o.mem.toDelete[id]; gone {
+				continue // delivered; its delete waits for the disk
+			}
 			var m Message
 			if err == nil {
 				m, err = decodeRecord(id, v)
@@ -291,6 +323,7 @@ func (o *Outbox) Peek(max int) ([]Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peek: %w", err)
 	}
+	out = o.peekMemoryLocked(out, max)
 	if len(bad) > 0 {
 		if err := o.removeCorruptLocked(bad); err != nil {
 			return out, fmt.Errorf("peek: %w", err)
@@ -304,6 +337,7 @@ func (o *Outbox) Peek(max int) ([]Message, error) {
 func (o *Outbox) Ack(ids ...uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	ids = o.ackMemoryLocked(ids)
 	known := make([]uint64, 0, len(ids))
 	for _, id := range ids {
 		if _, ok := o.idx[id]; ok {
@@ -326,7 +360,8 @@ func (o *Outbox) Ack(ids ...uint64) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("ack: %w", err)
+		o.deleteLaterLocked(known, fmt.Errorf("ack: %w", err))
+		return nil // delivered: forgotten now, deleted once the disk takes writes
 	}
 	o.removeLocked(known...)
 	return nil
@@ -337,7 +372,7 @@ func (o *Outbox) Ack(ids ...uint64) error {
 func (o *Outbox) Stats() Stats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Len:              len(o.idx),
 		Bytes:            o.bytes,
 		Dropped:          o.cnt.dropTel + o.cnt.dropAl + o.cnt.corrupt,
@@ -345,6 +380,8 @@ func (o *Outbox) Stats() Stats {
 		DroppedAlarm:     o.cnt.dropAl,
 		Corrupt:          o.cnt.corrupt,
 	}
+	o.addMemoryStatsLocked(&st)
+	return st
 }
 
 // Ready receives (capacity 1, never blocking Append) after every Append. A

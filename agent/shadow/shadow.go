@@ -5,7 +5,8 @@
 //
 // It ignores responses that carry another client's token (the response
 // topics are shared by every subscriber) and deltas older than the last
-// version it has seen.
+// version it has seen. It decodes every document leniently (DecodeObject),
+// so that one value Go cannot hold does not hide the rest of the document.
 package shadow
 
 import (
@@ -39,7 +40,9 @@ var ErrNotFound = errors.New("shadow: no shadow exists")
 // ErrConflict is returned by Update when the version did not match.
 var ErrConflict = errors.New("shadow: version conflict")
 
-// State is the state part of a shadow document.
+// State is the state part of a shadow document. In what the client
+// received, numbers are json.Number (whatever their size) and a value
+// nested deeper than MaxDepth is an Invalid: see DecodeObject.
 type State struct {
 	Desired  map[string]any `json:"desired,omitempty"`
 	Reported map[string]any `json:"reported,omitempty"`
@@ -61,8 +64,8 @@ type Delta struct {
 }
 
 type response struct {
-	ok      bool
-	payload []byte
+	ok  bool
+	doc map[string]any // decoded leniently (see DecodeObject)
 }
 
 // Client talks to one shadow (classic when name is "").
@@ -128,26 +131,27 @@ func (c *Client) seen(v int64) bool {
 }
 
 func (c *Client) onResponse(ok bool, p []byte) {
-	var tok struct {
-		ClientToken string `json:"clientToken"`
-		Version     int64  `json:"version"`
+	doc, err := DecodeObject(p)
+	if err != nil {
+		return // not JSON: nobody's answer can be told from it
 	}
-	if json.Unmarshal(p, &tok) != nil || tok.ClientToken == "" {
+	tok, _ := doc["clientToken"].(string)
+	if tok == "" {
 		return
 	}
 	c.mu.Lock()
-	ch := c.waiting[tok.ClientToken]
-	delete(c.waiting, tok.ClientToken)
+	ch := c.waiting[tok]
+	delete(c.waiting, tok)
 	c.mu.Unlock()
 	if ch == nil {
 		return // someone else's request
 	}
-	ch <- response{ok: ok, payload: p} // buffered 1, sent once
+	ch <- response{ok: ok, doc: doc} // buffered 1, sent once
 }
 
 func (c *Client) onDelta(p []byte) {
-	var d Delta
-	if err := json.Unmarshal(p, &d); err != nil || d.State == nil {
+	d, err := parseDelta(p)
+	if err != nil || d.State == nil {
 		return
 	}
 	if !c.seen(d.Version) {
@@ -178,10 +182,7 @@ func (c *Client) Get(ctx context.Context) (Document, error) {
 		}
 		return Document{}, err
 	}
-	var d Document
-	if err := json.Unmarshal(p, &d); err != nil {
-		return Document{}, fmt.Errorf("decode get/accepted: %w", err)
-	}
+	d := documentFrom(p)
 	c.seen(d.Version)
 	return d, nil
 }
@@ -201,17 +202,13 @@ func (c *Client) Update(ctx context.Context, state State, version int64) (int64,
 		}
 		return 0, err
 	}
-	var acc struct {
-		Version int64 `json:"version"`
-	}
-	if err := json.Unmarshal(p, &acc); err != nil {
-		return 0, fmt.Errorf("decode update/accepted: %w", err)
-	}
-	c.seen(acc.Version)
-	return acc.Version, nil
+	v := integer(p, "version")
+	c.seen(v)
+	return v, nil
 }
 
-func (c *Client) request(ctx context.Context, op string, req map[string]any) ([]byte, error) {
+// request sends op and returns the accepted answer, decoded.
+func (c *Client) request(ctx context.Context, op string, req map[string]any) (map[string]any, error) {
 	tok := newToken()
 	req["clientToken"] = tok
 	body, err := json.Marshal(req)
@@ -235,13 +232,10 @@ func (c *Client) request(ctx context.Context, op string, req map[string]any) ([]
 		return nil, fmt.Errorf("shadow %s: %w", op, ctx.Err())
 	case r := <-ch:
 		if !r.ok {
-			var rej Rejection
-			if err := json.Unmarshal(r.payload, &rej); err != nil {
-				return nil, fmt.Errorf("decode %s/rejected: %w", op, err)
-			}
-			return nil, &rej
+			msg, _ := r.doc["message"].(string)
+			return nil, &Rejection{Code: int(integer(r.doc, "code")), Message: msg, ClientToken: tok}
 		}
-		return r.payload, nil
+		return r.doc, nil
 	}
 }
 

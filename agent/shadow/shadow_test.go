@@ -2,6 +2,7 @@ package shadow_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strconv"
@@ -163,7 +164,7 @@ func TestSlowConsumerKeepsNewestDelta(t *testing.T) {
 	for len(c.Deltas()) > 0 {
 		last = <-c.Deltas()
 	}
-	if last.Version != 20 || last.State["n"] != float64(19) {
+	if last.Version != 20 || last.State["n"] != json.Number("19") {
 		t.Fatalf("newest delta kept = %+v, want version 20 with n=19", last)
 	}
 }

@@ -52,6 +52,10 @@ func TestStatusGolden(t *testing.T) {
 	st["connection"] = json.RawMessage(`{"endpoint":"a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883","server_name":"a1b2c3-ats.iot.eu-west-1.amazonaws.com","client_id":"chocolate-box-1","connected":false,"last_attempt":"2025-06-01T08:59:30Z","connects":3,"connect_failures":9,"disconnects":3,"last_error":"dial a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883: i/o timeout"}`)
 	st["shadow"] = json.RawMessage(`{"version":7,"synced":true,"in_sync":false,"reported":{},"fetched_live":false,"cloud_error":"offline: not connected to a1b2c3-ats.iot.eu-west-1.amazonaws.com"}`)
 	st["sensors"] = json.RawMessage(`{"code":"timeout","error":"context deadline exceeded"}`)
+	// and a full disk: messages wait in memory
+	disk := `the disk refuses writes since 2025-06-01T08:58:00Z (no space left on device); messages wait in memory (up to 1000)`
+	st["agent"] = json.RawMessage(`{"version":"1.4.0","thing":"chocolate-box-1","pid":812,"started_at":"2025-06-01T08:00:00Z","log_level":"info","healthy":true,"degraded":["outbox: ` + disk + `"]}`)
+	st["outbox"] = json.RawMessage(`{"depth":2,"bytes":412,"max_messages":10000,"max_bytes":16777216,"dropped":3,"dropped_telemetry":2,"dropped_warning":1,"dropped_alarm":0,"corrupt":0,"degraded":"` + disk + `","memory":14,"memory_max":1000}`)
 	golden(t, "status-offline.golden", renderStatus(st, fixedNow))
 }
 

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -106,7 +107,11 @@ func runSetup(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		return runAgent(cfg, x.stderr)
+		err = runAgent(cfg, x.stderr)
+		if mismatch := (*agent.ThingMismatchError)(nil); errors.As(err, &mismatch) {
+			return fmt.Errorf("config %s: %w", x.configFile(), err)
+		}
+		return err
 	}
 }
 

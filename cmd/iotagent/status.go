@@ -63,8 +63,11 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 	var ag localapi.Agent
 	if decode("Agent", localapi.SectionAgent, &ag) {
 		health := "healthy"
-		if !ag.Healthy {
+		switch {
+		case !ag.Healthy:
 			health = "UNHEALTHY: " + ag.Unhealthy
+		case len(ag.Degraded) > 0:
+			health = "DEGRADED: " + strings.Join(ag.Degraded, "; ")
 		}
 		level := ag.LogLevel
 		if ag.LogConfig != "" && ag.LogConfig != ag.LogLevel {
@@ -143,8 +146,11 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 	renderOptional(st, line)
 	var ob localapi.Outbox
 	if decode("Outbox", localapi.SectionOutbox, &ob) {
-		line("Outbox", "%d queued (%s) of %d; %d dropped (%d telemetry, %d alarms)", ob.Depth, bytesText(ob.Bytes), ob.MaxMessages,
-			ob.Dropped, ob.DroppedTelemetry, ob.DroppedAlarm)
+		line("Outbox", "%d queued (%s) of %d; %d dropped (%d telemetry, %d warnings, %d alarms)", ob.Depth, bytesText(ob.Bytes), ob.MaxMessages,
+			ob.Dropped, ob.DroppedTelemetry, ob.DroppedWarning, ob.DroppedAlarm)
+		if ob.Degraded != "" {
+			line("", "DEGRADED: %s; %d in memory now", ob.Degraded, ob.Memory)
+		}
 		if ob.Quarantined > 0 {
 			line("", "%d QUARANTINED (the broker refused them): iotagent outbox list --quarantine", ob.Quarantined)
 		}
