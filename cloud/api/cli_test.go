@@ -181,6 +181,9 @@ func TestAWSCLI(t *testing.T) {
 			!strings.Contains(out.CertificatePem, "CERTIFICATE") || len(certID) != 64 {
 			t.Fatalf("create-keys-and-certificate: %+v", out)
 		}
+		if !strings.HasPrefix(out.KeyPair.PrivateKey, "-----BEGIN RSA PRIVATE KEY-----") {
+			t.Errorf("PrivateKey %.40q, want AWS's PKCS#1 RSA key", out.KeyPair.PrivateKey)
+		}
 		if c, err := e.reg.DescribeCertificate(certID); err != nil || c.Status != "ACTIVE" {
 			t.Errorf("registry has %+v, %v; want ACTIVE", c, err)
 		}

@@ -266,7 +266,7 @@ func (s *Server) createKeysAndCertificate(c *call) error {
 	if s.o.Issuer == nil {
 		return internal("Certificate issuing")
 	}
-	certPEM, keyPEM, err := s.o.Issuer.NewKeysAndCertificate(certCommonName)
+	certPEM, keyPEM, err := s.o.Issuer.CreateKeysAndCertificate(certCommonName)
 	if err != nil {
 		return fmt.Errorf("issue certificate: %w", err)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -290,6 +291,11 @@ func TestCertificates(t *testing.T) {
 	type equaler interface{ Equal(x crypto.PublicKey) bool }
 	if !key.Public().(equaler).Equal(pub) || !key.Public().(equaler).Equal(cert.PublicKey) {
 		t.Error("PrivateKey, PublicKey and the certificate do not belong together")
+	}
+	// AWS hands out RSA 2048 keys as PKCS#1 PEM.
+	if rk, ok := key.(*rsa.PrivateKey); !ok || rk.N.BitLen() != 2048 ||
+		!strings.HasPrefix(out.KeyPair.PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\n") {
+		t.Errorf("PrivateKey is a %T (%.40q), want an RSA 2048 key in a PKCS#1 PEM", key, out.KeyPair.PrivateKey)
 	}
 
 	t.Run("describe", func(t *testing.T) {

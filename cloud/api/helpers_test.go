@@ -189,7 +189,9 @@ func (brokenRegistry) DescribeThing(string) (registry.Thing, error) { return reg
 // brokenIssuer fails to issue.
 type brokenIssuer struct{}
 
-func (brokenIssuer) NewKeysAndCertificate(string) ([]byte, []byte, error) { return nil, nil, errDisk }
+func (brokenIssuer) CreateKeysAndCertificate(string) ([]byte, []byte, error) {
+	return nil, nil, errDisk
+}
 
 // brokenShadows returns a non-shadow error.
 type brokenShadows struct{ Shadows }

@@ -42,10 +42,10 @@ type Registry interface {
 	ThingPrincipals(thing string) ([]string, error)
 }
 
-// Issuer mints a new device key pair and a certificate for it, for
-// CreateKeysAndCertificate.
+// Issuer mints a new device key pair (RSA 2048, as AWS's) and a
+// certificate for it, for CreateKeysAndCertificate. *pki.CA satisfies it.
 type Issuer interface {
-	NewKeysAndCertificate(commonName string) (certPEM, keyPEM []byte, err error)
+	CreateKeysAndCertificate(commonName string) (certPEM, keyPEM []byte, err error)
 }
 
 // Publisher publishes a message on the broker, for iot-data Publish.

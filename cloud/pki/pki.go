@@ -346,27 +346,43 @@ func (ca *CA) IssueDevice(pub crypto.PublicKey, subject pkix.Name, notAfter time
 	return der, nil
 }
 
-// NewKeysAndCertificate is AWS's CreateKeysAndCertificate: it makes a key
-// pair and a device certificate with the subject CN=commonName (AWS uses
-// "AWS IoT Certificate", the default when commonName is empty), expiring
-// 2049-12-31T23:59:59Z like AWS's. It returns the certificate PEM and the
-// private key as PKCS#8 PEM.
-//
-// Difference from AWS: the key is ECDSA P-256, where AWS hands out RSA 2048.
-// Devices should not depend on the key type.
+// NewKeysAndCertificate makes an ECDSA P-256 key pair and a device
+// certificate with the subject CN=commonName ("AWS IoT Certificate" when
+// empty), expiring 2049-12-31T23:59:59Z like AWS's, and returns the
+// certificate PEM and the private key as PKCS#8 PEM. It is for iotsim's own
+// identities (the claim certificate, `iotsim thing create`, tests), where a
+// P-256 key is made in microseconds; AWS's CreateKeysAndCertificate is
+// CreateKeysAndCertificate.
 func (ca *CA) NewKeysAndCertificate(commonName string) (certPEM, keyPEM []byte, err error) {
-	if commonName == "" {
-		commonName = "AWS IoT Certificate"
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate device key: %w", err)
 	}
-	der, err := ca.IssueDevice(key.Public(), pkix.Name{CommonName: commonName}, AWSNotAfter)
+	keyPEM, err = MarshalKeyPEM(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err = MarshalKeyPEM(key)
+	return ca.deviceCertificate(key, commonName, keyPEM)
+}
+
+// CreateKeysAndCertificate is AWS's CreateKeysAndCertificate (REST and
+// fleet provisioning): an RSA 2048 key pair, returned as a PKCS#1
+// "RSA PRIVATE KEY" PEM as AWS returns it, and a device certificate as
+// NewKeysAndCertificate makes.
+func (ca *CA) CreateKeysAndCertificate(commonName string) (certPEM, keyPEM []byte, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate device key: %w", err)
+	}
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	return ca.deviceCertificate(key, commonName, keyPEM)
+}
+
+func (ca *CA) deviceCertificate(key crypto.Signer, commonName string, keyPEM []byte) (certPEM, _ []byte, err error) {
+	if commonName == "" {
+		commonName = "AWS IoT Certificate"
+	}
+	der, err := ca.IssueDevice(key.Public(), pkix.Name{CommonName: commonName}, AWSNotAfter)
 	if err != nil {
 		return nil, nil, err
 	}

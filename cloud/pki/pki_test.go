@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -298,4 +299,36 @@ func FuzzParsePEM(f *testing.F) {
 			t.Fatal("nil key without error")
 		}
 	})
+}
+
+// AWS's CreateKeysAndCertificate hands out RSA 2048 keys as PKCS#1 PEM.
+func TestCreateKeysAndCertificateRSA(t *testing.T) {
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.CreateKeysAndCertificate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(keyPEM, []byte("-----BEGIN RSA PRIVATE KEY-----\n")) {
+		t.Errorf("key PEM starts %.40q, want a PKCS#1 RSA PRIVATE KEY", keyPEM)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("certificate and key do not form a pair: %v", err)
+	}
+	pub, ok := pair.Leaf.PublicKey.(*rsa.PublicKey)
+	if !ok || pub.N.BitLen() != 2048 {
+		t.Fatalf("public key %T, want RSA 2048", pair.Leaf.PublicKey)
+	}
+	if pair.Leaf.Subject.CommonName != "AWS IoT Certificate" || !pair.Leaf.NotAfter.Equal(AWSNotAfter) {
+		t.Errorf("CN %q notAfter %v", pair.Leaf.Subject.CommonName, pair.Leaf.NotAfter)
+	}
+	if pair.Leaf.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
+		t.Error("an RSA device certificate lacks keyEncipherment")
+	}
+	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("verify: %v", err)
+	}
 }

@@ -58,7 +58,8 @@ type Policies interface {
 // Issuer issues certificates for fleet provisioning. *pki.CA satisfies it
 // through PKIIssuer.
 type Issuer interface {
-	// NewKeysAndCertificate makes a key pair and a certificate for it.
+	// NewKeysAndCertificate makes a key pair (RSA 2048, as AWS's) and a
+	// certificate for it.
 	NewKeysAndCertificate(commonName string) (certPEM, keyPEM []byte, err error)
 	// SignCSR issues a certificate for the CSR's public key.
 	SignCSR(csr *x509.CertificateRequest) (certPEM []byte, err error)
@@ -68,9 +69,9 @@ type Issuer interface {
 // (pki.AWSNotAfter) and have the subject "AWS IoT Certificate".
 type PKIIssuer struct{ CA *pki.CA }
 
-// NewKeysAndCertificate implements Issuer.
+// NewKeysAndCertificate implements Issuer with AWS's key type: RSA 2048.
 func (p PKIIssuer) NewKeysAndCertificate(cn string) ([]byte, []byte, error) {
-	return p.CA.NewKeysAndCertificate(cn)
+	return p.CA.CreateKeysAndCertificate(cn)
 }
 
 // SignCSR implements Issuer.
