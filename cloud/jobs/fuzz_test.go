@@ -10,7 +10,7 @@ func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		`{}`, ``, `{"clientToken":"t","status":"IN_PROGRESS","statusDetails":{"a":"b"},"expectedVersion":"3","executionNumber":1,` +
 			`"includeJobExecutionState":true,"includeJobDocument":false,"stepTimeoutInMinutes":-1}`,
-		`[1]`, `{"expectedVersion":1e3}`, `{"statusDetails":null}`, "\xff",
+		`[1]`, `{"expectedVersion":1e3}`, `{"status":"SUCCEEDED","statusDetails":{"stdout":"Hello\n\tworld\r\n","stderr":"\u001b[0m"}}`, `{"statusDetails":null}`, "\xff",
 	} {
 		for _, op := range []string{OpGetPending, OpStartNext, OpDescribe, OpUpdate} {
 			f.Add(op, s)
@@ -30,7 +30,7 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("token %q", *req.ClientToken)
 		}
 		for k, v := range req.StatusDetails {
-			if !validDetailKey(k) || v == "" {
+			if !validDetailKey(k) || checkDetailValue(v) != "" {
 				t.Fatalf("statusDetails %q=%q", k, v)
 			}
 		}

@@ -246,14 +246,32 @@ func parseStatusDetails(raw json.RawMessage, req *Request) *RequestError {
 		if !validDetailKey(k) {
 			return badRequest("statusDetails key %q must be 1-%d of [a-zA-Z0-9:_-]", truncate(k, 40), MaxStatusDetailKey)
 		}
-		if n := utf8.RuneCountInString(s); n < 1 || n > MaxStatusDetailValue ||
-			strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.C, r) }) >= 0 {
-			return badRequest("statusDetails.%s must be 1-%d characters without control characters", truncate(k, 40), MaxStatusDetailValue)
+		if msg := checkDetailValue(s); msg != "" {
+			return badRequest("statusDetails.%s %s", truncate(k, 40), msg)
 		}
 		out[k] = s
 	}
 	req.StatusDetails, req.HasStatusDetails = out, true
 	return nil
+}
+
+// checkDetailValue says what is wrong with a statusDetails value, or "".
+// AWS's model gives the pattern [^\p{C}]+, but AWS stores command output
+// with newlines (the AWS IoT Device Client reports stdout and stderr so,
+// and treats a rejection as final): tab, newline and carriage return are
+// accepted, other control and format characters are not. The length is
+// AWS's: 1-1024 characters.
+func checkDetailValue(v string) string {
+	if n := utf8.RuneCountInString(v); n < 1 || n > MaxStatusDetailValue {
+		return fmt.Sprintf("must be 1-%d characters, not %d", MaxStatusDetailValue, n)
+	}
+	if i := strings.IndexFunc(v, func(r rune) bool {
+		return r != '\t' && r != '\n' && r != '\r' && unicode.Is(unicode.C, r)
+	}); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(v[i:])
+		return fmt.Sprintf("has the control character %U at byte %d (only tab, newline and carriage return are allowed)", r, i)
+	}
+	return ""
 }
 
 func validDetailKey(k string) bool {

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -597,5 +598,46 @@ func TestListings(t *testing.T) {
 	}
 	if js := e.svc.ListJobs(""); len(js) != 2 || js[0].JobID != "j1" {
 		t.Errorf("ListJobs: %v", js)
+	}
+}
+
+// TestStatusDetailsValues: AWS stores command output with newlines and
+// tabs (the AWS IoT Device Client sends its stdout and stderr so); values
+// stay bounded at 1024 characters, and other control characters are
+// refused with a message naming them.
+func TestStatusDetailsValues(t *testing.T) {
+	e := newEnv(t, "box-1")
+	e.createJob(t, "job1", `{"operation":"install"}`, "box-1")
+	e.accepted(t, "box-1", "start-next", `{}`)
+	for _, tc := range []struct {
+		name, value string
+		refused     string // part of the rejection's message; "" means stored
+	}{
+		{"stdout with a newline", "Hello\n", ""},
+		{"tabs and CRLF", "a\tb\r\nc", ""},
+		{"1024 characters with newlines", strings.Repeat("é\n", 512), ""},
+		{"1025 characters", strings.Repeat("x", 1024) + "\n", "must be 1-1024 characters, not 1025"},
+		{"escape sequence", "\x1b[31mred", "U+001B"},
+		{"NUL", "a\x00b", "U+0000"},
+		{"format character", "a\u200bb", "U+200B"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := json.Marshal(map[string]any{"status": "IN_PROGRESS", "statusDetails": map[string]string{"stdout": tc.value}})
+			a, _ := e.request(t, "box-1", "job1/update", string(b))
+			if tc.refused == "" {
+				if code, _ := a.Payload["code"].(string); code != "" {
+					t.Fatalf("refused: %v", a.Payload)
+				}
+				ex, err := e.svc.DescribeJobExecution("box-1", "job1", 0)
+				if err != nil || ex.StatusDetails["stdout"] != tc.value {
+					t.Fatalf("stored %q, %v; want %q", ex.StatusDetails["stdout"], err, tc.value)
+				}
+				return
+			}
+			msg, _ := a.Payload["message"].(string)
+			if a.Payload["code"] != CodeInvalidRequest || !strings.Contains(msg, "statusDetails.stdout") || !strings.Contains(msg, tc.refused) {
+				t.Errorf("answer %v, want InvalidRequest naming statusDetails.stdout and %q", a.Payload, tc.refused)
+			}
+		})
 	}
 }

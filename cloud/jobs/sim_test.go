@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
+	"github.com/iotagent/iotagent/cloud/jobs"
 )
 
 const (
@@ -357,5 +359,43 @@ func TestOTAEndToEnd(t *testing.T) {
 	}
 	if len(want) != 0 {
 		t.Errorf("the monitor did not see %v (saw %v)", want, seen)
+	}
+}
+
+// TestDeviceClientStatusDetails: the AWS IoT Device Client reports a
+// command's output in statusDetails, with its newlines, and treats a
+// rejection as final. iotsim stores it, and describe-job-execution through
+// the real aws CLI shows it, as AWS's does.
+func TestDeviceClientStatusDetails(t *testing.T) {
+	aws := newCLI(t)
+	sim := cloudtest.Start(t, "")
+	ep := sim.Endpoint().HTTPEndpoint
+	dc := connect(t, sim, "dc-1", "$aws/things/dc-1/jobs/#", "")
+	if _, err := sim.Jobs().CreateJob(jobs.CreateJobInput{JobID: "hello", Document: `{"version":"1.0","steps":[]}`,
+		Targets: []string{"arn:aws:iot:us-east-1:123456789012:thing/dc-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	dc.publish(t, "$aws/things/dc-1/jobs/start-next", `{"clientToken":"Qx3Tz9LmPa"}`)
+	dc.await(t, "$aws/things/dc-1/jobs/start-next/accepted")
+	// The Device Client's UpdateJobExecutionRequest, as its SDK encodes it.
+	dc.publish(t, "$aws/things/dc-1/jobs/hello/update",
+		`{"executionNumber":1,"status":"SUCCEEDED","statusDetails":{"reason":"Job executed successfully","stdout":"Hello\nworld\n","stderr":"ls: cannot access 'x': No such file or directory\n"},"clientToken":"Vb7Kd2RsWq"}`)
+	ok, _ := dc.await(t, "$aws/things/dc-1/jobs/hello/update/accepted")
+	if ok["clientToken"] != "Vb7Kd2RsWq" {
+		t.Errorf("update accepted: %v", ok)
+	}
+	var out struct {
+		Execution struct {
+			Status        string `json:"status"`
+			StatusDetails struct {
+				DetailsMap map[string]string `json:"detailsMap"`
+			} `json:"statusDetails"`
+		} `json:"execution"`
+	}
+	aws.run(&out, "--endpoint-url", ep, "iot", "describe-job-execution", "--job-id", "hello", "--thing-name", "dc-1")
+	want := map[string]string{"reason": "Job executed successfully", "stdout": "Hello\nworld\n",
+		"stderr": "ls: cannot access 'x': No such file or directory\n"}
+	if out.Execution.Status != "SUCCEEDED" || !maps.Equal(out.Execution.StatusDetails.DetailsMap, want) {
+		t.Errorf("describe-job-execution: %+v, want SUCCEEDED with %v", out.Execution, want)
 	}
 }
