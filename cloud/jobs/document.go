@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"regexp"
+	"fmt"
 	"strings"
 	"time"
 	"unicode"
@@ -13,23 +13,146 @@ import (
 	"github.com/iotagent/iotagent/cloud/s3"
 )
 
-// placeholderRE matches ${aws:iot:s3-presigned-url:URL} (control-plane-rest.md §4).
-var placeholderRE = regexp.MustCompile(`\$\{aws:iot:s3-presigned-url:([^}]+)\}`)
-
 const placeholderMark = "${aws:iot:s3-presigned-url:"
 
-// Placeholders returns the S3 URLs of a document's presigned-URL
-// placeholders, in order. A URL written with JSON's escaped slashes
-// (https:\/\/...) is unescaped.
-func Placeholders(doc string) []string {
-	if !strings.Contains(doc, placeholderMark) {
-		return nil
+// ErrBadPlaceholder marks a presigned-URL placeholder that does not end
+// inside its JSON string, or holds no URL. It unwraps from an *Error of
+// kind ErrInvalid.
+var ErrBadPlaceholder = errors.New("jobs: malformed presigned-URL placeholder")
+
+// stringValue is one string value (not an object key) of a JSON document:
+// the raw token doc[start:end], quotes included, and its decoded text.
+type stringValue struct {
+	start, end int
+	text       string
+}
+
+// stringValues lists the string values of a valid JSON document, in order.
+// Object keys are skipped: placeholders are substituted in values only.
+func stringValues(doc string) ([]stringValue, error) {
+	var out []stringValue
+	for i := 0; i < len(doc); i++ {
+		if doc[i] != '"' {
+			continue
+		}
+		j := i + 1
+		for j < len(doc) && doc[j] != '"' {
+			if doc[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(doc) {
+			return nil, errf(ErrInvalid, "The job document has an unterminated string at byte %d", i)
+		}
+		end := j + 1
+		k := end
+		for k < len(doc) && strings.IndexByte(" \t\r\n", doc[k]) >= 0 {
+			k++
+		}
+		if k < len(doc) && doc[k] == ':' { // an object key
+			i = j
+			continue
+		}
+		if mayHavePlaceholder(doc[i:end]) {
+			var text string
+			if err := json.Unmarshal([]byte(doc[i:end]), &text); err != nil {
+				return nil, errf(ErrInvalid, "The job document has an invalid string at byte %d: %v", i, err)
+			}
+			out = append(out, stringValue{i, end, text})
+		}
+		i = j
+	}
+	return out, nil
+}
+
+// expandPlaceholders replaces each ${aws:iot:s3-presigned-url:URL} in a
+// string value by url(URL). A placeholder must end ("}") in the same
+// string and hold a URL; otherwise the error names it.
+func expandPlaceholders(text string, url func(string) (string, error)) (string, error) {
+	var b strings.Builder
+	rest := text
+	for {
+		i := strings.Index(rest, placeholderMark)
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String(), nil
+		}
+		b.WriteString(rest[:i])
+		body := rest[i+len(placeholderMark):]
+		n := strings.IndexByte(body, '}')
+		if n < 0 {
+			return "", &Error{Kind: ErrInvalid, Msg: fmt.Sprintf("The presigned-URL placeholder %q has no closing } inside its JSON string",
+				truncate(rest[i:], 200)), cause: ErrBadPlaceholder}
+		}
+		if n == 0 {
+			return "", &Error{Kind: ErrInvalid, Msg: fmt.Sprintf("The presigned-URL placeholder %q has no URL", placeholderMark+"}"),
+				cause: ErrBadPlaceholder}
+		}
+		u, err := url(body[:n])
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(u)
+		rest = body[n+1:]
+	}
+}
+
+// mayHavePlaceholder reports whether raw JSON text may hold a placeholder:
+// it has "${", or an escape that may spell it.
+func mayHavePlaceholder(raw string) bool {
+	return strings.Contains(raw, "${") || strings.Contains(raw, `\u`)
+}
+
+// Placeholders returns the S3 URLs of a valid JSON document's presigned-URL
+// placeholders, in order. A placeholder that does not end inside its JSON
+// string, or that holds no URL, is an error wrapping ErrBadPlaceholder.
+func Placeholders(doc string) ([]string, error) {
+	if !mayHavePlaceholder(doc) {
+		return nil, nil
+	}
+	vals, err := stringValues(doc)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
-	for _, m := range placeholderRE.FindAllStringSubmatch(doc, -1) {
-		out = append(out, strings.ReplaceAll(m[1], `\/`, "/"))
+	for _, v := range vals {
+		if _, err := expandPlaceholders(v.text, func(u string) (string, error) { out = append(out, u); return "", nil }); err != nil {
+			return nil, err
+		}
 	}
-	return out
+	return out, nil
+}
+
+// substitute rewrites doc's placeholders with url(URL), leaving every other
+// byte of the document as it was.
+func substitute(doc string, url func(string) (string, error)) (string, error) {
+	vals, err := stringValues(doc)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	last := 0
+	for _, v := range vals {
+		if !strings.Contains(v.text, placeholderMark) {
+			continue
+		}
+		text, err := expandPlaceholders(v.text, url)
+		if err != nil {
+			return "", err
+		}
+		var enc bytes.Buffer
+		je := json.NewEncoder(&enc)
+		je.SetEscapeHTML(false) // a URL's & stays &
+		if err := je.Encode(text); err != nil {
+			return "", fmt.Errorf("encode substituted string: %w", err)
+		}
+		b.WriteString(doc[last:v.start])
+		b.Write(bytes.TrimSuffix(enc.Bytes(), []byte("\n")))
+		last = v.end
+	}
+	b.WriteString(doc[last:])
+	return b.String(), nil
 }
 
 // ValidJobID reports whether id is 1-64 of [a-zA-Z0-9_-].
@@ -136,7 +259,10 @@ func (s *Service) validateCreate(in *CreateJobInput) error {
 	if err := CheckDocument(in.Document); err != nil {
 		return err
 	}
-	urls := Placeholders(in.Document)
+	urls, err := Placeholders(in.Document)
+	if err != nil {
+		return err
+	}
 	if len(urls) > 0 && in.PresignedURLConfig == nil {
 		return errf(ErrInvalid, "The job document has presigned URL placeholders but no presignedUrlConfig")
 	}
@@ -154,36 +280,25 @@ func (s *Service) validateCreate(in *CreateJobInput) error {
 // deviceDocument is the job document as sent to a device: every
 // placeholder replaced by a fresh presigned URL.
 func (s *Service) deviceDocument(j *Job) (json.RawMessage, error) {
-	if !strings.Contains(j.Document, placeholderMark) {
+	if !mayHavePlaceholder(j.Document) {
 		return json.RawMessage(j.Document), nil
 	}
 	expires := time.Duration(DefaultPresignExpiry) * time.Second
 	if j.PresignedURLConfig != nil && j.PresignedURLConfig.ExpiresInSec > 0 {
 		expires = time.Duration(j.PresignedURLConfig.ExpiresInSec) * time.Second
 	}
-	var firstErr error
-	out := placeholderRE.ReplaceAllStringFunc(j.Document, func(m string) string {
-		raw := strings.ReplaceAll(placeholderRE.FindStringSubmatch(m)[1], `\/`, "/")
+	out, err := substitute(j.Document, func(raw string) (string, error) {
 		bucket, key, err := s3.ParseObjectURL(raw)
-		var u string
-		if err == nil && s.o.Files != nil {
-			u, err = s.o.Files.PresignGet(bucket, key, expires)
-		} else if err == nil {
-			err = errors.New("no object store")
-		}
 		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			return m
+			return "", fmt.Errorf("placeholder URL %s: %w", truncate(raw, 200), err)
 		}
-		// The URL goes inside a JSON string: escape what JSON needs.
-		b, _ := json.Marshal(u)
-		b = bytes.ReplaceAll(b, []byte(`\u0026`), []byte("&"))
-		return string(b[1 : len(b)-1])
+		if s.o.Files == nil {
+			return "", fmt.Errorf("placeholder URL %s: no object store", truncate(raw, 200))
+		}
+		return s.o.Files.PresignGet(bucket, key, expires)
 	})
-	if firstErr != nil {
-		return nil, firstErr
+	if err != nil {
+		return nil, fmt.Errorf("job %s: device document: %w", j.JobID, err)
 	}
 	return json.RawMessage(out), nil
 }

@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/iotagent/iotagent/cloud/s3"
 	"testing"
@@ -59,18 +61,29 @@ func FuzzParseTopic(f *testing.F) {
 	})
 }
 
-// FuzzDeviceDocument checks that a valid document stays valid JSON after
-// its placeholders are substituted.
+// FuzzDeviceDocument checks that a valid document either has a malformed
+// placeholder, which CreateJob refuses, or stays valid JSON after its
+// placeholders are substituted, with every other string as it was.
 func FuzzDeviceDocument(f *testing.F) {
 	f.Add(`{"u":"${aws:iot:s3-presigned-url:https://s3.amazonaws.com/fwb/a}"}`)
 	f.Add(`{"u":["${aws:iot:s3-presigned-url:s3://fwb/a b}","x"]}`)
 	f.Add(`{"u":"${aws:iot:s3-presigned-url:https:\/\/fwb.s3.amazonaws.com\/k}"}`)
+	f.Add(`{"u":"${aws:iot:s3-presigned-url:https://s3.amazonaws.com/fwb/k"}`) // unterminated: ran past the string's end
+	f.Add(`{"a":"${aws:iot:s3-presigned-url:http://H/s3/b/k","b":"}"}`)
+	f.Add(`{"u":"\u0024{aws:iot:s3-presigned-url:s3://fwb/k}","${aws:iot:s3-presigned-url:s3://fwb/key}":1}`)
 	e := newEnv(f)
 	f.Fuzz(func(t *testing.T, doc string) {
 		if CheckDocument(doc) != nil {
 			return
 		}
-		for _, u := range Placeholders(doc) {
+		urls, err := Placeholders(doc)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Placeholders(%q): %v is not ErrInvalid", doc, err)
+			}
+			return // CreateJob refuses it
+		}
+		for _, u := range urls {
 			if _, _, err := parseObjectURLForTest(u); err != nil {
 				return // CreateJob would reject it
 			}
@@ -82,7 +95,45 @@ func FuzzDeviceDocument(f *testing.F) {
 		if err := CheckDocument(string(out)); err != nil {
 			t.Fatalf("substituted %q -> %q: %v", doc, out, err)
 		}
+		var before, after any
+		_ = json.Unmarshal([]byte(doc), &before)
+		_ = json.Unmarshal(out, &after)
+		if n := countStrings(before, false) - countStrings(after, false); n != 0 {
+			t.Fatalf("substituted %q -> %q: %d strings changed shape", doc, out, n)
+		}
+		if len(urls) == 0 && countStrings(before, true) != countStrings(after, true) {
+			t.Fatalf("no placeholders, yet %q -> %q", doc, out)
+		}
 	})
+}
+
+// countStrings counts the string values of v; with exact, it adds a hash
+// of their texts, so that a changed string shows.
+func countStrings(v any, exact bool) int {
+	switch x := v.(type) {
+	case string:
+		if exact {
+			h := 1
+			for _, c := range x {
+				h = h*31 + int(c)
+			}
+			return h
+		}
+		return 1
+	case []any:
+		n := 0
+		for _, y := range x {
+			n += countStrings(y, exact)
+		}
+		return n
+	case map[string]any:
+		n := 0
+		for _, y := range x {
+			n += countStrings(y, exact)
+		}
+		return n
+	}
+	return 0
 }
 
 // BenchmarkDispatch creates a job for N things (one thing group) and

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,9 +50,28 @@ type env struct {
 	clock *clock
 	ticks chan time.Time
 	fault func(thing, op string) string
+	logs  logBuffer // what the service logged, as text
 
 	mu   sync.Mutex
 	msgs []sent
+}
+
+// logBuffer collects log output safely across goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newEnv(t testing.TB, things ...string) *env {
@@ -92,6 +112,7 @@ func (e *env) open(t testing.TB) *Service {
 	}
 	svc, err := New(Options{
 		DB: e.db, Registry: e.reg, Files: e.files, Now: e.clock.Now, Ticks: e.ticks,
+		Logger:    slog.New(slog.NewTextHandler(&e.logs, nil)),
 		Publish:   func(topic string, payload []byte) error { return record("", topic, payload) },
 		PublishTo: func(c, topic string, payload []byte) error { return record(c, topic, payload) },
 		Fault: func(thing, op string) string {

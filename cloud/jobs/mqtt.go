@@ -494,28 +494,35 @@ func (s *Service) handleLocked(clientID, topic string, r Route, payload []byte) 
 			return []message{reply("/accepted", out)}
 		}
 		e := ps[0]
-		var msgs []message
-		if e.Status == StatusQueued {
-			before := s.pendingState(r.Thing)
-			saved := e.clone()
-			s.start(e, now)
-			if req.HasStatusDetails {
-				e.StatusDetails = req.StatusDetails
-			}
-			s.setStepTimer(e, req.StepTimeoutInMinutes, now)
-			if err := s.saveExecution(e); err != nil {
-				*e = saved
+		if e.Status != StatusQueued {
+			w, err := s.wire(e, true, now)
+			if err != nil {
 				return internal(err)
 			}
-			s.retime(e)
-			msgs = s.notifications(r.Thing, before, now)
+			out.Execution = w
+			return []message{reply("/accepted", out)}
 		}
+		// The answer is made before the execution starts: an execution
+		// whose document cannot be rendered stays QUEUED, and the device
+		// hears why (an InternalError it may retry), never nothing.
+		before := s.pendingState(r.Thing)
+		saved := e.clone()
+		s.start(e, now)
+		if req.HasStatusDetails {
+			e.StatusDetails = req.StatusDetails
+		}
+		s.setStepTimer(e, req.StepTimeoutInMinutes, now)
 		w, err := s.wire(e, true, now)
+		if err == nil {
+			err = s.saveExecution(e)
+		}
 		if err != nil {
+			*e = saved
 			return internal(err)
 		}
+		s.retime(e)
 		out.Execution = w
-		return append([]message{reply("/accepted", out)}, msgs...)
+		return append([]message{reply("/accepted", out)}, s.notifications(r.Thing, before, now)...)
 
 	case OpUpdate:
 		e := s.things[r.Thing][r.JobID]

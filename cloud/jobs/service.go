@@ -110,6 +110,12 @@ func New(o Options) (*Service, error) {
 		if err := json.Unmarshal(v, &j); err != nil {
 			return fmt.Errorf("job %s: %w", k, err)
 		}
+		if _, err := Placeholders(j.Document); err != nil {
+			// Stored by an older iotsim that let it through; devices get an
+			// InternalError for it until it is canceled or deleted.
+			s.log.Warn("stored job has a document devices cannot be sent; cancel or delete it",
+				"job", j.JobID, "err", err)
+		}
 		s.jobs[j.JobID] = &j
 		s.seq = max(s.seq, j.Seq)
 		return nil
@@ -233,6 +239,8 @@ func (s *Service) CheckTimeouts() error {
 			continue
 		}
 		s.retime(e)
+		s.log.Info("job execution timed out", "thing", e.ThingName, "job", e.JobID,
+			"timer", saved.timer(), "started_at", saved.StartedAt, "version", e.VersionNumber)
 		s.completeIfDone(e.JobID, now)
 		msgs = append(msgs, s.notifications(e.ThingName, before, now)...)
 	}
@@ -264,6 +272,7 @@ func (s *Service) completeIfDone(jobID string, now time.Time) {
 	if err := s.o.DB.PutJSON(bucketJobs, j.JobID, j); err != nil {
 		s.log.Warn("save job", "job", j.JobID, "err", err)
 	}
+	s.log.Info("job completed", "job", j.JobID, "executions", len(s.byJob[jobID]))
 }
 
 // pending is a thing's pending set and head, for deciding notifications.
@@ -531,6 +540,8 @@ func (s *Service) CancelJob(jobID string, force bool, reasonCode, comment string
 			continue
 		}
 		s.retime(e)
+		s.log.Info("job execution canceled", "thing", t, "job", jobID, "was", saved.Status,
+			"force", e.ForceCanceled, "reason_code", reasonCode, "by", "CancelJob")
 		msgs = append(msgs, s.notifications(t, before, now)...)
 	}
 	if j.Status != JobCanceled || force {

@@ -376,6 +376,10 @@ func TestStepTimeoutWithoutJobTimer(t *testing.T) {
 	if ex, _ := e.svc.DescribeJobExecution("box-1", "job1", 0); ex.Status != StatusTimedOut {
 		t.Fatalf("at the step deadline: %s", ex.Status)
 	}
+	// What iotsim does to an execution by itself is logged.
+	if l := e.logs.String(); !strings.Contains(l, `msg="job execution timed out" thing=box-1 job=job1 timer=step`) {
+		t.Errorf("the timeout was not logged:\n%s", l)
+	}
 }
 
 func TestCancel(t *testing.T) {
@@ -395,6 +399,10 @@ func TestCancel(t *testing.T) {
 	if diff := cmp.Diff([]string{"$aws/things/box-2/jobs/notify", "$aws/things/box-2/jobs/notify-next"}, topics(e.take())); diff != "" {
 		t.Errorf("cancel notifications (-want +got):\n%s", diff)
 	}
+	if l := e.logs.String(); !strings.Contains(l, `msg="job execution canceled" thing=box-2 job=job1 was=QUEUED force=false reason_code=OLD_FIRMWARE`) ||
+		strings.Contains(l, "thing=box-1") {
+		t.Errorf("cancel log:\n%s", l)
+	}
 	e.accepted(t, "box-1", "job1/update", `{"status":"IN_PROGRESS"}`) // not forced: the device carries on
 	j, err = e.svc.CancelJob("job1", true, "", "")
 	if err != nil {
@@ -406,6 +414,9 @@ func TestCancel(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"$aws/things/box-1/jobs/notify", "$aws/things/box-1/jobs/notify-next"}, topics(e.take())); diff != "" {
 		t.Errorf("forced cancel notifications (-want +got):\n%s", diff)
+	}
+	if l := e.logs.String(); !strings.Contains(l, `msg="job execution canceled" thing=box-1 job=job1 was=IN_PROGRESS force=true`) {
+		t.Errorf("forced cancel log:\n%s", l)
 	}
 	if code, _ := e.rejected(t, "box-1", "job1/update", `{"status":"SUCCEEDED"}`); code != CodeInvalidStateTransition {
 		t.Errorf("update after a forced cancel: %s", code)
@@ -639,5 +650,76 @@ func TestStatusDetailsValues(t *testing.T) {
 				t.Errorf("answer %v, want InvalidRequest naming statusDetails.stdout and %q", a.Payload, tc.refused)
 			}
 		})
+	}
+}
+
+// TestMalformedPlaceholder: a placeholder that does not end inside its JSON
+// string (FuzzDeviceDocument found one that ran on to the document's
+// closing brace) is refused at CreateJob with a message naming it; the
+// thing's next job runs normally.
+func TestMalformedPlaceholder(t *testing.T) {
+	e := newEnv(t, "box-1")
+	cfg := &PresignedURLConfig{RoleARN: "arn:aws:iam::123456789012:role/ota"}
+	for _, doc := range []string{
+		`{"url":"${aws:iot:s3-presigned-url:https://s3.amazonaws.com/fwb/k"}`,
+		`{"a":"${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/k","b":"}"}`,
+		`{"url":"${aws:iot:s3-presigned-url:}"}`,
+	} {
+		_, err := e.svc.CreateJob(CreateJobInput{JobID: "bad", Targets: []string{thingARN("box-1")}, Document: doc, PresignedURLConfig: cfg})
+		var je *Error
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrBadPlaceholder) || !errors.As(err, &je) ||
+			!strings.Contains(je.Msg, "${aws:iot:s3-presigned-url:") {
+			t.Errorf("CreateJob(%s) = %v, want ErrInvalid naming the placeholder", doc, err)
+		}
+	}
+	if _, err := e.svc.DescribeJob("bad"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused job was stored: %v", err)
+	}
+	// Placeholders are substituted in string values only, escapes
+	// included; keys and other strings stay as they were.
+	doc := `{"u":"\u0024{aws:iot:s3-presigned-url:s3://fwb/k}?x=1","${aws:iot:s3-presigned-url:s3://fwb/key}":"${literal}"}`
+	if _, err := e.svc.CreateJob(CreateJobInput{JobID: "ok", Targets: []string{thingARN("box-1")}, Document: doc, PresignedURLConfig: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := e.accepted(t, "box-1", "start-next", `{}`)
+	jd := body["execution"].(map[string]any)["jobDocument"].(map[string]any)
+	if u, _ := jd["u"].(string); !strings.HasPrefix(u, "http://127.0.0.1:1/s3/fwb/k?") || !strings.HasSuffix(u, "?x=1") || strings.Contains(u, "${") {
+		t.Errorf("substituted u = %q", u)
+	}
+	if jd["${aws:iot:s3-presigned-url:s3://fwb/key}"] != "${literal}" {
+		t.Errorf("a key or a plain string changed: %v", jd)
+	}
+}
+
+// TestStartNextNeverStartsSilently: a stored job whose document cannot be
+// sent (an older iotsim let a malformed placeholder through) gets an
+// InternalError answer to start-next, is logged, and stays QUEUED; it
+// never goes IN_PROGRESS with no answer.
+func TestStartNextNeverStartsSilently(t *testing.T) {
+	e := newEnv(t, "box-1")
+	e.createJob(t, "old", `{"url":"placeholder"}`, "box-1")
+	j, err := e.svc.DescribeJob("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Document = `{"url":"${aws:iot:s3-presigned-url:https://s3.amazonaws.com/fwb/k"}`
+	j.PresignedURLConfig = &PresignedURLConfig{ExpiresInSec: 60}
+	if err := e.db.PutJSON(bucketJobs, j.JobID, j); err != nil {
+		t.Fatal(err)
+	}
+	e.svc = e.open(t) // a restart over the older data dir
+	if l := e.logs.String(); !strings.Contains(l, "job=old") || !strings.Contains(l, "cancel or delete it") {
+		t.Errorf("loading the job did not warn:\n%s", l)
+	}
+	e.take()
+	code, body := e.rejected(t, "box-1", "start-next", `{"clientToken":"c-1"}`)
+	if code != CodeInternalError || body["clientToken"] != "c-1" {
+		t.Errorf("start-next answered %v, want InternalError with the client token", body)
+	}
+	if ex, _ := e.svc.DescribeJobExecution("box-1", "old", 0); ex.Status != StatusQueued || ex.VersionNumber != 1 {
+		t.Errorf("execution %s v%d, want QUEUED v1", ex.Status, ex.VersionNumber)
+	}
+	if l := e.logs.String(); !strings.Contains(l, `msg="jobs request" thing=box-1 op=StartNextPendingJobExecution`) {
+		t.Errorf("the failed start-next was not logged:\n%s", l)
 	}
 }

@@ -21,10 +21,18 @@ var (
 type Error struct {
 	Kind error
 	Msg  string
+	// cause, if set, is a finer sentinel (ErrBadPlaceholder) that the
+	// error also unwraps to.
+	cause error
 }
 
 func (e *Error) Error() string { return e.Msg }
-func (e *Error) Unwrap() error { return e.Kind }
+func (e *Error) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.Kind, e.cause}
+	}
+	return []error{e.Kind}
+}
 
 func errf(kind error, format string, args ...any) error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
@@ -151,6 +159,18 @@ func (e *Execution) deadline() time.Time {
 		d = e.StepDeadline
 	}
 	return d
+}
+
+// timer names the timer that runs out first: "step" or "in-progress"
+// (or "" when none runs).
+func (e *Execution) timer() string {
+	switch d := e.deadline(); {
+	case d.IsZero():
+		return ""
+	case d.Equal(e.StepDeadline):
+		return "step"
+	}
+	return "in-progress"
 }
 
 // SecondsBeforeTimedOut is approximateSecondsBeforeTimedOut at now (0: no
