@@ -210,11 +210,20 @@ func (r *Registry) setStatus(id, status string, api bool) error {
 // certificate (ErrCertificateState) and one still attached to a thing
 // (ErrConflict).
 func (r *Registry) DeleteCertificate(id string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.db.Update(func(tx *store.Tx) error {
+	return r.deleteCertificate(id, false)
+}
+
+// ForceDeleteCertificate is DeleteCertificate that first detaches the
+// certificate's policies (AWS's forceDelete); a certificate that is ACTIVE
+// or attached to a thing still cannot be deleted.
+func (r *Registry) ForceDeleteCertificate(id string) error {
+	return r.deleteCertificate(id, true)
+}
+
+func (r *Registry) deleteCertificate(id string, force bool) error {
+	return r.Update(func(t *Txn) error {
 		var c Certificate
-		if err := getJSON(tx, certsBucket, id, &c); err != nil {
+		if err := getJSON(t.tx, certsBucket, id, &c); err != nil {
 			return fmt.Errorf("delete certificate %s: %w", id, notFound(err))
 		}
 		if c.Status == StatusActive {
@@ -223,7 +232,20 @@ func (r *Registry) DeleteCertificate(id string) error {
 		if len(c.Things) > 0 {
 			return fmt.Errorf("delete certificate %s: attached to %v: %w", id, c.Things, ErrConflict)
 		}
-		return tx.Delete(certsBucket, id)
+		var policies []string
+		if err := getJSON(t.tx, policyTargetsBucket, c.ARN, &policies); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete certificate %s: %w", id, err)
+		}
+		if len(policies) > 0 {
+			if !force {
+				return fmt.Errorf("delete certificate %s: policies %v are attached: %w", id, policies, ErrConflict)
+			}
+			if err := t.tx.Delete(policyTargetsBucket, c.ARN); err != nil {
+				return fmt.Errorf("delete certificate %s: %w", id, err)
+			}
+			t.policyChanges = append(t.policyChanges, t.r.targetChange(c.ARN))
+		}
+		return t.tx.Delete(certsBucket, id)
 	})
 }
 

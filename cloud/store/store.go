@@ -257,3 +257,18 @@ func (d *DB) PutJSON(bucket, key string, v any) error {
 	}
 	return d.Put(bucket, key, b)
 }
+
+// ForEach is DB.ForEach inside a transaction.
+func (t *Tx) ForEach(bucket, prefix string, fn func(key string, val []byte) error) error {
+	bk := t.tx.Bucket([]byte(bucket))
+	if bk == nil {
+		return nil
+	}
+	c := bk.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+		if err := fn(string(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
