@@ -1,19 +1,16 @@
 package api
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/iotagent/iotagent/cloud/registry"
@@ -22,6 +19,37 @@ import (
 // certCommonName is the subject CN of certificates made by
 // CreateKeysAndCertificate, as AWS names them.
 const certCommonName = "AWS IoT Certificate"
+
+func init() {
+	mapThing := func(in *thingIn, err error) error { return fromRegistry(err, thingNotFound(in.Thing)) }
+	mapCert := func(in *certIn, err error) error { return fromRegistry(err, certNotFound(in.ID)) }
+	mapPrincipal := func(in *thingPrincipalIn, err error) error {
+		return fromRegistry(err, "The thing "+in.Thing+" or the certificate "+in.certID+" cannot be found.")
+	}
+	routes = append(routes,
+		op[describeEndpointIn]{"DescribeEndpoint", svcControl, http.MethodGet, "/endpoint", (*Server).describeEndpoint, nil}.route(),
+		op[listThingsIn]{"ListThings", svcControl, http.MethodGet, "/things", (*Server).listThings,
+			func(_ *listThingsIn, err error) error { return fromRegistry(err, "") }}.route(),
+		op[createThingIn]{"CreateThing", svcControl, http.MethodPost, "/things/{thingName}", (*Server).createThing,
+			func(in *createThingIn, err error) error {
+				return fromRegistry(err, "Thing type "+in.ThingTypeName+" cannot be found.")
+			}}.route(),
+		op[thingIn]{"DescribeThing", svcControl, http.MethodGet, "/things/{thingName}", (*Server).describeThing, mapThing}.route(),
+		op[deleteThingIn]{"DeleteThing", svcControl, http.MethodDelete, "/things/{thingName}", (*Server).deleteThing,
+			func(in *deleteThingIn, err error) error { return fromRegistry(err, thingNotFound(in.Thing)) }}.route(),
+		op[thingPrincipalIn]{"AttachThingPrincipal", svcControl, http.MethodPut, "/things/{thingName}/principals",
+			func(s *Server, _ *call, in *thingPrincipalIn) (any, error) { return s.thingPrincipal(in, true) }, mapPrincipal}.route(),
+		op[thingPrincipalIn]{"DetachThingPrincipal", svcControl, http.MethodDelete, "/things/{thingName}/principals",
+			func(s *Server, _ *call, in *thingPrincipalIn) (any, error) { return s.thingPrincipal(in, false) }, mapPrincipal}.route(),
+		op[thingIn]{"ListThingPrincipals", svcControl, http.MethodGet, "/things/{thingName}/principals", (*Server).listThingPrincipals, mapThing}.route(),
+		op[createKeysIn]{"CreateKeysAndCertificate", svcControl, http.MethodPost, "/keys-and-certificate", (*Server).createKeysAndCertificate,
+			func(_ *createKeysIn, err error) error { return fromRegistry(err, "") }}.route(),
+		op[listCertificatesIn]{"ListCertificates", svcControl, http.MethodGet, "/certificates", (*Server).listCertificates,
+			func(_ *listCertificatesIn, err error) error { return fromRegistry(err, "") }}.route(),
+		op[certIn]{"DescribeCertificate", svcControl, http.MethodGet, "/certificates/{certificateId}", (*Server).describeCertificate, mapCert}.route(),
+		op[certIn]{"UpdateCertificate", svcControl, http.MethodPut, "/certificates/{certificateId}", (*Server).updateCertificate, mapCert}.route(),
+	)
+}
 
 func (s *Server) registry() (Registry, error) {
 	if s.o.Registry == nil {
@@ -52,13 +80,20 @@ func thingNotFound(name string) string { return "Thing " + name + " cannot be fo
 
 func certNotFound(id string) string { return "The certificate " + id + " does not exist." }
 
-// describeEndpoint serves DescribeEndpoint: GET /endpoint?endpointType=.
-func (s *Server) describeEndpoint(c *call) error {
-	switch t := c.query.Get("endpointType"); t {
+type describeEndpointIn struct {
+	EndpointType string `query:"endpointType"`
+}
+
+func (in *describeEndpointIn) validate() error {
+	switch in.EndpointType {
 	case "", "iot:Data", "iot:Data-ATS", "iot:CredentialProvider", "iot:Jobs":
-	default:
-		return invalid("Endpoint type %s is not valid.", truncate(t, 128))
+		return nil
 	}
+	return invalid("Endpoint type %s is not valid.", truncate(in.EndpointType, 128))
+}
+
+// describeEndpoint serves DescribeEndpoint: GET /endpoint?endpointType=.
+func (s *Server) describeEndpoint(c *call, _ *describeEndpointIn) (any, error) {
 	host := s.o.Endpoint
 	if host == "" {
 		host = c.r.Host
@@ -66,9 +101,9 @@ func (s *Server) describeEndpoint(c *call) error {
 			host = h
 		}
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		EndpointAddress string `json:"endpointAddress"`
-	}{host})
+	}{host}, nil
 }
 
 type thingAttribute struct {
@@ -86,25 +121,17 @@ func nonNil(m map[string]string) map[string]string {
 	return m
 }
 
-// createThing serves CreateThing: POST /things/{thingName}.
-func (s *Server) createThing(c *call) error {
-	name := c.labels["thingName"]
-	if err := checkThingName("thingName", name); err != nil {
-		return err
-	}
-	var in struct {
-		ThingTypeName    string `json:"thingTypeName"`
-		AttributePayload *struct {
-			Attributes map[string]string `json:"attributes"`
-			Merge      bool              `json:"merge"`
-		} `json:"attributePayload"`
-		BillingGroupName string `json:"billingGroupName"`
-	}
-	if len(bytes.TrimSpace(c.body)) > 0 {
-		if err := json.Unmarshal(c.body, &in); err != nil {
-			return invalid("The request body is not a valid JSON object: %v", err)
-		}
-	}
+type createThingIn struct {
+	Thing            string `uri:"thingName" check:"thing"`
+	ThingTypeName    string `json:"thingTypeName"`
+	AttributePayload *struct {
+		Attributes map[string]string `json:"attributes"`
+		Merge      bool              `json:"merge"`
+	} `json:"attributePayload"`
+	BillingGroupName string `json:"billingGroupName"`
+}
+
+func (in *createThingIn) validate() error {
 	if in.ThingTypeName != "" {
 		if err := checkThingName("thingTypeName", in.ThingTypeName); err != nil {
 			return err
@@ -116,45 +143,48 @@ func (s *Server) createThing(c *call) error {
 		}
 		return errorf(http.StatusNotFound, "ResourceNotFoundException", "Billing group %s does not exist.", in.BillingGroupName)
 	}
-	var attrs map[string]string
 	if in.AttributePayload != nil {
-		attrs = in.AttributePayload.Attributes
-		for k, v := range attrs {
+		for k, v := range in.AttributePayload.Attributes {
 			if err := checkAttribute(k, v); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
+
+// createThing serves CreateThing: POST /things/{thingName}.
+func (s *Server) createThing(_ *call, in *createThingIn) (any, error) {
+	var attrs map[string]string
+	if in.AttributePayload != nil {
+		attrs = in.AttributePayload.Attributes
+	}
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	t, err := reg.CreateThing(name, in.ThingTypeName, attrs)
+	t, err := reg.CreateThing(in.Thing, in.ThingTypeName, attrs)
 	if err != nil {
-		return fromRegistry(err, "Thing type "+in.ThingTypeName+" cannot be found.")
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		ThingName string `json:"thingName"`
 		ThingARN  string `json:"thingArn"`
 		ThingID   string `json:"thingId"`
-	}{t.Name, s.thingARN(t), t.ID})
+	}{t.Name, s.thingARN(t), t.ID}, nil
 }
 
 // describeThing serves DescribeThing: GET /things/{thingName}.
-func (s *Server) describeThing(c *call) error {
-	name := c.labels["thingName"]
-	if err := checkThingName("thingName", name); err != nil {
-		return err
-	}
+func (s *Server) describeThing(_ *call, in *thingIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	t, err := reg.DescribeThing(name)
+	t, err := reg.DescribeThing(in.Thing)
 	if err != nil {
-		return fromRegistry(err, thingNotFound(name))
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		DefaultClientID string            `json:"defaultClientId"`
 		ThingName       string            `json:"thingName"`
 		ThingID         string            `json:"thingId"`
@@ -162,136 +192,129 @@ func (s *Server) describeThing(c *call) error {
 		ThingTypeName   string            `json:"thingTypeName,omitempty"`
 		Attributes      map[string]string `json:"attributes"`
 		Version         int64             `json:"version"`
-	}{t.Name, t.Name, t.ID, s.thingARN(t), t.TypeName, nonNil(t.Attributes), t.Version})
+	}{t.Name, t.Name, t.ID, s.thingARN(t), t.TypeName, nonNil(t.Attributes), t.Version}, nil
+}
+
+type deleteThingIn struct {
+	Thing           string `uri:"thingName" check:"thing"`
+	ExpectedVersion *int64 `query:"expectedVersion"`
 }
 
 // deleteThing serves DeleteThing: DELETE /things/{thingName}?expectedVersion=.
 // Deleting a thing that does not exist succeeds, as on AWS.
-func (s *Server) deleteThing(c *call) error {
-	name := c.labels["thingName"]
-	if err := checkThingName("thingName", name); err != nil {
-		return err
-	}
+func (s *Server) deleteThing(_ *call, in *deleteThingIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if v := c.query.Get("expectedVersion"); v != "" {
-		want, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return invalid("Value '%s' for 'expectedVersion' is not an integer", truncate(v, 64))
-		}
-		t, err := reg.DescribeThing(name)
+	if in.ExpectedVersion != nil {
+		t, err := reg.DescribeThing(in.Thing)
 		if errors.Is(err, registry.ErrNotFound) {
-			return writeRaw(c.w, []byte("{}"))
+			return nil, nil
 		}
 		if err != nil {
-			return fromRegistry(err, thingNotFound(name))
+			return nil, err
 		}
-		if t.Version != want {
-			return errorf(http.StatusConflict, "VersionConflictException",
-				"The version for thing %s does not match the expected version.", name)
+		if t.Version != *in.ExpectedVersion {
+			return nil, errorf(http.StatusConflict, "VersionConflictException",
+				"The version for thing %s does not match the expected version.", in.Thing)
 		}
 	}
-	if err := reg.DeleteThing(name); err != nil && !errors.Is(err, registry.ErrNotFound) {
+	if err := reg.DeleteThing(in.Thing); err != nil && !errors.Is(err, registry.ErrNotFound) {
 		if errors.Is(err, registry.ErrConflict) {
 			// AWS's words for a thing that still has principals.
-			return invalid("Cannot delete. Thing %s is still attached to one or more principals", name)
+			return nil, invalid("Cannot delete. Thing %s is still attached to one or more principals", in.Thing)
 		}
-		return fromRegistry(err, thingNotFound(name))
+		return nil, err
 	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, nil
+}
+
+type listThingsIn struct {
+	AttributeName  string `query:"attributeName"`
+	AttributeValue string `query:"attributeValue"`
+	ThingTypeName  string `query:"thingTypeName" check:"thing"`
+	Prefix         bool   `query:"usePrefixAttributeValue"`
 }
 
 // listThings serves ListThings: GET /things, paged by nextToken/maxResults.
-func (s *Server) listThings(c *call) error {
-	q := c.query
-	attrName, attrValue, typeName := q.Get("attributeName"), q.Get("attributeValue"), q.Get("thingTypeName")
-	prefix, err := boolParam(q, "usePrefixAttributeValue")
-	if err != nil {
-		return err
-	}
-	if typeName != "" {
-		if err := checkThingName("thingTypeName", typeName); err != nil {
-			return err
-		}
-	}
+func (s *Server) listThings(c *call, in *listThingsIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	all, err := reg.ListThings()
 	if err != nil {
-		return fromRegistry(err, "")
+		return nil, err
 	}
 	things := make([]registry.Thing, 0, len(all))
 	for _, t := range all {
-		if typeName != "" && t.TypeName != typeName {
+		if in.ThingTypeName != "" && t.TypeName != in.ThingTypeName {
 			continue
 		}
-		if attrName != "" {
-			v, ok := t.Attributes[attrName]
-			if !ok || attrValue != "" && !(v == attrValue || prefix && strings.HasPrefix(v, attrValue)) {
+		if in.AttributeName != "" {
+			v, ok := t.Attributes[in.AttributeName]
+			if !ok || in.AttributeValue != "" && !(v == in.AttributeValue || in.Prefix && strings.HasPrefix(v, in.AttributeValue)) {
 				continue
 			}
 		}
 		things = append(things, t)
 	}
 	slices.SortFunc(things, func(a, b registry.Thing) int { return strings.Compare(a.Name, b.Name) })
-	start, end, next, err := page(len(things), q, "nextToken", "maxResults", 50, 250)
+	start, end, next, err := page(len(things), c.query, "nextToken", "maxResults", 50, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := make([]thingAttribute, 0, end-start)
 	for _, t := range things[start:end] {
 		out = append(out, thingAttribute{t.Name, t.TypeName, s.thingARN(t), nonNil(t.Attributes), t.Version})
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Things    []thingAttribute `json:"things"`
 		NextToken string           `json:"nextToken,omitempty"`
-	}{out, next})
+	}{out, next}, nil
+}
+
+type createKeysIn struct {
+	SetAsActive bool `query:"setAsActive"`
 }
 
 // createKeysAndCertificate serves CreateKeysAndCertificate:
 // POST /keys-and-certificate?setAsActive=.
-func (s *Server) createKeysAndCertificate(c *call) error {
-	active, err := boolParam(c.query, "setAsActive")
-	if err != nil {
-		return err
-	}
+func (s *Server) createKeysAndCertificate(_ *call, in *createKeysIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if s.o.Issuer == nil {
-		return internal("Certificate issuing")
+		return nil, internal("Certificate issuing")
 	}
 	certPEM, keyPEM, err := s.o.Issuer.CreateKeysAndCertificate(certCommonName)
 	if err != nil {
-		return fmt.Errorf("issue certificate: %w", err)
+		return nil, fmt.Errorf("issue certificate: %w", err)
 	}
 	pub, err := publicKeyPEM(certPEM)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	status := registry.StatusInactive
-	if active {
+	if in.SetAsActive {
 		status = registry.StatusActive
 	}
 	cert, err := reg.RegisterCertificate(certPEM, status)
 	if err != nil {
-		return fromRegistry(err, "")
+		return nil, err
 	}
 	type keyPair struct {
 		PublicKey  string `json:"PublicKey"`
 		PrivateKey string `json:"PrivateKey"`
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		CertificateARN string  `json:"certificateArn"`
 		CertificateID  string  `json:"certificateId"`
 		CertificatePEM string  `json:"certificatePem"`
 		KeyPair        keyPair `json:"keyPair"`
-	}{s.certARN(cert), cert.ID, string(certPEM), keyPair{pub, string(keyPEM)}})
+	}{s.certARN(cert), cert.ID, string(certPEM), keyPair{pub, string(keyPEM)}}, nil
 }
 
 // publicKeyPEM extracts the certificate's public key as a PKIX PEM block.
@@ -318,19 +341,21 @@ func generationID(id string) string {
 	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
+// certIn is the input of operations on one certificate.
+type certIn struct {
+	ID        string `uri:"certificateId" check:"cert"`
+	NewStatus string `query:"newStatus"`
+}
+
 // describeCertificate serves DescribeCertificate: GET /certificates/{certificateId}.
-func (s *Server) describeCertificate(c *call) error {
-	id := c.labels["certificateId"]
-	if err := checkCertificateID(id); err != nil {
-		return err
-	}
+func (s *Server) describeCertificate(_ *call, in *certIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cert, err := reg.DescribeCertificate(id)
+	cert, err := reg.DescribeCertificate(in.ID)
 	if err != nil {
-		return fromRegistry(err, certNotFound(id))
+		return nil, err
 	}
 	type validity struct {
 		NotBefore epoch `json:"notBefore,omitzero"`
@@ -350,7 +375,7 @@ func (s *Server) describeCertificate(c *call) error {
 		Validity         validity `json:"validity"`
 		CertificateMode  string   `json:"certificateMode"`
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		CertificateDescription description `json:"certificateDescription"`
 	}{description{
 		CertificateARN: s.certARN(cert), CertificateID: cert.ID, CACertificateID: cert.CAID,
@@ -359,7 +384,7 @@ func (s *Server) describeCertificate(c *call) error {
 		CustomerVersion: 1, GenerationID: generationID(cert.ID),
 		Validity:        validity{epoch(cert.NotBefore), epoch(cert.NotAfter)},
 		CertificateMode: "DEFAULT",
-	}})
+	}}, nil
 }
 
 var certStatuses = []string{
@@ -369,26 +394,18 @@ var certStatuses = []string{
 
 // updateCertificate serves UpdateCertificate:
 // PUT /certificates/{certificateId}?newStatus=.
-func (s *Server) updateCertificate(c *call) error {
-	id := c.labels["certificateId"]
-	if err := checkCertificateID(id); err != nil {
-		return err
+func (s *Server) updateCertificate(_ *call, in *certIn) (any, error) {
+	if in.NewStatus == "" {
+		return nil, invalid("1 validation error detected: Value null at 'newStatus' failed to satisfy constraint: Member must not be null")
 	}
-	status := c.query.Get("newStatus")
-	if status == "" {
-		return invalid("1 validation error detected: Value null at 'newStatus' failed to satisfy constraint: Member must not be null")
-	}
-	if !slices.Contains(certStatuses, status) {
-		return validation(status, "newStatus", "Member must satisfy enum value set: ["+strings.Join(certStatuses, ", ")+"]")
+	if !slices.Contains(certStatuses, in.NewStatus) {
+		return nil, validation(in.NewStatus, "newStatus", "Member must satisfy enum value set: ["+strings.Join(certStatuses, ", ")+"]")
 	}
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := reg.UpdateCertificate(id, status); err != nil {
-		return fromRegistry(err, certNotFound(id))
-	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, reg.UpdateCertificate(in.ID, in.NewStatus)
 }
 
 type certificateSummary struct {
@@ -399,46 +416,45 @@ type certificateSummary struct {
 	CreationDate    epoch  `json:"creationDate,omitzero"`
 }
 
+type listCertificatesIn struct {
+	Ascending bool `query:"isAscendingOrder"`
+}
+
 // listCertificates serves ListCertificates: GET /certificates, paged by
 // marker/pageSize, newest first unless isAscendingOrder=true.
-func (s *Server) listCertificates(c *call) error {
-	asc, err := boolParam(c.query, "isAscendingOrder")
-	if err != nil {
-		return err
-	}
+func (s *Server) listCertificates(c *call, in *listCertificatesIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	certs, err := reg.ListCertificates()
 	if err != nil {
-		return fromRegistry(err, "")
+		return nil, err
 	}
 	certs = slices.Clone(certs)
 	slices.SortFunc(certs, func(a, b registry.Certificate) int {
 		r := cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-		if !asc {
+		if !in.Ascending {
 			r = -r
 		}
 		return r
 	})
 	start, end, next, err := page(len(certs), c.query, "marker", "pageSize", 25, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := make([]certificateSummary, 0, end-start)
 	for _, ct := range certs[start:end] {
 		out = append(out, certificateSummary{s.certARN(ct), ct.ID, ct.Status, "DEFAULT", epoch(ct.CreatedAt)})
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Certificates []certificateSummary `json:"certificates"`
 		NextMarker   string               `json:"nextMarker,omitempty"`
-	}{out, next})
+	}{out, next}, nil
 }
 
 // principalCertID reads the x-amzn-principal header: a certificate ARN.
-func principalCertID(c *call) (string, error) {
-	p := c.r.Header.Get("x-amzn-principal")
+func principalCertID(p string) (string, error) {
 	if p == "" {
 		return "", invalid("1 validation error detected: Value null at 'principal' failed to satisfy constraint: Member must not be null")
 	}
@@ -456,58 +472,49 @@ func principalCertID(c *call) (string, error) {
 	return id, nil
 }
 
-func (s *Server) thingPrincipal(c *call, attach bool) error {
-	thing := c.labels["thingName"]
-	if err := checkThingName("thingName", thing); err != nil {
-		return err
+// thingPrincipalIn is the input of Attach and DetachThingPrincipal.
+type thingPrincipalIn struct {
+	Thing         string `uri:"thingName" check:"thing"`
+	PrincipalType string `query:"thingPrincipalType"`
+	Principal     string `header:"x-amzn-principal"`
+	certID        string
+}
+
+func (in *thingPrincipalIn) validate() error {
+	switch in.PrincipalType {
+	case "", "EXCLUSIVE_THING", "NON_EXCLUSIVE_THING":
+	default:
+		return validation(in.PrincipalType, "thingPrincipalType", "Member must satisfy enum value set: [EXCLUSIVE_THING, NON_EXCLUSIVE_THING]")
 	}
-	if attach {
-		switch v := c.query.Get("thingPrincipalType"); v {
-		case "", "EXCLUSIVE_THING", "NON_EXCLUSIVE_THING":
-		default:
-			return validation(v, "thingPrincipalType", "Member must satisfy enum value set: [EXCLUSIVE_THING, NON_EXCLUSIVE_THING]")
-		}
-	}
-	id, err := principalCertID(c)
-	if err != nil {
-		return err
-	}
+	var err error
+	in.certID, err = principalCertID(in.Principal)
+	return err
+}
+
+// thingPrincipal serves AttachThingPrincipal (PUT) and DetachThingPrincipal
+// (DELETE): /things/{thingName}/principals with x-amzn-principal.
+func (s *Server) thingPrincipal(in *thingPrincipalIn, attach bool) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	op := reg.DetachThingPrincipal
 	if attach {
 		op = reg.AttachThingPrincipal
 	}
-	if err := op(thing, id); err != nil {
-		return fromRegistry(err, "The thing "+thing+" or the certificate "+id+" cannot be found.")
-	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, op(in.Thing, in.certID)
 }
-
-// attachThingPrincipal serves AttachThingPrincipal:
-// PUT /things/{thingName}/principals with x-amzn-principal.
-func (s *Server) attachThingPrincipal(c *call) error { return s.thingPrincipal(c, true) }
-
-// detachThingPrincipal serves DetachThingPrincipal:
-// DELETE /things/{thingName}/principals with x-amzn-principal.
-func (s *Server) detachThingPrincipal(c *call) error { return s.thingPrincipal(c, false) }
 
 // listThingPrincipals serves ListThingPrincipals:
 // GET /things/{thingName}/principals, paged by nextToken/maxResults.
-func (s *Server) listThingPrincipals(c *call) error {
-	thing := c.labels["thingName"]
-	if err := checkThingName("thingName", thing); err != nil {
-		return err
-	}
+func (s *Server) listThingPrincipals(c *call, in *thingIn) (any, error) {
 	reg, err := s.registry()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ps, err := reg.ThingPrincipals(thing)
+	ps, err := reg.ThingPrincipals(in.Thing)
 	if err != nil {
-		return fromRegistry(err, thingNotFound(thing))
+		return nil, err
 	}
 	arns := make([]string, 0, len(ps))
 	for _, p := range ps {
@@ -519,10 +526,10 @@ func (s *Server) listThingPrincipals(c *call) error {
 	slices.Sort(arns)
 	start, end, next, err := page(len(arns), c.query, "nextToken", "maxResults", 25, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Principals []string `json:"principals"`
 		NextToken  string   `json:"nextToken,omitempty"`
-	}{arns[start:end], next})
+	}{arns[start:end], next}, nil
 }

@@ -43,28 +43,9 @@ func newRoute(fam, method, path, op string, h func(*Server, *call) error) route 
 	return route{family: fam, method: method, path: strings.Split(strings.TrimPrefix(path, "/"), "/"), op: op, handle: h}
 }
 
-var routes = []route{
-	// Data plane (iot-data).
-	newRoute(svcData, http.MethodGet, "/things/{thingName}/shadow", "GetThingShadow", (*Server).getThingShadow),
-	newRoute(svcData, http.MethodPost, "/things/{thingName}/shadow", "UpdateThingShadow", (*Server).updateThingShadow),
-	newRoute(svcData, http.MethodDelete, "/things/{thingName}/shadow", "DeleteThingShadow", (*Server).deleteThingShadow),
-	newRoute(svcData, http.MethodGet, "/api/things/shadow/ListNamedShadowsForThing/{thingName}", "ListNamedShadowsForThing", (*Server).listNamedShadows),
-	newRoute(svcData, http.MethodPost, "/topics/{topic+}", "Publish", (*Server).publish),
-
-	// Control plane (iot).
-	newRoute(svcControl, http.MethodGet, "/endpoint", "DescribeEndpoint", (*Server).describeEndpoint),
-	newRoute(svcControl, http.MethodGet, "/things", "ListThings", (*Server).listThings),
-	newRoute(svcControl, http.MethodPost, "/things/{thingName}", "CreateThing", (*Server).createThing),
-	newRoute(svcControl, http.MethodGet, "/things/{thingName}", "DescribeThing", (*Server).describeThing),
-	newRoute(svcControl, http.MethodDelete, "/things/{thingName}", "DeleteThing", (*Server).deleteThing),
-	newRoute(svcControl, http.MethodPut, "/things/{thingName}/principals", "AttachThingPrincipal", (*Server).attachThingPrincipal),
-	newRoute(svcControl, http.MethodDelete, "/things/{thingName}/principals", "DetachThingPrincipal", (*Server).detachThingPrincipal),
-	newRoute(svcControl, http.MethodGet, "/things/{thingName}/principals", "ListThingPrincipals", (*Server).listThingPrincipals),
-	newRoute(svcControl, http.MethodPost, "/keys-and-certificate", "CreateKeysAndCertificate", (*Server).createKeysAndCertificate),
-	newRoute(svcControl, http.MethodGet, "/certificates", "ListCertificates", (*Server).listCertificates),
-	newRoute(svcControl, http.MethodGet, "/certificates/{certificateId}", "DescribeCertificate", (*Server).describeCertificate),
-	newRoute(svcControl, http.MethodPut, "/certificates/{certificateId}", "UpdateCertificate", (*Server).updateCertificate),
-}
+// routes is the operation table; each family's file adds its operations
+// (op.route) in an init function.
+var routes []route
 
 // splitPath splits an escaped URL path on "/" and unescapes each segment, so
 // that %2F inside a label stays inside it.
