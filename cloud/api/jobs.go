@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -25,15 +23,20 @@ type Jobs interface {
 }
 
 func init() {
+	mapJobs := func(_ *jobIn, err error) error { return fromJobs(err) }
 	routes = append(routes,
-		newRoute(svcControl, http.MethodPut, "/jobs/{jobId}", "CreateJob", (*Server).createJob),
-		newRoute(svcControl, http.MethodGet, "/jobs/{jobId}", "DescribeJob", (*Server).describeJob),
-		newRoute(svcControl, http.MethodGet, "/jobs", "ListJobs", (*Server).listJobs),
-		newRoute(svcControl, http.MethodGet, "/jobs/{jobId}/job-document", "GetJobDocument", (*Server).getJobDocument),
-		newRoute(svcControl, http.MethodPut, "/jobs/{jobId}/cancel", "CancelJob", (*Server).cancelJob),
-		newRoute(svcControl, http.MethodGet, "/jobs/{jobId}/things", "ListJobExecutionsForJob", (*Server).listJobExecutionsForJob),
-		newRoute(svcControl, http.MethodGet, "/things/{thingName}/jobs/{jobId}", "DescribeJobExecution", (*Server).describeJobExecution),
-		newRoute(svcControl, http.MethodGet, "/things/{thingName}/jobs", "ListJobExecutionsForThing", (*Server).listJobExecutionsForThing),
+		op[createJobIn]{"CreateJob", svcControl, http.MethodPut, "/jobs/{jobId}", (*Server).createJob,
+			func(_ *createJobIn, err error) error { return fromJobs(err) }}.route(),
+		op[jobIn]{"DescribeJob", svcControl, http.MethodGet, "/jobs/{jobId}", (*Server).describeJob, mapJobs}.route(),
+		op[listJobsIn]{"ListJobs", svcControl, http.MethodGet, "/jobs", (*Server).listJobs, nil}.route(),
+		op[jobIn]{"GetJobDocument", svcControl, http.MethodGet, "/jobs/{jobId}/job-document", (*Server).getJobDocument, mapJobs}.route(),
+		op[cancelJobIn]{"CancelJob", svcControl, http.MethodPut, "/jobs/{jobId}/cancel", (*Server).cancelJob,
+			func(_ *cancelJobIn, err error) error { return fromJobs(err) }}.route(),
+		op[listForJobIn]{"ListJobExecutionsForJob", svcControl, http.MethodGet, "/jobs/{jobId}/things", (*Server).listJobExecutionsForJob,
+			func(_ *listForJobIn, err error) error { return fromJobs(err) }}.route(),
+		op[describeExecutionIn]{"DescribeJobExecution", svcControl, http.MethodGet, "/things/{thingName}/jobs/{jobId}", (*Server).describeJobExecution,
+			func(_ *describeExecutionIn, err error) error { return fromJobs(err) }}.route(),
+		op[listForThingIn]{"ListJobExecutionsForThing", svcControl, http.MethodGet, "/things/{thingName}/jobs", (*Server).listJobExecutionsForThing, nil}.route(),
 	)
 }
 
@@ -80,51 +83,48 @@ var executionStatuses = map[string]bool{
 	jobs.StatusTimedOut: true, jobs.StatusRejected: true, jobs.StatusRemoved: true, jobs.StatusCanceled: true,
 }
 
-func statusParam(c *call) (string, error) {
-	st := c.query.Get("status")
+func checkExecutionStatus(st string) error {
 	if st != "" && !executionStatuses[st] {
-		return "", validation(st, "status", "Member must satisfy enum value set: [QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, TIMED_OUT, REJECTED, REMOVED, CANCELED]")
+		return validation(st, "status", "Member must satisfy enum value set: [QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, TIMED_OUT, REJECTED, REMOVED, CANCELED]")
 	}
-	return st, nil
+	return nil
+}
+
+// jobIn is the input of operations on one job.
+type jobIn struct {
+	JobID string `uri:"jobId" check:"job"`
+}
+
+type createJobIn struct {
+	JobID              string                   `uri:"jobId" check:"job"`
+	Targets            []string                 `json:"targets"`
+	Document           string                   `json:"document"`
+	DocumentSource     string                   `json:"documentSource"`
+	Description        string                   `json:"description"`
+	TargetSelection    string                   `json:"targetSelection"`
+	PresignedURLConfig *jobs.PresignedURLConfig `json:"presignedUrlConfig"`
+	TimeoutConfig      *jobs.TimeoutConfig      `json:"timeoutConfig"`
 }
 
 // createJob serves PUT /jobs/{jobId}.
-func (s *Server) createJob(c *call) error {
-	id := c.labels["jobId"]
-	if err := checkJobID(id); err != nil {
-		return err
-	}
-	var in struct {
-		Targets            []string                 `json:"targets"`
-		Document           string                   `json:"document"`
-		DocumentSource     string                   `json:"documentSource"`
-		Description        string                   `json:"description"`
-		TargetSelection    string                   `json:"targetSelection"`
-		PresignedURLConfig *jobs.PresignedURLConfig `json:"presignedUrlConfig"`
-		TimeoutConfig      *jobs.TimeoutConfig      `json:"timeoutConfig"`
-	}
-	if len(bytes.TrimSpace(c.body)) > 0 {
-		if err := json.Unmarshal(c.body, &in); err != nil {
-			return invalid("The request body is not a valid CreateJob request: %v", err)
-		}
-	}
+func (s *Server) createJob(_ *call, in *createJobIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j, err := js.CreateJob(jobs.CreateJobInput{
-		JobID: id, Targets: in.Targets, Document: in.Document, DocumentSource: in.DocumentSource,
+		JobID: in.JobID, Targets: in.Targets, Document: in.Document, DocumentSource: in.DocumentSource,
 		Description: in.Description, TargetSelection: in.TargetSelection,
 		PresignedURLConfig: in.PresignedURLConfig, TimeoutConfig: in.TimeoutConfig,
 	})
 	if err != nil {
-		return fromJobs(err)
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		JobARN      string `json:"jobArn"`
 		JobID       string `json:"jobId"`
 		Description string `json:"description,omitempty"`
-	}{j.ARN, j.JobID, j.Description})
+	}{j.ARN, j.JobID, j.Description}, nil
 }
 
 type processDetails struct {
@@ -139,18 +139,14 @@ type processDetails struct {
 }
 
 // describeJob serves GET /jobs/{jobId}.
-func (s *Server) describeJob(c *call) error {
-	id := c.labels["jobId"]
-	if err := checkJobID(id); err != nil {
-		return err
-	}
+func (s *Server) describeJob(_ *call, in *jobIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	j, err := js.DescribeJob(id)
+	j, err := js.DescribeJob(in.JobID)
 	if err != nil {
-		return fromJobs(err)
+		return nil, err
 	}
 	type job struct {
 		JobARN             string                   `json:"jobArn"`
@@ -186,28 +182,34 @@ func (s *Server) describeJob(c *call) error {
 		t := epoch(j.CompletedAt)
 		out.CompletedAt = &t
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		DocumentSource string `json:"documentSource,omitempty"`
 		Job            job    `json:"job"`
-	}{j.DocumentSource, out})
+	}{j.DocumentSource, out}, nil
+}
+
+type listJobsIn struct {
+	Status string `query:"status"`
+}
+
+func (in *listJobsIn) validate() error {
+	switch in.Status {
+	case "", jobs.JobInProgress, jobs.JobCanceled, jobs.JobCompleted:
+		return nil
+	}
+	return validation(in.Status, "status", "Member must satisfy enum value set: [IN_PROGRESS, CANCELED, COMPLETED, DELETION_IN_PROGRESS, SCHEDULED]")
 }
 
 // listJobs serves GET /jobs.
-func (s *Server) listJobs(c *call) error {
+func (s *Server) listJobs(c *call, in *listJobsIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st := c.query.Get("status")
-	switch st {
-	case "", jobs.JobInProgress, jobs.JobCanceled, jobs.JobCompleted:
-	default:
-		return validation(st, "status", "Member must satisfy enum value set: [IN_PROGRESS, CANCELED, COMPLETED, DELETION_IN_PROGRESS, SCHEDULED]")
-	}
-	all := js.ListJobs(st)
+	all := js.ListJobs(in.Status)
 	start, end, next, err := page(len(all), c.query, "nextToken", "maxResults", 250, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type summary struct {
 		JobARN          string `json:"jobArn"`
@@ -229,70 +231,57 @@ func (s *Server) listJobs(c *call) error {
 		}
 		out = append(out, sm)
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Jobs      []summary `json:"jobs"`
 		NextToken string    `json:"nextToken,omitempty"`
-	}{out, next})
+	}{out, next}, nil
 }
 
 // getJobDocument serves GET /jobs/{jobId}/job-document: the document as
 // created, placeholders not substituted.
-func (s *Server) getJobDocument(c *call) error {
-	id := c.labels["jobId"]
-	if err := checkJobID(id); err != nil {
-		return err
-	}
+func (s *Server) getJobDocument(_ *call, in *jobIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	doc, err := js.GetJobDocument(id)
+	doc, err := js.GetJobDocument(in.JobID)
 	if err != nil {
-		return fromJobs(err)
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Document string `json:"document"`
-	}{doc})
+	}{doc}, nil
 }
 
-// cancelJob serves PUT /jobs/{jobId}/cancel?force=.
-func (s *Server) cancelJob(c *call) error {
-	id := c.labels["jobId"]
-	if err := checkJobID(id); err != nil {
-		return err
-	}
-	force, err := boolParam(c.query, "force")
-	if err != nil {
-		return err
-	}
-	var in struct {
-		ReasonCode string `json:"reasonCode"`
-		Comment    string `json:"comment"`
-	}
-	if len(bytes.TrimSpace(c.body)) > 0 {
-		if err := json.Unmarshal(c.body, &in); err != nil {
-			return invalid("The request body is not a valid CancelJob request: %v", err)
-		}
-	}
+type cancelJobIn struct {
+	JobID      string `uri:"jobId" check:"job"`
+	Force      bool   `query:"force"`
+	ReasonCode string `json:"reasonCode"`
+	Comment    string `json:"comment"`
+}
+
+func (in *cancelJobIn) validate() error {
 	if err := checkLen(in.ReasonCode, "reasonCode", 0, 128); err != nil {
 		return err
 	}
-	if err := checkLen(in.Comment, "comment", 0, 2028); err != nil {
-		return err
-	}
+	return checkLen(in.Comment, "comment", 0, 2028)
+}
+
+// cancelJob serves PUT /jobs/{jobId}/cancel?force=.
+func (s *Server) cancelJob(_ *call, in *cancelJobIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	j, err := js.CancelJob(id, force, in.ReasonCode, in.Comment)
+	j, err := js.CancelJob(in.JobID, in.Force, in.ReasonCode, in.Comment)
 	if err != nil {
-		return fromJobs(err)
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		JobARN      string `json:"jobArn"`
 		JobID       string `json:"jobId"`
 		Description string `json:"description,omitempty"`
-	}{j.ARN, j.JobID, j.Description})
+	}{j.ARN, j.JobID, j.Description}, nil
 }
 
 // execSummary is AWS's JobExecutionSummary.
@@ -315,27 +304,26 @@ func summarize(e jobs.Execution) execSummary {
 	return out
 }
 
+type listForJobIn struct {
+	JobID  string `uri:"jobId" check:"job"`
+	Status string `query:"status"`
+}
+
+func (in *listForJobIn) validate() error { return checkExecutionStatus(in.Status) }
+
 // listJobExecutionsForJob serves GET /jobs/{jobId}/things.
-func (s *Server) listJobExecutionsForJob(c *call) error {
-	id := c.labels["jobId"]
-	if err := checkJobID(id); err != nil {
-		return err
-	}
-	st, err := statusParam(c)
-	if err != nil {
-		return err
-	}
+func (s *Server) listJobExecutionsForJob(c *call, in *listForJobIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	all, err := js.ListJobExecutionsForJob(id, st)
+	all, err := js.ListJobExecutionsForJob(in.JobID, in.Status)
 	if err != nil {
-		return fromJobs(err)
+		return nil, err
 	}
 	start, end, next, err := page(len(all), c.query, "nextToken", "maxResults", 250, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type item struct {
 		ThingARN string      `json:"thingArn"`
@@ -345,36 +333,39 @@ func (s *Server) listJobExecutionsForJob(c *call) error {
 	for _, e := range all[start:end] {
 		out = append(out, item{js.ThingARN(e.ThingName), summarize(e)})
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		ExecutionSummaries []item `json:"executionSummaries"`
 		NextToken          string `json:"nextToken,omitempty"`
-	}{out, next})
+	}{out, next}, nil
 }
 
-// describeJobExecution serves GET /things/{thingName}/jobs/{jobId}.
-func (s *Server) describeJobExecution(c *call) error {
-	thing, id := c.labels["thingName"], c.labels["jobId"]
-	if err := checkThingName("thingName", thing); err != nil {
-		return err
-	}
-	if err := checkJobID(id); err != nil {
-		return err
-	}
-	var num int64
-	if v := c.query.Get("executionNumber"); v != "" {
+type describeExecutionIn struct {
+	Thing           string `uri:"thingName" check:"thing"`
+	JobID           string `uri:"jobId" check:"job"`
+	ExecutionNumber string `query:"executionNumber"`
+	number          int64
+}
+
+func (in *describeExecutionIn) validate() error {
+	if v := in.ExecutionNumber; v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
 			return invalid("Value '%s' for 'executionNumber' is not a positive integer", truncate(v, 64))
 		}
-		num = n
+		in.number = n
 	}
+	return nil
+}
+
+// describeJobExecution serves GET /things/{thingName}/jobs/{jobId}.
+func (s *Server) describeJobExecution(_ *call, in *describeExecutionIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e, err := js.DescribeJobExecution(thing, id, num)
+	e, err := js.DescribeJobExecution(in.Thing, in.JobID, in.number)
 	if err != nil {
-		return fromJobs(err)
+		return nil, err
 	}
 	type execution struct {
 		JobID         string `json:"jobId"`
@@ -391,7 +382,7 @@ func (s *Server) describeJobExecution(c *call) error {
 		VersionNumber                    int64  `json:"versionNumber"`
 		ApproximateSecondsBeforeTimedOut int64  `json:"approximateSecondsBeforeTimedOut,omitempty"`
 	}
-	out := execution{JobID: e.JobID, Status: e.Status, ForceCanceled: e.ForceCanceled, ThingARN: js.ThingARN(thing),
+	out := execution{JobID: e.JobID, Status: e.Status, ForceCanceled: e.ForceCanceled, ThingARN: js.ThingARN(in.Thing),
 		QueuedAt: epoch(e.QueuedAt), LastUpdatedAt: epoch(e.LastUpdatedAt), ExecutionNumber: e.ExecutionNumber,
 		VersionNumber: e.VersionNumber, ApproximateSecondsBeforeTimedOut: e.SecondsBeforeTimedOut(s.now())}
 	out.StatusDetails.DetailsMap = e.StatusDetails
@@ -399,35 +390,29 @@ func (s *Server) describeJobExecution(c *call) error {
 		t := epoch(e.StartedAt)
 		out.StartedAt = &t
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Execution execution `json:"execution"`
-	}{out})
+	}{out}, nil
 }
 
+type listForThingIn struct {
+	Thing  string `uri:"thingName" check:"thing"`
+	Status string `query:"status"`
+	JobID  string `query:"jobId" check:"job"`
+}
+
+func (in *listForThingIn) validate() error { return checkExecutionStatus(in.Status) }
+
 // listJobExecutionsForThing serves GET /things/{thingName}/jobs.
-func (s *Server) listJobExecutionsForThing(c *call) error {
-	thing := c.labels["thingName"]
-	if err := checkThingName("thingName", thing); err != nil {
-		return err
-	}
-	st, err := statusParam(c)
-	if err != nil {
-		return err
-	}
-	jobID := c.query.Get("jobId")
-	if jobID != "" {
-		if err := checkJobID(jobID); err != nil {
-			return err
-		}
-	}
+func (s *Server) listJobExecutionsForThing(c *call, in *listForThingIn) (any, error) {
 	js, err := s.jobsService()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	all := js.ListJobExecutionsForThing(thing, st, jobID)
+	all := js.ListJobExecutionsForThing(in.Thing, in.Status, in.JobID)
 	start, end, next, err := page(len(all), c.query, "nextToken", "maxResults", 250, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type item struct {
 		JobID   string      `json:"jobId"`
@@ -437,8 +422,8 @@ func (s *Server) listJobExecutionsForThing(c *call) error {
 	for _, e := range all[start:end] {
 		out = append(out, item{e.JobID, summarize(e)})
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		ExecutionSummaries []item `json:"executionSummaries"`
 		NextToken          string `json:"nextToken,omitempty"`
-	}{out, next})
+	}{out, next}, nil
 }
