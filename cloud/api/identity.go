@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -34,21 +32,48 @@ type IdentityRegistry interface {
 }
 
 func init() {
+	mapPolicy := func(in *policyIn, err error) error { return fromIdentity(err, policyNotFound(in.Name)) }
+	mapPolicyTarget := func(in *policyTargetIn, err error) error {
+		return fromIdentity(err, "The policy "+in.Name+" or the target "+truncate(in.Target, 256)+" cannot be found.")
+	}
 	routes = append(routes,
-		newRoute(svcControl, http.MethodPost, "/policies/{policyName}", "CreatePolicy", (*Server).createPolicy),
-		newRoute(svcControl, http.MethodGet, "/policies/{policyName}", "GetPolicy", (*Server).getPolicy),
-		newRoute(svcControl, http.MethodGet, "/policies", "ListPolicies", (*Server).listPolicies),
-		newRoute(svcControl, http.MethodPut, "/target-policies/{policyName}", "AttachPolicy", (*Server).attachPolicy),
-		newRoute(svcControl, http.MethodPost, "/target-policies/{policyName}", "DetachPolicy", (*Server).detachPolicy),
-		newRoute(svcControl, http.MethodPost, "/attached-policies/{target}", "ListAttachedPolicies", (*Server).listAttachedPolicies),
-		newRoute(svcControl, http.MethodPut, "/thing-groups/addThingToThingGroup", "AddThingToThingGroup", (*Server).addThingToThingGroup),
-		newRoute(svcControl, http.MethodPost, "/thing-groups/{thingGroupName}", "CreateThingGroup", (*Server).createThingGroup),
-		newRoute(svcControl, http.MethodGet, "/thing-groups/{thingGroupName}", "DescribeThingGroup", (*Server).describeThingGroup),
-		newRoute(svcControl, http.MethodGet, "/things/{thingName}/thing-groups", "ListThingGroupsForThing", (*Server).listThingGroupsForThing),
-		newRoute(svcControl, http.MethodGet, "/registrationcode", "GetRegistrationCode", (*Server).getRegistrationCode),
-		newRoute(svcControl, http.MethodPost, "/cacertificate", "RegisterCACertificate", (*Server).registerCACertificate),
-		newRoute(svcControl, http.MethodGet, "/cacertificate/{caCertificateId}", "DescribeCACertificate", (*Server).describeCACertificate),
-		newRoute(svcControl, http.MethodPost, "/certificate/register", "RegisterCertificate", (*Server).registerCertificate),
+		op[createPolicyIn]{"CreatePolicy", svcControl, http.MethodPost, "/policies/{policyName}", (*Server).createPolicy,
+			func(_ *createPolicyIn, err error) error { return fromIdentity(err, "") }}.route(),
+		op[policyIn]{"GetPolicy", svcControl, http.MethodGet, "/policies/{policyName}", (*Server).getPolicy, mapPolicy}.route(),
+		op[listPoliciesIn]{"ListPolicies", svcControl, http.MethodGet, "/policies", (*Server).listPolicies,
+			func(_ *listPoliciesIn, err error) error { return fromIdentity(err, "") }}.route(),
+		op[policyTargetIn]{"AttachPolicy", svcControl, http.MethodPut, "/target-policies/{policyName}",
+			func(s *Server, _ *call, in *policyTargetIn) (any, error) { return s.policyTarget(in, true) }, mapPolicyTarget}.route(),
+		op[policyTargetIn]{"DetachPolicy", svcControl, http.MethodPost, "/target-policies/{policyName}",
+			func(s *Server, _ *call, in *policyTargetIn) (any, error) { return s.policyTarget(in, false) }, mapPolicyTarget}.route(),
+		op[attachedPoliciesIn]{"ListAttachedPolicies", svcControl, http.MethodPost, "/attached-policies/{target}", (*Server).listAttachedPolicies,
+			func(in *attachedPoliciesIn, err error) error {
+				return fromIdentity(err, "The target "+truncate(in.Target, 256)+" cannot be found.")
+			}}.route(),
+		op[thingGroupMemberIn]{"AddThingToThingGroup", svcControl, http.MethodPut, "/thing-groups/addThingToThingGroup", (*Server).addThingToThingGroup,
+			func(in *thingGroupMemberIn, err error) error {
+				if errors.Is(err, registry.ErrInvalid) {
+					return invalid("Thing %s cannot be added to more than %d thing groups", in.thing, registry.MaxGroupsPerThing)
+				}
+				return fromIdentity(err, "The thing "+in.thing+" or the thing group "+in.group+" cannot be found.")
+			}}.route(),
+		op[createThingGroupIn]{"CreateThingGroup", svcControl, http.MethodPost, "/thing-groups/{thingGroupName}", (*Server).createThingGroup,
+			func(_ *createThingGroupIn, err error) error { return fromIdentity(err, "") }}.route(),
+		op[thingGroupIn]{"DescribeThingGroup", svcControl, http.MethodGet, "/thing-groups/{thingGroupName}", (*Server).describeThingGroup,
+			func(in *thingGroupIn, err error) error {
+				return fromIdentity(err, "Thing Group "+in.Name+" does not exist")
+			}}.route(),
+		op[thingIn]{"ListThingGroupsForThing", svcControl, http.MethodGet, "/things/{thingName}/thing-groups", (*Server).listThingGroupsForThing,
+			func(in *thingIn, err error) error { return fromIdentity(err, thingNotFound(in.Thing)) }}.route(),
+		op[struct{}]{"GetRegistrationCode", svcControl, http.MethodGet, "/registrationcode", (*Server).getRegistrationCode, nil}.route(),
+		op[registerCAIn]{"RegisterCACertificate", svcControl, http.MethodPost, "/cacertificate", (*Server).registerCACertificate,
+			func(in *registerCAIn, err error) error { return fromIdentity(err, "") }}.route(),
+		op[caIn]{"DescribeCACertificate", svcControl, http.MethodGet, "/cacertificate/{caCertificateId}", (*Server).describeCACertificate,
+			func(in *caIn, err error) error {
+				return fromIdentity(err, "The CA certificate "+in.ID+" does not exist.")
+			}}.route(),
+		op[registerCertificateIn]{"RegisterCertificate", svcControl, http.MethodPost, "/certificate/register", (*Server).registerCertificate,
+			func(_ *registerCertificateIn, err error) error { return fromIdentity(err, "") }}.route(),
 	)
 }
 
@@ -82,17 +107,6 @@ func fromIdentity(err error, notFound string) error {
 	return fromRegistry(err, notFound)
 }
 
-// decodeBody decodes an optional JSON body into v.
-func decodeBody(c *call, v any) error {
-	if len(bytes.TrimSpace(c.body)) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(c.body, v); err != nil {
-		return invalid("The request body is not a valid JSON object: %v", err)
-	}
-	return nil
-}
-
 func required(field string) error {
 	return invalid("1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", field)
 }
@@ -110,55 +124,55 @@ func checkPolicyName(v string) error {
 
 func policyNotFound(name string) string { return "Policy not found (name=" + name + ")" }
 
-// createPolicy serves CreatePolicy: POST /policies/{policyName}.
-func (s *Server) createPolicy(c *call) error {
-	name := c.labels["policyName"]
-	if err := checkPolicyName(name); err != nil {
-		return err
-	}
-	var in struct {
-		PolicyDocument *string `json:"policyDocument"`
-	}
-	if err := decodeBody(c, &in); err != nil {
-		return err
-	}
+type createPolicyIn struct {
+	Name           string  `uri:"policyName" check:"policy"`
+	PolicyDocument *string `json:"policyDocument"`
+}
+
+func (in *createPolicyIn) validate() error {
 	if in.PolicyDocument == nil {
 		return required("policyDocument")
 	}
+	return nil
+}
+
+// createPolicy serves CreatePolicy: POST /policies/{policyName}.
+func (s *Server) createPolicy(_ *call, in *createPolicyIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := reg.CreatePolicy(name, *in.PolicyDocument)
+	p, err := reg.CreatePolicy(in.Name, *in.PolicyDocument)
 	if errors.Is(err, registry.ErrExists) {
-		return errorf(http.StatusConflict, "ResourceAlreadyExistsException", "Policy cannot be created - name already exists (name=%s)", name)
+		return nil, errorf(http.StatusConflict, "ResourceAlreadyExistsException", "Policy cannot be created - name already exists (name=%s)", in.Name)
 	}
 	if err != nil {
-		return fromIdentity(err, "")
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		PolicyName      string `json:"policyName"`
 		PolicyARN       string `json:"policyArn"`
 		PolicyDocument  string `json:"policyDocument"`
 		PolicyVersionID string `json:"policyVersionId"`
-	}{p.Name, p.ARN, p.Document, p.DefaultVersionID})
+	}{p.Name, p.ARN, p.Document, p.DefaultVersionID}, nil
+}
+
+// policyIn is the input of operations on one policy.
+type policyIn struct {
+	Name string `uri:"policyName" check:"policy"`
 }
 
 // getPolicy serves GetPolicy: GET /policies/{policyName}.
-func (s *Server) getPolicy(c *call) error {
-	name := c.labels["policyName"]
-	if err := checkPolicyName(name); err != nil {
-		return err
-	}
+func (s *Server) getPolicy(_ *call, in *policyIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := reg.GetPolicy(name)
+	p, err := reg.GetPolicy(in.Name)
 	if err != nil {
-		return fromIdentity(err, policyNotFound(name))
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		PolicyName       string `json:"policyName"`
 		PolicyARN        string `json:"policyArn"`
 		PolicyDocument   string `json:"policyDocument"`
@@ -166,7 +180,7 @@ func (s *Server) getPolicy(c *call) error {
 		CreationDate     epoch  `json:"creationDate,omitzero"`
 		LastModifiedDate epoch  `json:"lastModifiedDate,omitzero"`
 		GenerationID     string `json:"generationId"`
-	}{p.Name, p.ARN, p.Document, p.DefaultVersionID, epoch(p.CreatedAt), epoch(p.CreatedAt), generationID(p.ARN)})
+	}{p.Name, p.ARN, p.Document, p.DefaultVersionID, epoch(p.CreatedAt), epoch(p.CreatedAt), generationID(p.ARN)}, nil
 }
 
 type policySummary struct {
@@ -182,157 +196,153 @@ func policySummaries(ps []registry.Policy) []policySummary {
 	return out
 }
 
-// listPolicies serves ListPolicies: GET /policies, paged by marker/pageSize.
-func (s *Server) listPolicies(c *call) error {
-	desc := c.query.Get("isAscendingOrder") == "false"
-	if _, err := boolParam(c.query, "isAscendingOrder"); err != nil {
-		return err
-	}
+type listPoliciesIn struct {
+	Ascending *bool `query:"isAscendingOrder"`
+}
+
+// listPolicies serves ListPolicies: GET /policies, paged by marker/pageSize,
+// ascending by name unless isAscendingOrder=false.
+func (s *Server) listPolicies(c *call, in *listPoliciesIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ps, err := reg.ListPolicies()
 	if err != nil {
-		return fromIdentity(err, "")
+		return nil, err
 	}
-	if desc {
+	if in.Ascending != nil && !*in.Ascending {
 		ps = slices.Clone(ps)
 		slices.Reverse(ps)
 	}
 	start, end, next, err := page(len(ps), c.query, "marker", "pageSize", 25, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Policies   []policySummary `json:"policies"`
 		NextMarker string          `json:"nextMarker,omitempty"`
-	}{policySummaries(ps[start:end]), next})
+	}{policySummaries(ps[start:end]), next}, nil
 }
 
-func (s *Server) policyTarget(c *call, attach bool) error {
-	name := c.labels["policyName"]
-	if err := checkPolicyName(name); err != nil {
-		return err
-	}
-	var in struct {
-		Target string `json:"target"`
-	}
-	if err := decodeBody(c, &in); err != nil {
-		return err
-	}
+type policyTargetIn struct {
+	Name   string `uri:"policyName" check:"policy"`
+	Target string `json:"target"`
+}
+
+func (in *policyTargetIn) validate() error {
 	if in.Target == "" {
 		return required("target")
 	}
+	return nil
+}
+
+// policyTarget serves AttachPolicy (PUT) and DetachPolicy (POST):
+// /target-policies/{policyName}.
+func (s *Server) policyTarget(in *policyTargetIn, attach bool) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	op := reg.DetachPolicy
 	if attach {
 		op = reg.AttachPolicy
 	}
-	if err := op(name, in.Target); err != nil {
-		return fromIdentity(err, "The policy "+name+" or the target "+truncate(in.Target, 256)+" cannot be found.")
-	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, op(in.Name, in.Target)
 }
 
-// attachPolicy serves AttachPolicy: PUT /target-policies/{policyName}.
-func (s *Server) attachPolicy(c *call) error { return s.policyTarget(c, true) }
-
-// detachPolicy serves DetachPolicy: POST /target-policies/{policyName}.
-func (s *Server) detachPolicy(c *call) error { return s.policyTarget(c, false) }
+type attachedPoliciesIn struct {
+	Target    string `uri:"target"`
+	Recursive bool   `query:"recursive"`
+}
 
 // listAttachedPolicies serves ListAttachedPolicies:
 // POST /attached-policies/{target}?recursive=&marker=&pageSize=.
-func (s *Server) listAttachedPolicies(c *call) error {
-	target := c.labels["target"]
-	if _, err := boolParam(c.query, "recursive"); err != nil {
-		return err
-	}
+func (s *Server) listAttachedPolicies(c *call, in *attachedPoliciesIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ps, err := reg.AttachedPolicies(target)
+	ps, err := reg.AttachedPolicies(in.Target)
 	if err != nil {
-		return fromIdentity(err, "The target "+truncate(target, 256)+" cannot be found.")
+		return nil, err
 	}
 	start, end, next, err := page(len(ps), c.query, "marker", "pageSize", 25, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Policies   []policySummary `json:"policies"`
 		NextMarker string          `json:"nextMarker,omitempty"`
-	}{policySummaries(ps[start:end]), next})
+	}{policySummaries(ps[start:end]), next}, nil
 }
 
-// createThingGroup serves CreateThingGroup: POST /thing-groups/{thingGroupName}.
-func (s *Server) createThingGroup(c *call) error {
-	name := c.labels["thingGroupName"]
-	if err := checkThingName("thingGroupName", name); err != nil {
-		return err
+type createThingGroupIn struct {
+	Name                 string `uri:"thingGroupName" check:"thing"`
+	ParentGroupName      string `json:"parentGroupName"`
+	ThingGroupProperties *struct {
+		ThingGroupDescription string `json:"thingGroupDescription"`
+		AttributePayload      *struct {
+			Attributes map[string]string `json:"attributes"`
+		} `json:"attributePayload"`
+	} `json:"thingGroupProperties"`
+}
+
+func (in *createThingGroupIn) attributes() map[string]string {
+	if p := in.ThingGroupProperties; p != nil && p.AttributePayload != nil {
+		return p.AttributePayload.Attributes
 	}
-	var in struct {
-		ParentGroupName      string `json:"parentGroupName"`
-		ThingGroupProperties *struct {
-			ThingGroupDescription string `json:"thingGroupDescription"`
-			AttributePayload      *struct {
-				Attributes map[string]string `json:"attributes"`
-			} `json:"attributePayload"`
-		} `json:"thingGroupProperties"`
-	}
-	if err := decodeBody(c, &in); err != nil {
-		return err
-	}
+	return nil
+}
+
+func (in *createThingGroupIn) validate() error {
 	if in.ParentGroupName != "" {
 		if err := checkThingName("parentGroupName", in.ParentGroupName); err != nil {
 			return err
 		}
 		return invalid("Thing group hierarchies (parentGroupName) are not supported by this simulator")
 	}
-	var attrs map[string]string
-	if p := in.ThingGroupProperties; p != nil && p.AttributePayload != nil {
-		attrs = p.AttributePayload.Attributes
-		for k, v := range attrs {
-			if err := checkAttribute(k, v); err != nil {
-				return err
-			}
+	for k, v := range in.attributes() {
+		if err := checkAttribute(k, v); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// createThingGroup serves CreateThingGroup: POST /thing-groups/{thingGroupName}.
+func (s *Server) createThingGroup(_ *call, in *createThingGroupIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	g, err := reg.CreateThingGroup(name, attrs)
+	g, err := reg.CreateThingGroup(in.Name, in.attributes())
 	if errors.Is(err, registry.ErrExists) {
-		return errorf(http.StatusConflict, "ResourceAlreadyExistsException", "Thing Group %s already exists with different tags", name)
+		return nil, errorf(http.StatusConflict, "ResourceAlreadyExistsException", "Thing Group %s already exists with different tags", in.Name)
 	}
 	if err != nil {
-		return fromIdentity(err, "")
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		ThingGroupName string `json:"thingGroupName"`
 		ThingGroupARN  string `json:"thingGroupArn"`
 		ThingGroupID   string `json:"thingGroupId"`
-	}{g.Name, g.ARN, g.ID})
+	}{g.Name, g.ARN, g.ID}, nil
+}
+
+type thingGroupIn struct {
+	Name string `uri:"thingGroupName" check:"thing"`
 }
 
 // describeThingGroup serves DescribeThingGroup: GET /thing-groups/{thingGroupName}.
-func (s *Server) describeThingGroup(c *call) error {
-	name := c.labels["thingGroupName"]
-	if err := checkThingName("thingGroupName", name); err != nil {
-		return err
-	}
+func (s *Server) describeThingGroup(_ *call, in *thingGroupIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	g, err := reg.DescribeThingGroup(name)
+	g, err := reg.DescribeThingGroup(in.Name)
 	if err != nil {
-		return fromIdentity(err, "Thing Group "+name+" does not exist")
+		return nil, err
 	}
 	type attributePayload struct {
 		Attributes map[string]string `json:"attributes"`
@@ -343,14 +353,14 @@ func (s *Server) describeThingGroup(c *call) error {
 	type metadata struct {
 		CreationDate epoch `json:"creationDate,omitzero"`
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		ThingGroupName       string     `json:"thingGroupName"`
 		ThingGroupID         string     `json:"thingGroupId"`
 		ThingGroupARN        string     `json:"thingGroupArn"`
 		Version              int64      `json:"version"`
 		ThingGroupProperties properties `json:"thingGroupProperties"`
 		ThingGroupMetadata   metadata   `json:"thingGroupMetadata"`
-	}{g.Name, g.ID, g.ARN, g.Version, properties{attributePayload{nonNil(g.Attributes)}}, metadata{epoch(g.CreatedAt)}})
+	}{g.Name, g.ID, g.ARN, g.Version, properties{attributePayload{nonNil(g.Attributes)}}, metadata{epoch(g.CreatedAt)}}, nil
 }
 
 // nameFromARN returns the name in a name field, or else the last part of
@@ -367,61 +377,28 @@ func nameFromARN(name, arn, kind string) string {
 
 // addThingToThingGroup serves AddThingToThingGroup:
 // PUT /thing-groups/addThingToThingGroup.
-func (s *Server) addThingToThingGroup(c *call) error {
-	var in struct {
-		ThingGroupName string `json:"thingGroupName"`
-		ThingGroupARN  string `json:"thingGroupArn"`
-		ThingName      string `json:"thingName"`
-		ThingARN       string `json:"thingArn"`
-	}
-	if err := decodeBody(c, &in); err != nil {
-		return err
-	}
-	group := nameFromARN(in.ThingGroupName, in.ThingGroupARN, "thinggroup")
-	thing := nameFromARN(in.ThingName, in.ThingARN, "thing")
-	if group == "" {
-		return invalid("Either thingGroupName or thingGroupArn must be given")
-	}
-	if thing == "" {
-		return invalid("Either thingName or thingArn must be given")
-	}
-	if err := checkThingName("thingGroupName", group); err != nil {
-		return err
-	}
-	if err := checkThingName("thingName", thing); err != nil {
-		return err
-	}
+func (s *Server) addThingToThingGroup(_ *call, in *thingGroupMemberIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := reg.AddThingToThingGroup(group, thing); err != nil {
-		if errors.Is(err, registry.ErrInvalid) {
-			return invalid("Thing %s cannot be added to more than %d thing groups", thing, registry.MaxGroupsPerThing)
-		}
-		return fromIdentity(err, "The thing "+thing+" or the thing group "+group+" cannot be found.")
-	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, reg.AddThingToThingGroup(in.group, in.thing)
 }
 
 // listThingGroupsForThing serves ListThingGroupsForThing:
 // GET /things/{thingName}/thing-groups.
-func (s *Server) listThingGroupsForThing(c *call) error {
-	thing := c.labels["thingName"]
-	if err := checkThingName("thingName", thing); err != nil {
-		return err
-	}
+func (s *Server) listThingGroupsForThing(c *call, in *thingIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	groups, err := reg.ThingGroupsOf(thing)
+	groups, err := reg.ThingGroupsOf(in.Thing)
 	if err != nil {
-		return fromIdentity(err, thingNotFound(thing))
+		return nil, err
 	}
 	start, end, next, err := page(len(groups), c.query, "nextToken", "maxResults", 25, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type nameAndARN struct {
 		GroupName string `json:"groupName"`
@@ -431,51 +408,41 @@ func (s *Server) listThingGroupsForThing(c *call) error {
 	for _, g := range groups[start:end] {
 		out = append(out, nameAndARN{g, s.arn("thinggroup/" + g)})
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		ThingGroups []nameAndARN `json:"thingGroups"`
 		NextToken   string       `json:"nextToken,omitempty"`
-	}{out, next})
+	}{out, next}, nil
 }
 
 // getRegistrationCode serves GetRegistrationCode: GET /registrationcode.
-func (s *Server) getRegistrationCode(c *call) error {
+func (s *Server) getRegistrationCode(_ *call, _ *struct{}) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		RegistrationCode string `json:"registrationCode"`
-	}{reg.RegistrationCode()})
+	}{reg.RegistrationCode()}, nil
 }
 
 type templateLookup interface {
 	DescribeProvisioningTemplate(name string) (registry.ProvisioningTemplate, error)
 }
 
-// registerCACertificate serves RegisterCACertificate:
-// POST /cacertificate?setAsActive=&allowAutoRegistration=.
-func (s *Server) registerCACertificate(c *call) error {
-	active, err := boolParam(c.query, "setAsActive")
-	if err != nil {
-		return err
-	}
-	auto, err := boolParam(c.query, "allowAutoRegistration")
-	if err != nil {
-		return err
-	}
-	var in struct {
-		CACertificate           string `json:"caCertificate"`
-		VerificationCertificate string `json:"verificationCertificate"`
-		CertificateMode         string `json:"certificateMode"`
-		RegistrationConfig      *struct {
-			TemplateBody string `json:"templateBody"`
-			TemplateName string `json:"templateName"`
-			RoleARN      string `json:"roleArn"`
-		} `json:"registrationConfig"`
-	}
-	if err := decodeBody(c, &in); err != nil {
-		return err
-	}
+type registerCAIn struct {
+	SetAsActive             bool   `query:"setAsActive"`
+	AllowAutoRegistration   bool   `query:"allowAutoRegistration"`
+	CACertificate           string `json:"caCertificate"`
+	VerificationCertificate string `json:"verificationCertificate"`
+	CertificateMode         string `json:"certificateMode"`
+	RegistrationConfig      *struct {
+		TemplateBody string `json:"templateBody"`
+		TemplateName string `json:"templateName"`
+		RoleARN      string `json:"roleArn"`
+	} `json:"registrationConfig"`
+}
+
+func (in *registerCAIn) validate() error {
 	if in.CACertificate == "" {
 		return required("caCertificate")
 	}
@@ -491,24 +458,30 @@ func (s *Server) registerCACertificate(c *call) error {
 	default:
 		return validation(in.CertificateMode, "certificateMode", "Member must satisfy enum value set: [DEFAULT, SNI_ONLY]")
 	}
+	return nil
+}
+
+// registerCACertificate serves RegisterCACertificate:
+// POST /cacertificate?setAsActive=&allowAutoRegistration=.
+func (s *Server) registerCACertificate(_ *call, in *registerCAIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ca, err := pki.ParseCertificatePEM([]byte(in.CACertificate))
 	if err != nil {
-		return errorf(http.StatusBadRequest, "CertificateValidationException", "The CA certificate is not a valid PEM certificate")
+		return nil, errorf(http.StatusBadRequest, "CertificateValidationException", "The CA certificate is not a valid PEM certificate")
 	}
 	if in.VerificationCertificate != "" {
 		v, err := pki.ParseCertificatePEM([]byte(in.VerificationCertificate))
 		if err != nil {
-			return errorf(http.StatusBadRequest, "CertificateValidationException", "The verification certificate is not a valid PEM certificate")
+			return nil, errorf(http.StatusBadRequest, "CertificateValidationException", "The verification certificate is not a valid PEM certificate")
 		}
 		if err := v.CheckSignatureFrom(ca); err != nil {
-			return errorf(http.StatusBadRequest, "CertificateValidationException", "The verification certificate is not signed by the CA certificate")
+			return nil, errorf(http.StatusBadRequest, "CertificateValidationException", "The verification certificate is not signed by the CA certificate")
 		}
 		if v.Subject.CommonName != reg.RegistrationCode() {
-			return errorf(http.StatusBadRequest, "RegistrationCodeValidationException",
+			return nil, errorf(http.StatusBadRequest, "RegistrationCodeValidationException",
 				"The verification certificate's common name is not this account's registration code")
 		}
 	}
@@ -518,42 +491,42 @@ func (s *Server) registerCACertificate(c *call) error {
 		if rc.TemplateName != "" {
 			tl, ok := s.o.Registry.(templateLookup)
 			if !ok {
-				return internal("Provisioning templates")
+				return nil, internal("Provisioning templates")
 			}
 			t, err := tl.DescribeProvisioningTemplate(rc.TemplateName)
 			if err != nil {
-				return fromIdentity(err, "The provisioning template "+rc.TemplateName+" cannot be found.")
+				return nil, fromIdentity(err, "The provisioning template "+rc.TemplateName+" cannot be found.")
 			}
 			body = t.Body
 		}
 	}
-	rc, err := reg.RegisterCACertificate([]byte(in.CACertificate), active, auto, body)
+	rc, err := reg.RegisterCACertificate([]byte(in.CACertificate), in.SetAsActive, in.AllowAutoRegistration, body)
 	if errors.Is(err, registry.ErrExists) {
-		return errorf(http.StatusConflict, "ResourceAlreadyExistsException", "The CA certificate is already registered")
+		return nil, errorf(http.StatusConflict, "ResourceAlreadyExistsException", "The CA certificate is already registered")
 	}
 	if err != nil {
-		return fromIdentity(err, "")
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		CertificateARN string `json:"certificateArn"`
 		CertificateID  string `json:"certificateId"`
-	}{rc.ARN, rc.ID})
+	}{rc.ARN, rc.ID}, nil
+}
+
+type caIn struct {
+	ID string `uri:"caCertificateId" check:"cert"`
 }
 
 // describeCACertificate serves DescribeCACertificate:
 // GET /cacertificate/{caCertificateId}.
-func (s *Server) describeCACertificate(c *call) error {
-	id := c.labels["caCertificateId"]
-	if err := checkCertificateID(id); err != nil {
-		return err
-	}
+func (s *Server) describeCACertificate(_ *call, in *caIn) (any, error) {
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ca, err := reg.DescribeCACertificate(id)
+	ca, err := reg.DescribeCACertificate(in.ID)
 	if err != nil {
-		return fromIdentity(err, "The CA certificate "+id+" does not exist.")
+		return nil, err
 	}
 	type validity struct {
 		NotBefore epoch `json:"notBefore,omitzero"`
@@ -576,7 +549,7 @@ func (s *Server) describeCACertificate(c *call) error {
 	type registrationConfig struct {
 		TemplateBody string `json:"templateBody,omitempty"`
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		CertificateDescription description         `json:"certificateDescription"`
 		RegistrationConfig     *registrationConfig `json:"registrationConfig,omitempty"`
 	}{description{
@@ -589,63 +562,62 @@ func (s *Server) describeCACertificate(c *call) error {
 			return nil
 		}
 		return &registrationConfig{ca.TemplateBody}
-	}()})
+	}()}, nil
+}
+
+type registerCertificateIn struct {
+	SetAsActive      bool   `query:"setAsActive"`
+	CertificatePEM   string `json:"certificatePem"`
+	CACertificatePEM string `json:"caCertificatePem"`
+	Status           string `json:"status"`
+}
+
+func (in *registerCertificateIn) validate() error {
+	if in.CertificatePEM == "" {
+		return required("certificatePem")
+	}
+	if in.Status != "" && !slices.Contains(certStatuses, in.Status) {
+		return validation(in.Status, "status", "Member must satisfy enum value set: ["+strings.Join(certStatuses, ", ")+"]")
+	}
+	return nil
 }
 
 // registerCertificate serves RegisterCertificate:
 // POST /certificate/register?setAsActive=.
-func (s *Server) registerCertificate(c *call) error {
-	active, err := boolParam(c.query, "setAsActive")
-	if err != nil {
-		return err
-	}
-	var in struct {
-		CertificatePEM   string `json:"certificatePem"`
-		CACertificatePEM string `json:"caCertificatePem"`
-		Status           string `json:"status"`
-	}
-	if err := decodeBody(c, &in); err != nil {
-		return err
-	}
-	if in.CertificatePEM == "" {
-		return required("certificatePem")
-	}
+func (s *Server) registerCertificate(_ *call, in *registerCertificateIn) (any, error) {
 	status := in.Status
 	switch {
 	case status != "":
-		if !slices.Contains(certStatuses, status) {
-			return validation(status, "status", "Member must satisfy enum value set: ["+strings.Join(certStatuses, ", ")+"]")
-		}
-	case active:
+	case in.SetAsActive:
 		status = registry.StatusActive
 	default:
 		status = registry.StatusInactive
 	}
 	reg, err := s.identity()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in.CACertificatePEM != "" {
 		ca, err := pki.ParseCertificatePEM([]byte(in.CACertificatePEM))
 		if err != nil {
-			return errorf(http.StatusBadRequest, "CertificateValidationException", "The CA certificate is not a valid PEM certificate")
+			return nil, errorf(http.StatusBadRequest, "CertificateValidationException", "The CA certificate is not a valid PEM certificate")
 		}
 		if _, err := reg.DescribeCACertificate(pki.CertificateID(ca.Raw)); err != nil {
-			return errorf(http.StatusBadRequest, "CertificateValidationException", "The CA certificate is not registered")
+			return nil, errorf(http.StatusBadRequest, "CertificateValidationException", "The CA certificate is not registered")
 		}
 	}
 	cert, err := reg.RegisterCertificateWithCA([]byte(in.CertificatePEM), status)
 	if errors.Is(err, registry.ErrExists) {
-		return errorf(http.StatusConflict, "ResourceAlreadyExistsException", "The certificate is already provisioned or registered")
+		return nil, errorf(http.StatusConflict, "ResourceAlreadyExistsException", "The certificate is already provisioned or registered")
 	}
 	if errors.Is(err, registry.ErrInvalid) {
-		return errorf(http.StatusBadRequest, "CertificateValidationException", "The certificate is not a valid PEM certificate")
+		return nil, errorf(http.StatusBadRequest, "CertificateValidationException", "The certificate is not a valid PEM certificate")
 	}
 	if err != nil {
-		return fromIdentity(err, "")
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		CertificateARN string `json:"certificateArn"`
 		CertificateID  string `json:"certificateId"`
-	}{cert.ARN, cert.ID})
+	}{cert.ARN, cert.ID}, nil
 }
