@@ -1,11 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -24,14 +22,17 @@ type Defender interface {
 }
 
 func init() {
+	mapProfile := func(in *profileIn, err error) error { return fromDefender(err, "Security profile "+in.Name) }
 	routes = append(routes,
-		newRoute(svcControl, http.MethodPost, "/security-profiles/{securityProfileName}", "CreateSecurityProfile", (*Server).createSecurityProfile),
-		newRoute(svcControl, http.MethodGet, "/security-profiles/{securityProfileName}", "DescribeSecurityProfile", (*Server).describeSecurityProfile),
-		newRoute(svcControl, http.MethodPut, "/security-profiles/{securityProfileName}/targets", "AttachSecurityProfile", (*Server).attachSecurityProfile),
-		newRoute(svcControl, http.MethodGet, "/active-violations", "ListActiveViolations", (*Server).listActiveViolations),
-		newRoute(svcControl, http.MethodGet, "/violation-events", "ListViolationEvents", (*Server).listViolationEvents),
+		op[createProfileIn]{"CreateSecurityProfile", svcControl, http.MethodPost, "/security-profiles/{securityProfileName}", (*Server).createSecurityProfile,
+			func(in *createProfileIn, err error) error { return fromDefender(err, "Security profile "+in.Name) }}.route(),
+		op[profileIn]{"DescribeSecurityProfile", svcControl, http.MethodGet, "/security-profiles/{securityProfileName}", (*Server).describeSecurityProfile, mapProfile}.route(),
+		op[profileTargetIn]{"AttachSecurityProfile", svcControl, http.MethodPut, "/security-profiles/{securityProfileName}/targets", (*Server).attachSecurityProfile,
+			func(in *profileTargetIn, err error) error { return fromDefender(err, "Security profile "+in.Name) }}.route(),
+		op[violationsIn]{"ListActiveViolations", svcControl, http.MethodGet, "/active-violations", (*Server).listActiveViolations, nil}.route(),
+		op[violationEventsIn]{"ListViolationEvents", svcControl, http.MethodGet, "/violation-events", (*Server).listViolationEvents, nil}.route(),
 		// iotsim only: an on-demand audit (AWS's Audit has its own task API).
-		newRoute(svcControl, http.MethodGet, "/iotsim/audit", "IotsimAudit", (*Server).audit),
+		op[auditIn]{"IotsimAudit", svcControl, http.MethodGet, "/iotsim/audit", (*Server).audit, nil}.route(),
 	)
 }
 
@@ -69,48 +70,46 @@ func checkProfileName(v string) error {
 	return nil
 }
 
+// createProfileIn is CreateSecurityProfile's request: the profile itself.
+type createProfileIn struct {
+	Name string `uri:"securityProfileName" check:"profile"`
+	defender.SecurityProfile
+}
+
 // createSecurityProfile serves POST /security-profiles/{securityProfileName}.
-func (s *Server) createSecurityProfile(c *call) error {
-	name := c.labels["securityProfileName"]
-	if err := checkProfileName(name); err != nil {
-		return err
-	}
-	var in defender.SecurityProfile
-	if len(bytes.TrimSpace(c.body)) > 0 {
-		if err := json.Unmarshal(c.body, &in); err != nil {
-			return invalid("The request body is not a valid CreateSecurityProfile request: %v", err)
-		}
-	}
-	in.Name = name
+func (s *Server) createSecurityProfile(_ *call, in *createProfileIn) (any, error) {
 	d, err := s.defender()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := d.CreateSecurityProfile(in)
+	p := in.SecurityProfile
+	p.Name = in.Name
+	p, err = d.CreateSecurityProfile(p)
 	if err != nil {
-		return fromDefender(err, "Security profile "+name)
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Name string `json:"securityProfileName"`
 		ARN  string `json:"securityProfileArn"`
-	}{p.Name, p.ARN})
+	}{p.Name, p.ARN}, nil
+}
+
+// profileIn is the input of operations on one security profile.
+type profileIn struct {
+	Name string `uri:"securityProfileName" check:"profile"`
 }
 
 // describeSecurityProfile serves GET /security-profiles/{securityProfileName}.
-func (s *Server) describeSecurityProfile(c *call) error {
-	name := c.labels["securityProfileName"]
-	if err := checkProfileName(name); err != nil {
-		return err
-	}
+func (s *Server) describeSecurityProfile(_ *call, in *profileIn) (any, error) {
 	d, err := s.defender()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := d.DescribeSecurityProfile(name)
+	p, err := d.DescribeSecurityProfile(in.Name)
 	if err != nil {
-		return fromDefender(err, "Security profile "+name)
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Name                        string                     `json:"securityProfileName"`
 		ARN                         string                     `json:"securityProfileArn"`
 		Description                 string                     `json:"securityProfileDescription,omitempty"`
@@ -123,7 +122,7 @@ func (s *Server) describeSecurityProfile(c *call) error {
 		CreationDate                epoch                      `json:"creationDate"`
 		LastModifiedDate            epoch                      `json:"lastModifiedDate"`
 	}{p.Name, p.ARN, p.Description, nonNilSlice(p.Behaviors), p.AlertTargets, p.AdditionalMetricsToRetain,
-		p.AdditionalMetricsToRetainV2, p.MetricsExportConfig, p.Version, epoch(p.CreationDate), epoch(p.LastModifiedDate)})
+		p.AdditionalMetricsToRetainV2, p.MetricsExportConfig, p.Version, epoch(p.CreationDate), epoch(p.LastModifiedDate)}, nil
 }
 
 func nonNilSlice[T any](s []T) []T {
@@ -134,65 +133,52 @@ func nonNilSlice[T any](s []T) []T {
 }
 
 // attachSecurityProfile serves PUT /security-profiles/{name}/targets?securityProfileTargetArn=.
-func (s *Server) attachSecurityProfile(c *call) error {
-	name := c.labels["securityProfileName"]
-	if err := checkProfileName(name); err != nil {
-		return err
-	}
-	target := c.query.Get("securityProfileTargetArn")
-	if target == "" {
-		return invalid("1 validation error detected: Value null at 'securityProfileTargetArn' failed to satisfy constraint: Member must not be null")
-	}
+func (s *Server) attachSecurityProfile(_ *call, in *profileTargetIn) (any, error) {
 	d, err := s.defender()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := d.AttachSecurityProfile(name, target); err != nil {
-		return fromDefender(err, "Security profile "+name)
-	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, d.AttachSecurityProfile(in.Name, in.Target)
 }
 
-// violationFilter reads the query parameters shared by both list operations.
-func violationFilter(q url.Values) (defender.Filter, error) {
-	f := defender.Filter{ThingName: q.Get("thingName"), SecurityProfileName: q.Get("securityProfileName")}
-	if f.ThingName != "" {
-		if err := checkLen(f.ThingName, "thingName", 1, 128); err != nil {
-			return f, err
+// violationsIn is the filter shared by both violation listings.
+type violationsIn struct {
+	ThingName            string `query:"thingName"`
+	SecurityProfileName  string `query:"securityProfileName" check:"profile"`
+	ListSuppressedAlerts bool   `query:"listSuppressedAlerts"`
+	BehaviorCriteriaType string `query:"behaviorCriteriaType"`
+}
+
+func (in *violationsIn) validate() error {
+	if in.ThingName != "" {
+		if err := checkLen(in.ThingName, "thingName", 1, 128); err != nil {
+			return err
 		}
 	}
-	if f.SecurityProfileName != "" {
-		if err := checkProfileName(f.SecurityProfileName); err != nil {
-			return f, err
-		}
-	}
-	if _, err := boolParam(q, "listSuppressedAlerts"); err != nil {
-		return f, err
-	}
-	switch v := q.Get("behaviorCriteriaType"); v {
+	switch v := in.BehaviorCriteriaType; v {
 	case "", "STATIC", "STATISTICAL", "MACHINE_LEARNING":
+		return nil
 	default:
-		return f, validation(v, "behaviorCriteriaType", "Member must satisfy enum value set: [STATIC, STATISTICAL, MACHINE_LEARNING]")
+		return validation(v, "behaviorCriteriaType", "Member must satisfy enum value set: [STATIC, STATISTICAL, MACHINE_LEARNING]")
 	}
-	return f, nil
+}
+
+func (in *violationsIn) filter() defender.Filter {
+	return defender.Filter{ThingName: in.ThingName, SecurityProfileName: in.SecurityProfileName}
 }
 
 type metricValueOut = defender.MetricValue
 
 // listActiveViolations serves GET /active-violations.
-func (s *Server) listActiveViolations(c *call) error {
-	f, err := violationFilter(c.query)
-	if err != nil {
-		return err
-	}
+func (s *Server) listActiveViolations(c *call, in *violationsIn) (any, error) {
 	d, err := s.defender()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	all := d.ListActiveViolations(f)
+	all := d.ListActiveViolations(in.filter())
 	start, end, next, err := page(len(all), c.query, "nextToken", "maxResults", 250, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type item struct {
 		ViolationID         string            `json:"violationId"`
@@ -212,13 +198,12 @@ func (s *Server) listActiveViolations(c *call) error {
 		out.ActiveViolations = append(out.ActiveViolations, item{v.ViolationID, v.ThingName, v.SecurityProfileName, v.Behavior,
 			v.LastViolationValue, v.VerificationState, epoch(v.LastViolationTime), epoch(v.ViolationStartTime)})
 	}
-	return writeJSON(c.w, out)
+	return out, nil
 }
 
 // timeParam reads a required query timestamp: ISO-8601 (what the CLI and
 // the SDKs send) or epoch seconds.
-func timeParam(q url.Values, name string) (time.Time, error) {
-	v := q.Get(name)
+func timeParam(v, name string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, invalid("1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", name)
 	}
@@ -231,28 +216,35 @@ func timeParam(q url.Values, name string) (time.Time, error) {
 	return time.Time{}, invalid("Value '%s' for '%s' is not an ISO-8601 timestamp", truncate(v, 64), name)
 }
 
+type violationEventsIn struct {
+	violationsIn
+	StartTime string `query:"startTime"`
+	EndTime   string `query:"endTime"`
+	start     time.Time
+	end       time.Time
+}
+
+func (in *violationEventsIn) validate() error {
+	var err error
+	if in.start, err = timeParam(in.StartTime, "startTime"); err != nil {
+		return err
+	}
+	if in.end, err = timeParam(in.EndTime, "endTime"); err != nil {
+		return err
+	}
+	return in.violationsIn.validate()
+}
+
 // listViolationEvents serves GET /violation-events?startTime=&endTime=.
-func (s *Server) listViolationEvents(c *call) error {
-	startT, err := timeParam(c.query, "startTime")
-	if err != nil {
-		return err
-	}
-	endT, err := timeParam(c.query, "endTime")
-	if err != nil {
-		return err
-	}
-	f, err := violationFilter(c.query)
-	if err != nil {
-		return err
-	}
+func (s *Server) listViolationEvents(c *call, in *violationEventsIn) (any, error) {
 	d, err := s.defender()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	all := d.ListViolationEvents(startT, endT, f)
+	all := d.ListViolationEvents(in.start, in.end, in.filter())
 	start, end, next, err := page(len(all), c.query, "nextToken", "maxResults", 250, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type item struct {
 		ViolationID         string            `json:"violationId"`
@@ -272,24 +264,39 @@ func (s *Server) listViolationEvents(c *call) error {
 		out.ViolationEvents = append(out.ViolationEvents, item{e.ViolationID, e.ThingName, e.SecurityProfileName, e.Behavior,
 			e.MetricValue, e.ViolationEventType, e.VerificationState, epoch(e.ViolationEventTime)})
 	}
-	return writeJSON(c.w, out)
+	return out, nil
+}
+
+type auditIn struct {
+	Days *int64 `query:"daysUntilExpiry"`
+}
+
+func (in *auditIn) validate() error {
+	switch {
+	case in.Days == nil:
+	case *in.Days < 1:
+		return validation(strconv.FormatInt(*in.Days, 10), "daysUntilExpiry", "Member must have value greater than or equal to 1")
+	case *in.Days > 3650:
+		return validation(strconv.FormatInt(*in.Days, 10), "daysUntilExpiry", "Member must have value less than or equal to 3650")
+	}
+	return nil
 }
 
 // audit serves iotsim's GET /iotsim/audit?daysUntilExpiry=N.
-func (s *Server) audit(c *call) error {
-	days, err := intParam(c.query, "daysUntilExpiry", 1, 3650, defender.DefaultExpiryDays)
-	if err != nil {
-		return err
+func (s *Server) audit(_ *call, in *auditIn) (any, error) {
+	days := defender.DefaultExpiryDays
+	if in.Days != nil {
+		days = int(*in.Days)
 	}
 	d, err := s.defender()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fs, err := d.Audit(s.now(), days)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Findings []defender.Finding `json:"findings"`
-	}{nonNilSlice(fs)})
+	}{nonNilSlice(fs)}, nil
 }

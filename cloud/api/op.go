@@ -95,20 +95,44 @@ func checkHexID(field, v string) error {
 // set, then the check tags.
 func bind(c *call, in any) error {
 	rv := reflect.ValueOf(in).Elem()
-	rt := rv.Type()
-	body := false
-	for i := range rt.NumField() {
-		if tag := rt.Field(i).Tag; tag.Get("uri") == "" && tag.Get("query") == "" && tag.Get("header") == "" && tag.Get("json") != "" {
-			body = true
-		}
-	}
-	if body && len(bytes.TrimSpace(c.body)) > 0 {
+	if hasBody(rv.Type()) && len(bytes.TrimSpace(c.body)) > 0 {
 		if err := json.Unmarshal(c.body, in); err != nil {
 			return invalid("The request body is not a valid JSON object: %v", err)
 		}
 	}
+	return bindFields(c, rv)
+}
+
+// hasBody reports whether a struct has body members: fields with a json
+// tag, or embedded structs that have some.
+func hasBody(rt reflect.Type) bool {
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if hasBody(f.Type) {
+				return true
+			}
+			continue
+		}
+		if f.Tag.Get("uri") == "" && f.Tag.Get("query") == "" && f.Tag.Get("header") == "" && f.Tag.Get("json") != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// bindFields sets the path, query and header fields of rv (and of the
+// structs it embeds) and runs their checks.
+func bindFields(c *call, rv reflect.Value) error {
+	rt := rv.Type()
 	for i := range rt.NumField() {
 		f, fv := rt.Field(i), rv.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if err := bindFields(c, fv); err != nil {
+				return err
+			}
+			continue
+		}
 		var name, raw string
 		var present, label bool
 		switch {
