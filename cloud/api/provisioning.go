@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -20,11 +18,13 @@ type Templates interface {
 }
 
 func init() {
+	mapTemplate := func(in *templateIn, err error) error { return fromRegistry(err, templateNotFound(in.Name)) }
 	routes = append(routes,
-		newRoute(svcControl, http.MethodPost, "/provisioning-templates", "CreateProvisioningTemplate", (*Server).createProvisioningTemplate),
-		newRoute(svcControl, http.MethodGet, "/provisioning-templates", "ListProvisioningTemplates", (*Server).listProvisioningTemplates),
-		newRoute(svcControl, http.MethodGet, "/provisioning-templates/{templateName}", "DescribeProvisioningTemplate", (*Server).describeProvisioningTemplate),
-		newRoute(svcControl, http.MethodDelete, "/provisioning-templates/{templateName}", "DeleteProvisioningTemplate", (*Server).deleteProvisioningTemplate),
+		op[createTemplateIn]{"CreateProvisioningTemplate", svcControl, http.MethodPost, "/provisioning-templates", (*Server).createProvisioningTemplate,
+			func(_ *createTemplateIn, err error) error { return fromRegistry(err, "") }}.route(),
+		op[struct{}]{"ListProvisioningTemplates", svcControl, http.MethodGet, "/provisioning-templates", (*Server).listProvisioningTemplates, nil}.route(),
+		op[templateIn]{"DescribeProvisioningTemplate", svcControl, http.MethodGet, "/provisioning-templates/{templateName}", (*Server).describeProvisioningTemplate, mapTemplate}.route(),
+		op[templateIn]{"DeleteProvisioningTemplate", svcControl, http.MethodDelete, "/provisioning-templates/{templateName}", (*Server).deleteProvisioningTemplate, mapTemplate}.route(),
 	)
 }
 
@@ -54,31 +54,21 @@ type provisioningHook struct {
 	TargetARN      string `json:"targetArn"`
 }
 
-// createProvisioningTemplate serves CreateProvisioningTemplate:
-// POST /provisioning-templates.
-func (s *Server) createProvisioningTemplate(c *call) error {
-	ts, err := s.templates()
-	if err != nil {
-		return err
-	}
-	var in struct {
-		TemplateName        string            `json:"templateName"`
-		Description         string            `json:"description"`
-		TemplateBody        *string           `json:"templateBody"`
-		Enabled             bool              `json:"enabled"`
-		ProvisioningRoleARN string            `json:"provisioningRoleArn"`
-		PreProvisioningHook *provisioningHook `json:"preProvisioningHook"`
-		Tags                []struct {
-			Key   string `json:"Key"`
-			Value string `json:"Value"`
-		} `json:"tags"`
-		Type string `json:"type"`
-	}
-	if len(bytes.TrimSpace(c.body)) > 0 {
-		if err := json.Unmarshal(c.body, &in); err != nil {
-			return invalid("The request body is not a valid JSON object: %v", err)
-		}
-	}
+type createTemplateIn struct {
+	TemplateName        string            `json:"templateName"`
+	Description         string            `json:"description"`
+	TemplateBody        *string           `json:"templateBody"`
+	Enabled             bool              `json:"enabled"`
+	ProvisioningRoleARN string            `json:"provisioningRoleArn"`
+	PreProvisioningHook *provisioningHook `json:"preProvisioningHook"`
+	Tags                []struct {
+		Key   string `json:"Key"`
+		Value string `json:"Value"`
+	} `json:"tags"`
+	Type string `json:"type"`
+}
+
+func (in *createTemplateIn) validate() error {
 	if err := checkTemplateName(in.TemplateName); err != nil {
 		return err
 	}
@@ -113,6 +103,16 @@ func (s *Server) createProvisioningTemplate(c *call) error {
 	if _, err := provisioning.Parse(*in.TemplateBody); err != nil {
 		return invalid("The template body is not valid: %v", err)
 	}
+	return nil
+}
+
+// createProvisioningTemplate serves CreateProvisioningTemplate:
+// POST /provisioning-templates.
+func (s *Server) createProvisioningTemplate(_ *call, in *createTemplateIn) (any, error) {
+	ts, err := s.templates()
+	if err != nil {
+		return nil, err
+	}
 	t := registry.ProvisioningTemplate{
 		Name:        in.TemplateName,
 		Description: in.Description,
@@ -135,38 +135,39 @@ func (s *Server) createProvisioningTemplate(c *call) error {
 	}
 	out, err := ts.CreateProvisioningTemplate(t)
 	if errors.Is(err, registry.ErrExists) {
-		return errorf(http.StatusConflict, "ResourceAlreadyExistsException", "The provisioning template %s already exists.", in.TemplateName)
+		return nil, errorf(http.StatusConflict, "ResourceAlreadyExistsException", "The provisioning template %s already exists.", in.TemplateName)
 	}
 	if err != nil {
-		return fromRegistry(err, "")
+		return nil, err
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		TemplateARN      string `json:"templateArn"`
 		TemplateName     string `json:"templateName"`
 		DefaultVersionID int64  `json:"defaultVersionId"`
-	}{out.ARN, out.Name, out.DefaultVersionID})
+	}{out.ARN, out.Name, out.DefaultVersionID}, nil
+}
+
+// templateIn is the input of operations on one provisioning template.
+type templateIn struct {
+	Name string `uri:"templateName" check:"template"`
 }
 
 // describeProvisioningTemplate serves DescribeProvisioningTemplate:
 // GET /provisioning-templates/{templateName}.
-func (s *Server) describeProvisioningTemplate(c *call) error {
+func (s *Server) describeProvisioningTemplate(_ *call, in *templateIn) (any, error) {
 	ts, err := s.templates()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	name := c.labels["templateName"]
-	if err := checkTemplateName(name); err != nil {
-		return err
-	}
-	t, err := ts.DescribeProvisioningTemplate(name)
+	t, err := ts.DescribeProvisioningTemplate(in.Name)
 	if err != nil {
-		return fromRegistry(err, templateNotFound(name))
+		return nil, err
 	}
 	var hook *provisioningHook
 	if t.Hook != nil {
 		hook = &provisioningHook{PayloadVersion: t.Hook.PayloadVersion, TargetARN: t.Hook.TargetARN}
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		TemplateARN         string            `json:"templateArn"`
 		TemplateName        string            `json:"templateName"`
 		Description         string            `json:"description,omitempty"`
@@ -179,7 +180,7 @@ func (s *Server) describeProvisioningTemplate(c *call) error {
 		PreProvisioningHook *provisioningHook `json:"preProvisioningHook,omitempty"`
 		Type                string            `json:"type"`
 	}{t.ARN, t.Name, t.Description, epoch(t.CreatedAt), epoch(t.UpdatedAt), t.DefaultVersionID, t.Body,
-		t.Enabled, t.RoleARN, hook, t.Type})
+		t.Enabled, t.RoleARN, hook, t.Type}, nil
 }
 
 type templateSummary struct {
@@ -194,42 +195,35 @@ type templateSummary struct {
 
 // listProvisioningTemplates serves ListProvisioningTemplates:
 // GET /provisioning-templates?maxResults=&nextToken=.
-func (s *Server) listProvisioningTemplates(c *call) error {
+func (s *Server) listProvisioningTemplates(c *call, _ *struct{}) (any, error) {
 	ts, err := s.templates()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	all, err := ts.ListProvisioningTemplates()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	start, end, next, err := page(len(all), c.query, "nextToken", "maxResults", 250, 250)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := make([]templateSummary, 0, end-start)
 	for _, t := range all[start:end] {
 		out = append(out, templateSummary{t.ARN, t.Name, t.Description, epoch(t.CreatedAt), epoch(t.UpdatedAt), t.Enabled, t.Type})
 	}
-	return writeJSON(c.w, struct {
+	return struct {
 		Templates []templateSummary `json:"templates"`
 		NextToken string            `json:"nextToken,omitempty"`
-	}{out, next})
+	}{out, next}, nil
 }
 
 // deleteProvisioningTemplate serves DeleteProvisioningTemplate:
 // DELETE /provisioning-templates/{templateName}.
-func (s *Server) deleteProvisioningTemplate(c *call) error {
+func (s *Server) deleteProvisioningTemplate(_ *call, in *templateIn) (any, error) {
 	ts, err := s.templates()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	name := c.labels["templateName"]
-	if err := checkTemplateName(name); err != nil {
-		return err
-	}
-	if err := ts.DeleteProvisioningTemplate(name); err != nil {
-		return fromRegistry(err, templateNotFound(name))
-	}
-	return writeRaw(c.w, []byte("{}"))
+	return nil, ts.DeleteProvisioningTemplate(in.Name)
 }
