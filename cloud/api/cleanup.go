@@ -469,23 +469,5 @@ func (s *Server) listCertificatesByCA(c *call, in *listByCAIn) (any, error) {
 	}
 	id := strings.ToLower(in.CAID)
 	certs := slices.DeleteFunc(slices.Clone(all), func(ct registry.Certificate) bool { return ct.CAID != id })
-	slices.SortFunc(certs, func(a, b registry.Certificate) int {
-		r := cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-		if !in.Ascending {
-			r = -r
-		}
-		return r
-	})
-	start, end, next, err := page(len(certs), c.query, "marker", "pageSize", 25, 250)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]certificateSummary, 0, end-start)
-	for _, ct := range certs[start:end] {
-		out = append(out, certificateSummary{s.certARN(ct), ct.ID, ct.Status, "DEFAULT", epoch(ct.CreatedAt)})
-	}
-	return struct {
-		Certificates []certificateSummary `json:"certificates"`
-		NextMarker   string               `json:"nextMarker,omitempty"`
-	}{out, next}, nil
+	return s.certificatePage(c, certs, in.Ascending)
 }

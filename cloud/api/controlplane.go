@@ -431,10 +431,15 @@ func (s *Server) listCertificates(c *call, in *listCertificatesIn) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	certs = slices.Clone(certs)
+	return s.certificatePage(c, slices.Clone(certs), in.Ascending)
+}
+
+// certificatePage sorts certs by creation (newest first unless ascending)
+// and answers the page that marker/pageSize select.
+func (s *Server) certificatePage(c *call, certs []registry.Certificate, ascending bool) (any, error) {
 	slices.SortFunc(certs, func(a, b registry.Certificate) int {
 		r := cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-		if !in.Ascending {
+		if !ascending {
 			r = -r
 		}
 		return r

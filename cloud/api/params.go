@@ -119,18 +119,6 @@ func intParam(q url.Values, name string, lo, hi, def int) (int, error) {
 	return n, nil
 }
 
-// boolParam reads an optional boolean query parameter ("true"/"false").
-func boolParam(q url.Values, name string) (bool, error) {
-	switch v := q.Get(name); v {
-	case "", "false":
-		return false, nil
-	case "true":
-		return true, nil
-	default:
-		return false, invalid("Value '%s' for '%s' must be true or false", truncate(v, 64), name)
-	}
-}
-
 // Page tokens are opaque to clients: base64 of "o:<offset>".
 func encodeToken(offset int) string {
 	return base64.StdEncoding.EncodeToString([]byte("o:" + strconv.Itoa(offset)))
