@@ -61,6 +61,14 @@ func FuzzServeHTTP(f *testing.F) {
 		{"POST", "/keys-and-certificate?setAsActive=true", "", ""},
 		{"PUT", "/certificates/" + strings.Repeat("a", 64) + "?newStatus=ACTIVE", "", ""},
 		{"DELETE", "/things/lamp?expectedVersion=1", "", ""},
+		{"PUT", "/things/lamp/jobs/j1/cancel?force=true", `{"expectedVersion":1,"statusDetails":{"a":"b\n"}}`, ""},
+		{"DELETE", "/things/lamp/jobs/j1/executionNumber/x1?force=maybe", "", ""},
+		{"DELETE", "/certificates/" + strings.Repeat("a", 64) + "?forceDelete=true", "", ""},
+		{"PUT", "/thing-groups/removeThingFromThingGroup", `{"thingGroupArn":"arn:aws:iot:us-east-1:1:thinggroup/g","thingName":"lamp"}`, ""},
+		{"DELETE", "/thing-groups/g?expectedVersion=1e3", "", ""},
+		{"GET", "/security-profiles?maxResults=0&metricName=aws:num-messages-sent", "", ""},
+		{"POST", "/security-profiles/p", `{"behaviors":[{"name":1}]}`, ""},
+		{"GET", "/certificates-by-ca/" + strings.Repeat("A", 64) + "?isAscendingOrder=yes", "", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, s.body, s.auth)
