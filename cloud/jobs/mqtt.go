@@ -535,6 +535,15 @@ func (s *Service) handleLocked(clientID, topic string, r Route, payload []byte) 
 		if req.ExpectedVersion != nil && *req.ExpectedVersion != e.VersionNumber {
 			return reject(CodeVersionMismatch, "The expected version does not match the execution's version", e)
 		}
+		// The document, if asked for, is rendered first: an update is
+		// either applied and answered, or neither.
+		var doc json.RawMessage
+		if req.IncludeJobDocument != nil && *req.IncludeJobDocument {
+			var err error
+			if doc, err = s.deviceDocument(s.jobs[e.JobID]); err != nil {
+				return internal(err)
+			}
+		}
 		before := s.pendingState(r.Thing)
 		saved := e.clone()
 		if e.Status == StatusQueued && req.Status == StatusInProgress {
@@ -569,13 +578,7 @@ func (s *Service) handleLocked(clientID, topic string, r Route, payload []byte) 
 		if req.IncludeJobExecutionState {
 			out.ExecutionState = state(e)
 		}
-		if req.IncludeJobDocument != nil && *req.IncludeJobDocument {
-			doc, err := s.deviceDocument(s.jobs[e.JobID])
-			if err != nil {
-				return internal(err)
-			}
-			out.JobDocument = doc
-		}
+		out.JobDocument = doc
 		return append([]message{reply("/accepted", out)}, s.notifications(r.Thing, before, now)...)
 	}
 	return nil

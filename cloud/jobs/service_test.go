@@ -722,4 +722,11 @@ func TestStartNextNeverStartsSilently(t *testing.T) {
 	if l := e.logs.String(); !strings.Contains(l, `msg="jobs request" thing=box-1 op=StartNextPendingJobExecution`) {
 		t.Errorf("the failed start-next was not logged:\n%s", l)
 	}
+	// An update asking for the document is refused whole, not applied.
+	if code, _ := e.rejected(t, "box-1", "old/update", `{"status":"IN_PROGRESS","includeJobDocument":true}`); code != CodeInternalError {
+		t.Errorf("update with the document: %s, want InternalError", code)
+	}
+	if ex, _ := e.svc.DescribeJobExecution("box-1", "old", 0); ex.Status != StatusQueued || ex.VersionNumber != 1 {
+		t.Errorf("after a refused update: %s v%d, want QUEUED v1", ex.Status, ex.VersionNumber)
+	}
 }
