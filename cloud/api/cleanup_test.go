@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,33 +85,35 @@ func TestCleanupAWSCLI(t *testing.T) {
 		if st, force := status("box-2", "j1"); st != jobs.StatusCanceled || force {
 			t.Errorf("queued execution after cancel: %s force=%v", st, force)
 		}
-		cli.fails("VersionConflictException", "iot", "cancel-job-execution", "--job-id", "j1", "--thing-name", "box-1", "--force", "--expected-version", "99")
+		e.wantError(t, e.do(t, "PUT", "/things/box-1/jobs/j1/cancel?force=true", []byte(`{"expectedVersion":99}`)), 409, "VersionConflictException")
 		cli.ok(nil, "iot", "cancel-job-execution", "--job-id", "j1", "--thing-name", "box-1", "--force")
 		if st, force := status("box-1", "j1"); st != jobs.StatusCanceled || !force {
 			t.Errorf("running execution after a forced cancel: %s force=%v", st, force)
 		}
-		cli.fails("InvalidStateTransitionException", "iot", "cancel-job-execution", "--job-id", "j1", "--thing-name", "box-1", "--force")
-		cli.fails("ResourceNotFoundException", "iot", "cancel-job-execution", "--job-id", "nope", "--thing-name", "box-1")
+		e.wantError(t, e.do(t, "PUT", "/things/box-1/jobs/j1/cancel?force=true", nil), 409, "InvalidStateTransitionException")
+		e.wantError(t, e.do(t, "PUT", "/things/box-1/jobs/nope/cancel", nil), 404, "ResourceNotFoundException")
 	})
 
 	t.Run("delete-job-execution and delete-job", func(t *testing.T) {
 		createJob("j2", "box-1", "box-2")
-		cli.fails("InvalidStateTransitionException", "iot", "delete-job-execution", "--job-id", "j2", "--thing-name", "box-1", "--execution-number", "1")
-		cli.fails("ResourceNotFoundException", "iot", "delete-job-execution", "--job-id", "j2", "--thing-name", "box-1", "--execution-number", "2", "--force")
+		e.wantError(t, e.do(t, "DELETE", "/things/box-1/jobs/j2/executionNumber/1", nil), 409, "InvalidStateTransitionException")
+		e.wantError(t, e.do(t, "DELETE", "/things/box-1/jobs/j2/executionNumber/2?force=true", nil), 404, "ResourceNotFoundException")
 		cli.ok(nil, "iot", "delete-job-execution", "--job-id", "j2", "--thing-name", "box-1", "--execution-number", "1", "--force")
 		if st, _ := status("box-1", "j2"); st != "gone" {
 			t.Errorf("deleted execution is %s", st)
 		}
 		// The job still runs on box-2: deleting it takes force.
-		cli.fails("InvalidStateTransitionException", "iot", "delete-job", "--job-id", "j2")
+		e.wantError(t, e.do(t, "DELETE", "/jobs/j2", nil), 409, "InvalidStateTransitionException")
 		cli.ok(nil, "iot", "delete-job", "--job-id", "j2", "--force")
-		cli.fails("ResourceNotFoundException", "iot", "describe-job", "--job-id", "j2")
+		e.wantError(t, e.do(t, "GET", "/jobs/j2", nil), 404, "ResourceNotFoundException")
 		if got := js.ListJobExecutionsForThing("box-2", "", "j2"); len(got) != 0 {
 			t.Errorf("box-2's execution of a deleted job: %v", got)
 		}
 		// A canceled job goes without force.
-		cli.ok(nil, "iot", "delete-job", "--job-id", "j1")
-		cli.fails("ResourceNotFoundException", "iot", "delete-job", "--job-id", "j1")
+		if r := e.do(t, "DELETE", "/jobs/j1", nil); r.Status != 200 {
+			t.Errorf("delete-job of a canceled job: %d %s", r.Status, r.Body)
+		}
+		e.wantError(t, e.do(t, "DELETE", "/jobs/j1", nil), 404, "ResourceNotFoundException")
 	})
 
 	t.Run("delete-certificate and delete-policy", func(t *testing.T) {
@@ -128,16 +131,16 @@ func TestCleanupAWSCLI(t *testing.T) {
 		if err := e.reg.UpdateCertificate(id, registry.StatusInactive); err != nil {
 			t.Fatal(err)
 		}
-		cli.fails("DeleteConflictException", "iot", "delete-certificate", "--certificate-id", id) // a thing
+		e.wantError(t, e.do(t, "DELETE", "/certificates/"+id, nil), 409, "DeleteConflictException") // a thing
 		if err := e.reg.DetachThingPrincipal("box-1", id); err != nil {
 			t.Fatal(err)
 		}
-		cli.fails("DeleteConflictException", "iot", "delete-certificate", "--certificate-id", id) // a policy
+		e.wantError(t, e.do(t, "DELETE", "/certificates/"+id, nil), 409, "DeleteConflictException") // a policy
 		cli.fails("DeleteConflictException", "iot", "delete-policy", "--policy-name", "dev")
 		cli.ok(nil, "iot", "delete-certificate", "--certificate-id", id, "--force-delete")
-		cli.fails("ResourceNotFoundException", "iot", "describe-certificate", "--certificate-id", id)
+		e.wantError(t, e.do(t, "GET", "/certificates/"+id, nil), 404, "ResourceNotFoundException")
 		cli.ok(nil, "iot", "delete-policy", "--policy-name", "dev")
-		cli.fails("ResourceNotFoundException", "iot", "delete-policy", "--policy-name", "dev")
+		e.wantError(t, e.do(t, "DELETE", "/policies/dev", nil), 404, "ResourceNotFoundException")
 	})
 
 	t.Run("remove-thing-from-thing-group and delete-thing-group", func(t *testing.T) {
@@ -153,13 +156,15 @@ func TestCleanupAWSCLI(t *testing.T) {
 		if gs, _ := e.reg.ThingGroupsOf("box-1"); len(gs) != 0 {
 			t.Errorf("box-1 still in %v", gs)
 		}
-		cli.fails("ResourceNotFoundException", "iot", "remove-thing-from-thing-group", "--thing-group-name", "nope", "--thing-name", "box-1")
+		e.wantError(t, e.do(t, "PUT", "/thing-groups/removeThingFromThingGroup", []byte(`{"thingGroupName":"nope","thingName":"box-1"}`)), 404, "ResourceNotFoundException")
 		cli.fails("VersionConflictException", "iot", "delete-thing-group", "--thing-group-name", "fleet", "--expected-version", "7")
 		cli.ok(nil, "iot", "delete-thing-group", "--thing-group-name", "fleet")
 		if gs, _ := e.reg.ThingGroupsOf("box-2"); len(gs) != 0 {
 			t.Errorf("box-2 still in %v after the group was deleted", gs)
 		}
-		cli.ok(nil, "iot", "delete-thing-group", "--thing-group-name", "fleet") // gone already: AWS succeeds
+		if r := e.do(t, "DELETE", "/thing-groups/fleet", nil); r.Status != 200 { // gone already: AWS succeeds
+			t.Errorf("delete-thing-group of a deleted group: %d %s", r.Status, r.Body)
+		}
 	})
 
 	t.Run("security profiles", func(t *testing.T) {
@@ -196,13 +201,13 @@ func TestCleanupAWSCLI(t *testing.T) {
 			t.Errorf("list-targets-for-security-profile: %+v", targets)
 		}
 		cli.ok(nil, "iot", "detach-security-profile", "--security-profile-name", "a-profile", "--security-profile-target-arn", all)
-		cli.fails("ResourceNotFoundException", "iot", "detach-security-profile", "--security-profile-name", "a-profile", "--security-profile-target-arn", all)
+		e.wantError(t, e.do(t, "DELETE", "/security-profiles/a-profile/targets?securityProfileTargetArn="+url.QueryEscape(all), nil), 404, "ResourceNotFoundException")
 		if p, _ := dd.DescribeSecurityProfile("a-profile"); !slices.Equal(p.Targets, []string{group}) {
 			t.Errorf("targets after detach: %v", p.Targets)
 		}
-		cli.fails("VersionConflictException", "iot", "delete-security-profile", "--security-profile-name", "a-profile", "--expected-version", "5")
+		e.wantError(t, e.do(t, "DELETE", "/security-profiles/a-profile?expectedVersion=5", nil), 409, "VersionConflictException")
 		cli.ok(nil, "iot", "delete-security-profile", "--security-profile-name", "a-profile")
-		cli.fails("ResourceNotFoundException", "iot", "describe-security-profile", "--security-profile-name", "a-profile")
+		e.wantError(t, e.do(t, "GET", "/security-profiles/a-profile", nil), 404, "ResourceNotFoundException")
 	})
 
 	t.Run("list-ca-certificates and list-certificates-by-ca", func(t *testing.T) {
