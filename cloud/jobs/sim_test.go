@@ -369,6 +369,7 @@ func TestOTAEndToEnd(t *testing.T) {
 func TestDeviceClientStatusDetails(t *testing.T) {
 	aws := newCLI(t)
 	sim := cloudtest.Start(t, "")
+	aws.ep = sim.Endpoint()
 	ep := sim.Endpoint().HTTPEndpoint
 	dc := connect(t, sim, "dc-1", "$aws/things/dc-1/jobs/#", "")
 	if _, err := sim.Jobs().CreateJob(jobs.CreateJobInput{JobID: "hello", Document: `{"version":"1.0","steps":[]}`,
