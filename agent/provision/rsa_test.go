@@ -19,7 +19,7 @@ func TestCreateKeysAndCertificateRSA(t *testing.T) {
 	sim := cloudtest.Start(t, "")
 	dir := t.TempDir()
 	ks := tpm.NewFileStore(filepath.Join(dir, "keys", "device.key"))
-	id, err := Provision(context.Background(), mqttClient(t, sim, "claim-rsa", nil), ks, fastOptions(dir, false, "rsa-1"))
+	id, err := Provision(context.Background(), mqttClient(t, sim, "provision-rsa", nil), ks, fastOptions(dir, false, "rsa-1"))
 	if err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
