@@ -10,6 +10,13 @@
 // the SigV4 credential scope (iot, iotdata, iotdevicegateway, iot-jobs-data).
 // Errors carry the x-amzn-ErrorType header and a {"message": ...} body.
 //
+// Every operation is one entry of the routes table, built by op.route: its
+// name, method and path, an input struct whose tags say where each field
+// comes from (path label, query, header, JSON body) and which check applies,
+// the call, and the mapping of the service's errors to AWS's. Decoding,
+// validation, the call, error mapping and encoding happen once, in op.route,
+// for all of them.
+//
 // Every request must carry a valid SigV4 signature (Authorization header or
 // presigned query, cloud/sigv4) made with Options.Credentials; unsigned or
 // wrongly signed requests get AWS's 403 errors (MissingAuthenticationToken,
