@@ -163,6 +163,7 @@ func (e *env) request(t testing.TB, thing, api, payload string) (sent, []sent) {
 	}
 	if answer == nil {
 		t.Fatalf("no answer to %s %s", api, payload)
+		return sent{}, others // t is a testing.TB: not known not to return
 	}
 	return *answer, others
 }
