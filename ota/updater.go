@@ -118,8 +118,19 @@ func New(o Options) (*Updater, error) {
 // Layout returns the file layout.
 func (u *Updater) Layout() Layout { return u.l }
 
+// load reads state.json; one that cannot be read is recovered as PreStart
+// does (moved aside, recorded, started again from the committed slot), so
+// that the updater goes on working when the agent runs without PreStart.
+func (u *Updater) load() (Status, error) {
+	st, err := u.l.load()
+	if err == nil || errors.Is(err, ErrNotInitialized) {
+		return st, err
+	}
+	return u.l.recoverState(err, u.o.Now())
+}
+
 // Status returns the persisted state.
-func (u *Updater) Status() (Status, error) { return u.l.load() }
+func (u *Updater) Status() (Status, error) { return u.load() }
 
 // ParseDocument parses a job document with the updater's allowed hosts.
 func (u *Updater) ParseDocument(raw []byte) (Release, error) {
@@ -150,7 +161,7 @@ func (u *Updater) persist(st *Status, s State) error {
 func (u *Updater) Install(ctx context.Context, jobID string, r Release) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -326,7 +337,7 @@ func (u *Updater) stage(st *Status) error {
 func (u *Updater) Commit() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -352,7 +363,7 @@ func (u *Updater) Commit() error {
 func (u *Updater) FailTrial(reason string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -365,7 +376,7 @@ func (u *Updater) FailTrial(reason string) error {
 
 // InTrial reports whether this process is the version on trial.
 func (u *Updater) InTrial() bool {
-	st, err := u.l.load()
+	st, err := u.load()
 	return err == nil && st.State == Confirm && st.Release.Version == u.o.Version && linkSlot(u.l.Current()) == st.Slot
 }
 
@@ -377,7 +388,7 @@ func (u *Updater) Rollback(reason string) error {
 		return fmt.Errorf("%w: an update is being installed", ErrBusy)
 	}
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -405,7 +416,7 @@ func (u *Updater) Rollback(reason string) error {
 func (u *Updater) Abort(jobID string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
