@@ -202,8 +202,12 @@ func salvageStateDB(db *bolt.DB, moved string, ev *statefile.Event) {
 	switch {
 	case ob != nil:
 		ev.LostUnknown = ob.Incomplete
-	case rep.Root.Incomplete:
+		ev.Lost += ob.Unreadable
+	case rep.Root.Incomplete || rep.Root.Unreadable > 0:
 		ev.LostUnknown = true // the outbox may be in what did not read
+	}
+	if rep.OneMeta {
+		ev.LostUnknown = true // the newest transaction may be in the bad meta page
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range rep.Root.Buckets {

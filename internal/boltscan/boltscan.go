@@ -54,8 +54,11 @@ type Bucket struct {
 	KVs      []KV // when collecting; in key order as far as the tree is
 	Buckets  []*Bucket
 	// Incomplete is set when part of the bucket's tree could not be read:
-	// keys may be missing.
+	// an unknown number of keys may be missing.
 	Incomplete bool
+	// Unreadable counts the keys whose element lay outside its page: each
+	// is one key lost.
+	Unreadable int
 }
 
 // Report is what Scan found.
@@ -67,6 +70,9 @@ type Report struct {
 	Problems []string
 	// Root holds the top-level buckets (Root.KVs is empty in bbolt).
 	Root Bucket
+	// OneMeta is set when only one of the two meta pages is valid: if the
+	// other was the newer, the last transaction is not in what Scan read.
+	OneMeta bool
 }
 
 // Sound reports whether no problem was found.
@@ -148,6 +154,7 @@ func readMetas(r io.ReaderAt, size int64, rep *Report) (meta, bool) {
 	if err1 != nil {
 		rep.Problems = append(rep.Problems, "meta page 1: "+err1.Error())
 	}
+	rep.OneMeta = (err0 == nil) != (err1 == nil)
 	switch {
 	case err0 == nil && (err1 != nil || m0.txn >= m1.txn):
 		return m0, true
@@ -296,6 +303,10 @@ func (s *scanner) node(b *Bucket, p []byte, id uint64, depth int) {
 	}
 	switch flags {
 	case flagBranch:
+		if count == 0 {
+			s.problem("bucket %q: page %d: empty branch page", b.Name, id)
+			b.Incomplete = true
+		}
 		for i := 0; i < count; i++ {
 			e := pageHeader + i*elemSize
 			child := binary.LittleEndian.Uint64(p[e+8:])
@@ -311,7 +322,7 @@ func (s *scanner) node(b *Bucket, p []byte, id uint64, depth int) {
 			start := uint64(e) + pos
 			if start+ks+vs > uint64(len(p)) || ks == 0 {
 				s.problem("bucket %q: page %d: element %d out of the page", b.Name, id, i)
-				b.Incomplete = true
+				b.Unreadable++
 				continue
 			}
 			k, v := p[start:start+ks], p[start+ks:start+ks+vs]

@@ -28,11 +28,10 @@ func LockHolder(path string) string {
 		return ""
 	}
 	defer f.Close()
-	self := os.Getpid()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		pid, ino, ok := parseLockLine(sc.Text())
-		if !ok || ino != uint64(st.Ino) || pid == self {
+		if !ok || ino != uint64(st.Ino) {
 			continue
 		}
 		return describePID(pid)
