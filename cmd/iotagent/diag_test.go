@@ -102,7 +102,7 @@ func (b *box) diag(t *testing.T, mod func(*diagEnv)) map[string]checkResult {
 		out[r.Check] = r
 		order = append(order, r.Check)
 	}
-	want := "config identity agent degraded subscriptions publishes outbox thing name key store certificate clock dns tcp tls mqtt round trip hardware"
+	want := "config identity agent degraded subscriptions publishes outbox thing name state files key store certificate clock dns tcp tls mqtt round trip hardware"
 	if got := strings.Join(order, " "); got != want {
 		t.Errorf("checks in order %q, want %q", got, want)
 	}
