@@ -79,7 +79,7 @@ func (a *Agent) refreshRecoveries(first bool) bool {
 			args = append(args, "action", e.Action)
 		}
 		if loss := e.Loss(); loss != "" {
-			args = append(args, "salvaged", e.Salvaged, "lost", e.Lost, "lost_unknown", e.LostUnknown)
+			args = append(args, "messages", loss)
 		}
 		a.log.Warn("state file recovered", args...)
 	}

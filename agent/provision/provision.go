@@ -348,7 +348,7 @@ func (p *client) readProgress() (*progress, error) {
 	}
 	// A file that atomic writes cannot produce: keep it aside and start
 	// over (a certificate it named stays PENDING_ACTIVATION in AWS IoT).
-	found, _, err := statefile.ReadJSON(p.o.StateDir, filepath.Join(p.dir, progressFile), &prog, valid,
+	found, _, err := statefile.ReadJSON(filepath.Dir(p.dir), filepath.Join(p.dir, progressFile), &prog, valid,
 		statefile.Then("provisioning starts over with a new certificate"))
 	if err != nil {
 		return nil, fmt.Errorf("provision: read progress: %w", err)

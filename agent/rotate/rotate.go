@@ -267,7 +267,7 @@ func (r *rotation) readProgress() (*progress, error) {
 		return nil
 	}
 	// Atomic writes cannot produce this: keep it aside and start over.
-	found, _, err := statefile.ReadJSON(r.o.StateDir, filepath.Join(r.dir, progressFile), &p, valid,
+	found, _, err := statefile.ReadJSON(filepath.Dir(r.dir), filepath.Join(r.dir, progressFile), &p, valid,
 		statefile.Then("the rotation starts over with a new key and certificate; the old identity stays in use until then"))
 	if err != nil {
 		return nil, fmt.Errorf("rotate: read progress: %w", err)
