@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,8 +13,11 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/cloud/cloudtest"
-	"github.com/iotagent/iotagent/internal/statefile"
 )
+
+// corruptInfix is corruptInfix, spelled out so that this test
+// also runs (and fails) on an agent from before the recovery existed.
+const corruptInfix = ".corrupt-"
 
 // TestRunWithCorruptAgentDB runs the real iotagent binary against a state
 // dir whose agent.db is random bytes and whose in-flight job record is
@@ -92,13 +94,13 @@ func TestRunWithCorruptAgentDB(t *testing.T) {
 			}
 			logged = append(logged, l)
 			recovered = recovered || strings.Contains(l, "state file recovered") && strings.Contains(l, "file="+db) &&
-				strings.Contains(l, "moved_to="+db+statefile.CorruptInfix)
+				strings.Contains(l, "moved_to="+db+corruptInfix)
 			started = started || strings.Contains(l, "agent starting")
 		case <-deadline:
 			t.Fatalf("no recovery logged with the path and an agent start:\n%s", strings.Join(logged, "\n"))
 		}
 	}
-	moved, _ := filepath.Glob(db + statefile.CorruptInfix + "*")
+	moved, _ := filepath.Glob(db + corruptInfix + "*")
 	if len(moved) != 1 {
 		t.Fatalf("moved-aside copies %q, want one", moved)
 	}
@@ -133,7 +135,7 @@ func TestRunWithCorruptAgentDB(t *testing.T) {
 	if e := files[db]; e == nil || e["moved_to"] != moved[0] || e["lost_unknown"] != true || e["salvaged"] != 0.0 {
 		t.Errorf("reported.recovered for agent.db: %v", e)
 	}
-	if e := files[inflight]; e == nil || !strings.HasPrefix(e["moved_to"].(string), inflight+statefile.CorruptInfix) {
+	if e := files[inflight]; e == nil || !strings.HasPrefix(e["moved_to"].(string), inflight+corruptInfix) {
 		t.Errorf("reported.recovered for inflight.json: %v", e)
 	}
 
@@ -153,5 +155,4 @@ func TestRunWithCorruptAgentDB(t *testing.T) {
 	if err := <-exited; err != nil {
 		t.Errorf("agent exit: %v", err)
 	}
-	_ = io.Discard
 }

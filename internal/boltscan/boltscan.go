@@ -93,6 +93,7 @@ type scanner struct {
 	rep     *Report
 	seen    map[uint64]bool
 	free    map[uint64]bool
+	bufs    [][]byte // per depth; see buffer
 }
 
 // Scan reads the bbolt file r of size bytes. With collect it keeps every
@@ -199,7 +200,7 @@ func readMeta(r io.ReaderAt, off int64) (meta, error) {
 
 // page reads page id with its overflow pages, checking that it lies
 // within the high-water mark and the file, and that its header names it.
-func (s *scanner) page(id uint64) ([]byte, error) {
+func (s *scanner) page(id uint64, depth int) ([]byte, error) {
 	if id < 2 || id >= s.hwm {
 		return nil, fmt.Errorf("page %d: out of range (high-water mark %d)", id, s.hwm)
 	}
@@ -222,7 +223,7 @@ func (s *scanner) page(id uint64) ([]byte, error) {
 	if off+int64(n) > s.size {
 		return nil, fmt.Errorf("page %d: past the end of the file (%d bytes from offset %d, size %d)", id, n, off, s.size)
 	}
-	b := make([]byte, n)
+	b := s.buffer(depth, int(n))
 	if _, err := s.r.ReadAt(b, off); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
@@ -230,7 +231,7 @@ func (s *scanner) page(id uint64) ([]byte, error) {
 }
 
 func (s *scanner) checkFreelist(id uint64) {
-	p, err := s.page(id)
+	p, err := s.page(id, 0)
 	if err != nil {
 		s.problem("freelist: %v", err)
 		return
@@ -271,7 +272,7 @@ func (s *scanner) checkFreelist(id uint64) {
 // walk reads the tree of bucket b rooted at page id (0 for an inline
 // bucket, whose page is b's inline data).
 func (s *scanner) walk(b *Bucket, id uint64, depth int) {
-	p, err := s.page(id)
+	p, err := s.page(id, depth)
 	if err != nil {
 		s.problem("bucket %q: %v", b.Name, err)
 		b.Incomplete = true
@@ -360,3 +361,16 @@ func (s *scanner) node(b *Bucket, p []byte, id uint64, depth int) {
 }
 
 func clone(b []byte) []byte { return append([]byte{}, b...) }
+
+// buffer returns a buffer of n bytes for a page read at depth: a page is
+// in use only while its subtree is walked, so each depth reuses one
+// buffer (Scan copies what it keeps).
+func (s *scanner) buffer(depth, n int) []byte {
+	for len(s.bufs) <= depth {
+		s.bufs = append(s.bufs, nil)
+	}
+	if cap(s.bufs[depth]) < n {
+		s.bufs[depth] = make([]byte, n)
+	}
+	return s.bufs[depth][:n]
+}
