@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/agent/defender"
+	"github.com/iotagent/iotagent/agent/firstboot"
 	"github.com/iotagent/iotagent/agent/jobs"
 	"github.com/iotagent/iotagent/agent/provision"
 	"github.com/iotagent/iotagent/agent/rotate"
@@ -110,6 +111,11 @@ func TestEveryStateFileRecovers(t *testing.T) {
 				t.Fatalf("Status = %+v, %v; want idle on slot a", st, err)
 			}
 		}, "started again from slot a"},
+		{firstboot.ErrorFile, `{"boot_dir":"/boot/iot`, nil, func(t *testing.T, dir string) {
+			if p, ok := firstboot.LastProblem(dir); ok {
+				t.Fatalf("LastProblem = %+v from a damaged record", p)
+			}
+		}, "tried again at the next boot"},
 		{statefile.JournalFile, "[{", nil, func(t *testing.T, dir string) {
 			if err := statefile.Record(dir, statefile.Event{File: "x", Reason: "test"}); err != nil {
 				t.Fatal(err)
