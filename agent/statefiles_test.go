@@ -87,6 +87,14 @@ func TestEveryStateFileRecovers(t *testing.T) {
 				t.Fatalf("in flight after recovery: %+v, %v", inf, err)
 			}
 		}, "hands it out again"},
+		{"jobs/last.json", `{"job_id":"j0","sta`, nil, func(t *testing.T, dir string) {
+			if _, err := jobs.New(jobs.Options{Thing: "box-7", Transport: nopTransport{}, StateDir: dir, Handlers: map[string]jobs.Handler{}}); err != nil {
+				t.Fatal(err)
+			}
+			if l, err := jobs.ReadLast(dir); l != nil || err != nil {
+				t.Fatalf("last job after recovery: %+v, %v", l, err)
+			}
+		}, "writes a new one"},
 		{"defender-report-id", "17\x00\xff", nil, func(t *testing.T, dir string) {
 			if _, err := defender.New(defender.Options{Thing: "box-7", Format: defender.FormatJSON, StateDir: dir,
 				Publish: func(context.Context, string, []byte) error { return nil }}); err != nil {
@@ -105,6 +113,12 @@ func TestEveryStateFileRecovers(t *testing.T) {
 			u, err := ota.New(ota.Options{StateDir: dir, Version: "1.0.0"})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if _, err := u.Status(); err == nil {
+				t.Fatal("Status read a damaged state.json without an error")
+			}
+			if u.InTrial() { // what the agent calls at start
+				t.Fatal("in trial after recovering")
 			}
 			st, err := u.Status()
 			if err != nil || st.State != ota.Idle || st.Active != "a" {

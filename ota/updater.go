@@ -129,8 +129,10 @@ func (u *Updater) load() (Status, error) {
 	return u.l.recoverState(err, u.o.Now())
 }
 
-// Status returns the persisted state.
-func (u *Updater) Status() (Status, error) { return u.load() }
+// Status returns the persisted state. It only reads: an unreadable
+// state.json is an error here, and recovered by the next call that acts
+// (InTrial, which the agent calls at start, Install, Commit, ...).
+func (u *Updater) Status() (Status, error) { return u.l.load() }
 
 // ParseDocument parses a job document with the updater's allowed hosts.
 func (u *Updater) ParseDocument(raw []byte) (Release, error) {
