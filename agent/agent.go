@@ -184,6 +184,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("open state: %w", err)
 	}
 	defer a.db.Close()
+	a.refreshRecoveries(true)
 
 	a.ob, err = outbox.Open(a.db, outbox.Options{MaxMessages: a.cfg.Outbox.MaxMessages, MaxBytes: a.cfg.Outbox.MaxBytes,
 		MemoryMessages: a.cfg.Outbox.MemoryMessages}, a.now)
@@ -252,7 +253,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.applyOutputs()
-	a.refreshRecoveries(true)
+	a.refreshRecoveries(false) // what opening the identity, jobs and Defender recovered
 
 	a.log.Info("agent starting", "thing", a.cfg.ThingName, "endpoint", a.cfg.MQTT.Endpoint, "port", a.cfg.MQTT.Port,
 		"version", a.opt.Version, "outbox_queued", a.ob.Stats().Len)

@@ -50,6 +50,7 @@ func (a *Agent) ensureIdentity(ctx context.Context, ks tpm.KeyStore, roots *x509
 	if !errors.Is(err, provision.ErrNotProvisioned) {
 		return err
 	}
+	a.refreshRecoveries(false) // a damaged identity.json: say so before provisioning
 	if _, err := os.Stat(a.cfg.Identity.Cert); err == nil && a.cfg.ThingName != "" {
 		return nil // an identity put there by hand or by the line: keep it
 	}

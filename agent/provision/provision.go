@@ -206,8 +206,9 @@ func rebuild(stateDir, moved string) (*Identity, string) {
 	if id.ThingName == "" {
 		return nil, fmt.Sprintf("not rebuilt: the thing name is not legible in the damaged copy and is not in the certificate; "+
 			"certificate %s (id %s) is still there: set thing_name in the config to the thing it is attached to "+
-			"(aws iot list-principal-things --principal <its ARN>), or delete %s to provision again (then deactivate certificate %s)",
-			id.CertificateFile, id.CertificateID, dir, id.CertificateID)
+			"(aws iot list-principal-things --principal <its ARN>); or deactivate it (aws iot update-certificate "+
+			"--certificate-id %s --new-status INACTIVE), and the device provisions again with its claim certificate",
+			id.CertificateFile, id.CertificateID, id.CertificateID)
 	}
 	if got := legibleString(damaged, "certificateId"); got != "" && got != id.CertificateID {
 		return nil, fmt.Sprintf("not rebuilt: the damaged copy names certificate %s but %s is %s; set thing_name, identity.cert and identity.key in the config, or delete %s to provision again",
