@@ -17,7 +17,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iotagent/iotagent/agent/config"
@@ -97,8 +96,9 @@ type Agent struct {
 		ob *outbox.Outbox
 		dr *defender.Reporter
 	}
-	api  apiState  // the local API's view; see introspect.go
-	jobs jobsState // the jobs runner and OTA updater; see jobs.go
+	recovery recoveryState // the state journal's events; see recovery.go
+	api      apiState      // the local API's view; see introspect.go
+	jobs     jobsState     // the jobs runner and OTA updater; see jobs.go
 }
 
 func (a *Agent) transport() *transport.Client {
@@ -179,14 +179,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	a.db, err = bolt.Open(filepath.Join(a.cfg.StateDir, "agent.db"), 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("state dir %s is in use by another iotagent", a.cfg.StateDir)
-	}
+	a.db, _, err = openStateDB(a.cfg.StateDir, filepath.Join(a.cfg.StateDir, "agent.db"), a.now())
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
 	defer a.db.Close()
+	a.refreshRecoveries(true)
 
 	a.ob, err = outbox.Open(a.db, outbox.Options{MaxMessages: a.cfg.Outbox.MaxMessages, MaxBytes: a.cfg.Outbox.MaxBytes,
 		MemoryMessages: a.cfg.Outbox.MemoryMessages}, a.now)
@@ -255,6 +253,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.applyOutputs()
+	a.refreshRecoveries(false) // what opening the identity, jobs and Defender recovered
 
 	a.log.Info("agent starting", "thing", a.cfg.ThingName, "endpoint", a.cfg.MQTT.Endpoint, "port", a.cfg.MQTT.Port,
 		"version", a.opt.Version, "outbox_queued", a.ob.Stats().Len)
@@ -373,6 +372,9 @@ func (a *Agent) mainLoop(ctx context.Context, events <-chan sensors.Event) {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
+			if a.refreshRecoveries(false) {
+				signal(a.dirty) // a part of the agent recovered a state file
+			}
 		case ev := <-events:
 			a.onInput(ev)
 		}
@@ -707,6 +709,7 @@ func (a *Agent) reported() map[string]any {
 		"outputs":     outs,
 		"sensors":     sens,
 		"last_error":  lastErr,
+		"recovered":   a.reportedRecovered(),
 	}
 }
 

@@ -98,6 +98,7 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 	s.Register(localapi.SectionJobs, get(func(context.Context) any { return a.jobsSection() }))
 	s.Register(localapi.SectionOTA, get(func(context.Context) any { return a.otaSection() }))
 	a.registerOutboxAPI(s)
+	s.Register(localapi.SectionState, get(func(context.Context) any { return a.stateSection() }))
 	if a.dr != nil {
 		s.RegisterAction(localapi.ActionDefenderReport, func(ctx context.Context, _ []byte) (any, error) {
 			if err := a.dr.Report(ctx); err != nil {

@@ -269,7 +269,8 @@ func (a *Agent) jobsSection() localapi.Jobs {
 // readInFlight reads what the runner persists in STATE/jobs/inflight.json
 // (nil when no job is in flight).
 func readInFlight(stateDir string) (*localapi.JobInFlight, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, "jobs", "inflight.json"))
+	path := filepath.Join(stateDir, "jobs", "inflight.json")
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -283,7 +284,8 @@ func readInFlight(stateDir string) (*localapi.JobInFlight, error) {
 		} `json:"final"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("in-flight job: %w", err)
+		// The runner moves it aside at the next start (docs/state-files.md).
+		return nil, fmt.Errorf("in-flight job %s: %w", path, err)
 	}
 	if f.Final != nil {
 		f.FinalStatus = f.Final.Status

@@ -26,7 +26,9 @@ type OfflineState struct {
 }
 
 // ReadOffline reads cfg's state dir as the agent would find it at its
-// next start. It only reads files.
+// next start. It only reads files, except that a damaged identity,
+// rotation or first-boot record is recovered as the agent would recover
+// it (moved aside and recorded: docs/state-files.md).
 func ReadOffline(cfg config.Config, now time.Time) OfflineState {
 	out := OfflineState{StateDir: cfg.StateDir}
 	a := &Agent{cfg: cfg, now: func() time.Time { return now }}

@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/iotagent/iotagent/agent/localapi"
 	"github.com/iotagent/iotagent/agent/outbox"
@@ -39,9 +38,11 @@ func OpenOutbox(stateDir string) (*outbox.Outbox, *bolt.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("%w: %s is locked by it (use the agent's socket, or stop it)", ErrAgentRunning, path)
+	// The agent's own open path: a damaged agent.db is recovered here as
+	// the agent would at its next start (docs/state-files.md).
+	db, _, err := openStateDB(stateDir, path, time.Now())
+	if errors.Is(err, errInUse) {
+		return nil, nil, fmt.Errorf("%w: %w (use the agent's socket, or stop it)", ErrAgentRunning, err)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open state %s: %w", path, err)

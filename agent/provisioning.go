@@ -50,9 +50,13 @@ func (a *Agent) ensureIdentity(ctx context.Context, ks tpm.KeyStore, roots *x509
 	if !errors.Is(err, provision.ErrNotProvisioned) {
 		return err
 	}
-	if _, err := os.Stat(a.cfg.Identity.Cert); err == nil {
+	a.refreshRecoveries(false) // a damaged identity.json: say so before provisioning
+	if _, err := os.Stat(a.cfg.Identity.Cert); err == nil && a.cfg.ThingName != "" {
 		return nil // an identity put there by hand or by the line: keep it
 	}
+	// No thing name to go with a certificate there (identity.json was
+	// damaged and could not be rebuilt: see internal/statefile): provision
+	// again, which names the thing from the serial number.
 	wait := time.Second
 	for {
 		a.log.Info("provisioning with the claim certificate", "template", a.cfg.Provisioning.Template)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/iotagent/iotagent/internal/statefile"
 )
 
 // Decision is what PreStart decided.
@@ -78,7 +80,8 @@ func PreStart(stateDir string, now time.Time) (Decision, error) {
 // a file system without ordered writes, a disk error) with a fresh Idle
 // state whose committed slot is the one the committed link points to, or
 // else the one holding a binary for this CPU; any trial is abandoned. The
-// bad file is kept as state.json.corrupt. It fails, with cause, when no
+// bad file is kept as state.json.corrupt-TIMESTAMP and the event recorded
+// in the state journal (internal/statefile). It fails, with cause, when no
 // slot holds a usable binary.
 func (l Layout) recoverState(cause error, now time.Time) (Status, error) {
 	slot := linkSlot(l.Committed())
@@ -94,13 +97,25 @@ func (l Layout) recoverState(cause error, now time.Time) (Status, error) {
 	if slot == "" {
 		return Status{}, fmt.Errorf("%w; no slot holds a usable binary", cause)
 	}
-	if err := os.Rename(l.statePath(), l.statePath()+".corrupt"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	action := fmt.Sprintf("started again from slot %s (the committed link, or the slot holding a usable binary); any update or trial in progress was abandoned", slot)
+	moved, err := l.moveAside(cause, action, now)
+	if err != nil {
 		return Status{}, errors.Join(cause, err)
 	}
 	st := Status{State: Idle, Active: slot, MaxStarts: DefaultMaxStarts,
-		Reason: fmt.Sprintf("recovered slot %s after an unreadable state (%v)", slot, cause)}
+		Reason: fmt.Sprintf("recovered slot %s after an unreadable state (%v); the bad file is %s", slot, cause, moved)}
 	if err := l.save(&st, now); err != nil {
 		return Status{}, err
 	}
 	return st, l.repairWith(&st)
+}
+
+// moveAside moves state.json aside and records it in the state journal
+// (internal/statefile), whose state dir is the parent of STATE/ota.
+func (l Layout) moveAside(cause error, action string, now time.Time) (string, error) {
+	ev, err := statefile.Recover(filepath.Dir(l.Dir), l.statePath(), statefile.Event{At: now, Reason: cause.Error(), Action: action})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	return ev.MovedTo, nil
 }

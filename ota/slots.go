@@ -18,7 +18,8 @@ import (
 // committed link or a slot holding a usable binary), so that the
 // committed link PreStart runs through exists again; when no slot is
 // usable, Init starts over from binary. The bad file is kept as
-// state.json.corrupt either way.
+// state.json.corrupt-TIMESTAMP and recorded in the state journal either
+// way.
 func Init(stateDir, binary, version string) error {
 	l := NewLayout(stateDir)
 	if st, err := l.load(); err == nil {
@@ -27,7 +28,7 @@ func Init(stateDir, binary, version string) error {
 		if _, rerr := l.recoverState(err, time.Now()); rerr == nil {
 			return nil
 		}
-		if rerr := os.Rename(l.statePath(), l.statePath()+".corrupt"); rerr != nil {
+		if _, rerr := l.moveAside(err, "no slot holds a usable binary: OTA initialised again from "+binary, time.Now()); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 	}

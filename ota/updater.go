@@ -118,7 +118,20 @@ func New(o Options) (*Updater, error) {
 // Layout returns the file layout.
 func (u *Updater) Layout() Layout { return u.l }
 
-// Status returns the persisted state.
+// load reads state.json; one that cannot be read is recovered as PreStart
+// does (moved aside, recorded, started again from the committed slot), so
+// that the updater goes on working when the agent runs without PreStart.
+func (u *Updater) load() (Status, error) {
+	st, err := u.l.load()
+	if err == nil || errors.Is(err, ErrNotInitialized) {
+		return st, err
+	}
+	return u.l.recoverState(err, u.o.Now())
+}
+
+// Status returns the persisted state. It only reads: an unreadable
+// state.json is an error here, and recovered by the next call that acts
+// (InTrial, which the agent calls at start, Install, Commit, ...).
 func (u *Updater) Status() (Status, error) { return u.l.load() }
 
 // ParseDocument parses a job document with the updater's allowed hosts.
@@ -150,7 +163,7 @@ func (u *Updater) persist(st *Status, s State) error {
 func (u *Updater) Install(ctx context.Context, jobID string, r Release) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -326,7 +339,7 @@ func (u *Updater) stage(st *Status) error {
 func (u *Updater) Commit() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -352,7 +365,7 @@ func (u *Updater) Commit() error {
 func (u *Updater) FailTrial(reason string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -365,7 +378,7 @@ func (u *Updater) FailTrial(reason string) error {
 
 // InTrial reports whether this process is the version on trial.
 func (u *Updater) InTrial() bool {
-	st, err := u.l.load()
+	st, err := u.load()
 	return err == nil && st.State == Confirm && st.Release.Version == u.o.Version && linkSlot(u.l.Current()) == st.Slot
 }
 
@@ -377,7 +390,7 @@ func (u *Updater) Rollback(reason string) error {
 		return fmt.Errorf("%w: an update is being installed", ErrBusy)
 	}
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}
@@ -405,7 +418,7 @@ func (u *Updater) Rollback(reason string) error {
 func (u *Updater) Abort(jobID string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := u.l.load()
+	st, err := u.load()
 	if err != nil {
 		return err
 	}

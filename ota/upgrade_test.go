@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iotagent/iotagent/internal/statefile"
 )
 
 // writeBinary writes a fake binary of version for machine into dir.
@@ -252,8 +254,11 @@ func TestPreStartRecovery(t *testing.T) {
 			if d.Slot != tt.wantSlot || d.Trial || d.RolledBack || !strings.Contains(d.Reason, "recovered slot "+tt.wantSlot) || !strings.Contains(d.Reason, tt.wantCause) {
 				t.Errorf("decision %+v, want slot %s recovered because of %q", d, tt.wantSlot, tt.wantCause)
 			}
-			if b, err := os.ReadFile(l.statePath() + ".corrupt"); err != nil || string(b) != tt.state {
-				t.Errorf("state.json.corrupt = %q, %v; want the bad file kept", b, err)
+			if b, err := os.ReadFile(movedState(t, l)); err != nil || string(b) != tt.state {
+				t.Errorf("state.json.corrupt-* = %q, %v; want the bad file kept", b, err)
+			}
+			if evs, err := statefile.Events(dir); err != nil || len(evs) != 1 || evs[0].File != l.statePath() || !strings.Contains(evs[0].Reason, tt.wantCause) {
+				t.Errorf("state journal %+v, %v: want one event for %s", evs, err, l.statePath())
 			}
 			st, err := l.load()
 			if err != nil || st.State != Idle || st.Active != tt.wantSlot {
@@ -327,8 +332,8 @@ func TestInitRecovers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Init/Upgrade over an unreadable state: %v", err)
 			}
-			if b, _ := os.ReadFile(l.statePath() + ".corrupt"); string(b) != garbage {
-				t.Errorf("state.json.corrupt = %q", b)
+			if b, _ := os.ReadFile(movedState(t, l)); string(b) != garbage {
+				t.Errorf("state.json.corrupt-* = %q", b)
 			}
 			if linkSlot(l.Committed()) != tt.wantSlot || linkSlot(l.Current()) != tt.wantSlot {
 				t.Errorf("committed -> %q, current -> %q, want %s", linkSlot(l.Committed()), linkSlot(l.Current()), tt.wantSlot)
@@ -341,4 +346,14 @@ func TestInitRecovers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// movedState is the one moved-aside state.json.
+func movedState(t *testing.T, l Layout) string {
+	t.Helper()
+	m, _ := filepath.Glob(l.statePath() + statefile.CorruptInfix + "*")
+	if len(m) != 1 {
+		t.Fatalf("moved-aside state files: %q, want one", m)
+	}
+	return m[0]
 }

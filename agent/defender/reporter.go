@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/statefile"
 )
 
 // Interval limits. AWS advises at least 300 s between reports; iotsim takes
@@ -139,7 +140,7 @@ func New(o Options) (*Reporter, error) {
 		interval: o.Interval,
 		pending:  map[int64]bool{},
 	}
-	id, err := readReportID(filepath.Join(o.StateDir, reportIDFile))
+	id, err := readReportID(o.StateDir, filepath.Join(o.StateDir, reportIDFile))
 	if err != nil {
 		return nil, fmt.Errorf("new defender reporter: %w", err)
 	}
@@ -152,21 +153,40 @@ func Topic(thing, format string) string {
 	return "$aws/things/" + thing + "/defender/metrics/" + format
 }
 
-func readReportID(path string) (int64, error) {
+// readReportID reads the last report id. A file that cannot be read or
+// parsed is moved aside and recorded (internal/statefile), and the ids go
+// on from the clock, which never makes them go back (it is what AWS's own
+// clients use).
+func readReportID(stateDir, path string) (int64, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
+	if errors.Is(err, os.ErrPermission) {
+		return 0, fmt.Errorf("read report id: %w", err)
+	}
+	var reason string
+	var n int64
+	if err != nil {
+		reason = "cannot read it: " + err.Error()
+	} else if n, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil || n < 0 {
+		reason = fmt.Sprintf("not a report id: %q", cutText(b, 40))
+	}
+	if reason == "" {
+		return n, nil
+	}
+	_, err = statefile.Recover(stateDir, path, statefile.Event{Reason: reason, Action: "report ids go on from the clock"})
 	if err != nil {
 		return 0, fmt.Errorf("read report id: %w", err)
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || n < 0 {
-		// A corrupt file must not make ids go back: the clock is the
-		// fallback, which is what AWS's own clients use.
-		return 0, nil
+	return 0, nil
+}
+
+func cutText(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
 	}
-	return n, nil
+	return string(b)
 }
 
 // Subscribe registers the accepted/rejected handlers. Run calls it; call

@@ -24,6 +24,7 @@ import (
 
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/statefile"
 	"github.com/iotagent/iotagent/tpm"
 )
 
@@ -54,11 +55,14 @@ func ConfigPath(stateDir string) string {
 	return p
 }
 
-// LastProblem is the recorded failed adoption in stateDir, if any.
+// LastProblem is the recorded failed adoption in stateDir, if any. A
+// record that cannot be read is moved aside and recorded
+// (internal/statefile) rather than ignored.
 func LastProblem(stateDir string) (Problem, bool) {
 	var p Problem
-	b, err := os.ReadFile(filepath.Join(stateDir, ErrorFile))
-	if err != nil || json.Unmarshal(b, &p) != nil {
+	found, _, err := statefile.ReadJSON(stateDir, filepath.Join(stateDir, ErrorFile), &p, nil,
+		statefile.Then("the record of a failed first-boot adoption is lost; the boot partition's files are still there and are tried again at the next boot"))
+	if err != nil || !found {
 		return Problem{}, false
 	}
 	return p, true

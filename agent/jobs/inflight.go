@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/statefile"
 )
 
 // inflight is the job being run, persisted so that a restart resumes it.
@@ -29,21 +30,31 @@ type final struct {
 	Details map[string]string `json:"details,omitempty"`
 }
 
-type store struct{ path string }
+type store struct{ stateDir, path string }
 
-func newStore(stateDir string) store { return store{filepath.Join(stateDir, "jobs", "inflight.json")} }
+func newStore(stateDir string) store {
+	return store{stateDir, filepath.Join(stateDir, "jobs", "inflight.json")}
+}
 
+// load returns the in-flight job, nil when there is none. A record that
+// cannot be read is moved aside and recorded (internal/statefile), and
+// load returns nil: the job is still IN_PROGRESS in AWS IoT Jobs, so
+// start-next hands it out again and it runs from the start.
 func (s store) load() (*inflight, error) {
-	b, err := os.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	var f inflight
+	valid := func() error {
+		if f.JobID == "" {
+			return errors.New("incomplete: no job_id")
+		}
+		return nil
 	}
+	found, _, err := statefile.ReadJSON(s.stateDir, s.path, &f, valid,
+		statefile.Then("the job in flight is forgotten: AWS IoT Jobs hands it out again while it is IN_PROGRESS, and it runs from the start"))
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight job: %w", err)
 	}
-	var f inflight
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("parse in-flight job %s: %w", s.path, err)
+	if !found {
+		return nil, nil
 	}
 	return &f, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/statefile"
 )
 
 // LastJob is the last job execution the runner finished: its final
@@ -46,6 +47,15 @@ func ReadLast(stateDir string) (*LastJob, error) {
 		return nil, fmt.Errorf("last job %s: %w", LastFile(stateDir), err)
 	}
 	return &l, nil
+}
+
+// recoverLast moves a damaged record of the last job aside and records
+// it (internal/statefile); New calls it, so that the agent recovers it at
+// start. ReadLast only reads.
+func recoverLast(stateDir string) {
+	var l LastJob
+	_, _, _ = statefile.ReadJSON(stateDir, LastFile(stateDir), &l, nil,
+		statefile.Then("the record of the last finished job is lost; the next job that finishes writes a new one"))
 }
 
 // saveLast records l as the last finished job.

@@ -142,7 +142,12 @@ func New(o Options) (*Runner, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{o: o, st: newStore(o.StateDir), kick: make(chan struct{}, 1),
+	st := newStore(o.StateDir)
+	// A damaged in-flight record is recovered now, at start, rather than
+	// when the next job comes (process reports a permission error then).
+	_, _ = st.load()
+	recoverLast(o.StateDir)
+	return &Runner{o: o, st: st, kick: make(chan struct{}, 1),
 		reqs: map[string]chan *response{}, prefx: "$aws/things/" + o.Thing + "/jobs/"}, nil
 }
 

@@ -339,3 +339,32 @@ type OTA struct {
 	UpdatedAt      time.Time `json:"updated_at,omitzero"`
 	Error          string    `json:"error,omitempty"`
 }
+
+// SectionState is the "state" section: the recoveries of the agent's
+// state files (STATE/recovered.json).
+const SectionState = "state"
+
+// State is the "state" section.
+type State struct {
+	Dir     string `json:"dir"`
+	Journal string `json:"journal"`
+	// Recovered is the journal, oldest first.
+	Recovered []Recovery `json:"recovered,omitempty"`
+	// MovedAside lists the moved-aside copies still in the state dir
+	// (FILE.corrupt-TIMESTAMP): each is a recovery nobody has looked at.
+	MovedAside []string `json:"moved_aside,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// Recovery is one state file that could not be read and was recovered.
+type Recovery struct {
+	File             string    `json:"file"`
+	MovedTo          string    `json:"moved_to,omitempty"`
+	At               time.Time `json:"at"`
+	Reason           string    `json:"reason"`
+	Action           string    `json:"action,omitempty"`
+	Salvaged         int       `json:"salvaged,omitempty"`
+	Lost             int       `json:"lost,omitempty"`
+	LostUnknown      bool      `json:"lost_unknown,omitempty"`
+	MovedCopyPresent bool      `json:"moved_copy_present,omitempty"`
+}

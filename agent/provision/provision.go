@@ -1,12 +1,15 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/statefile"
 	"github.com/iotagent/iotagent/tpm"
 )
 
@@ -140,23 +144,112 @@ type progress struct {
 }
 
 // Load returns the persisted identity, or an error wrapping
-// ErrNotProvisioned.
+// ErrNotProvisioned. An identity.json that cannot be read or is incomplete
+// is recovered (internal/statefile): moved aside, and rebuilt when it can
+// be (see rebuild); otherwise Load returns ErrNotProvisioned, so that a
+// device with a claim certificate provisions again.
 func Load(stateDir string) (Identity, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, dirName, identityFile))
-	if errors.Is(err, fs.ErrNotExist) {
+	path := filepath.Join(stateDir, dirName, identityFile)
+	var id Identity
+	valid := func() error {
+		if id.ThingName == "" || id.CertificateFile == "" {
+			return errors.New("incomplete: no thingName or certificateFile")
+		}
+		return nil
+	}
+	var rebuilt *Identity
+	then := func(moved string) string {
+		var how string
+		rebuilt, how = rebuild(stateDir, moved)
+		return how
+	}
+	found, ev, err := statefile.ReadJSON(stateDir, path, &id, valid, then)
+	switch {
+	case err != nil:
+		return Identity{}, fmt.Errorf("load identity: %w", err)
+	case found:
+		return id, nil
+	case ev == nil:
 		return Identity{}, ErrNotProvisioned
+	case rebuilt == nil:
+		return Identity{}, fmt.Errorf("load identity: %s moved aside to %s (%s): %w", path, ev.MovedTo, ev.Reason, ErrNotProvisioned)
+	}
+	return *rebuilt, nil
+}
+
+// rebuild makes identity.json again after the damaged copy was moved to
+// moved: from the certificate (and key) provisioning left in the identity
+// dir and the thing name still legible in the damaged copy (a torn write
+// keeps the start of the file, where thingName is). It returns nil and
+// what to do when it cannot; the text is recorded either way.
+func rebuild(stateDir, moved string) (*Identity, string) {
+	dir := filepath.Join(stateDir, dirName)
+	id := Identity{CertificateFile: filepath.Join(dir, certFile), ProvisionedAt: time.Now().UTC()}
+	certPEM, err := os.ReadFile(id.CertificateFile)
+	if err != nil {
+		return nil, fmt.Sprintf("not rebuilt: no certificate (%v); the device provisions again if a claim certificate is configured, otherwise set thing_name, identity.cert and identity.key in the config", err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Sprintf("not rebuilt: %s holds no PEM certificate; the device provisions again if a claim certificate is configured", id.CertificateFile)
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	id.CertificateID = hex.EncodeToString(sum[:])
+	if _, err := os.Stat(filepath.Join(dir, keyFile)); err == nil {
+		id.KeyFile = filepath.Join(dir, keyFile)
+	}
+	var damaged []byte
+	if moved != "" {
+		damaged, _ = os.ReadFile(moved)
+	}
+	id.ThingName = legibleString(damaged, "thingName")
+	if id.ThingName == "" {
+		return nil, fmt.Sprintf("not rebuilt: the thing name is not legible in the damaged copy and is not in the certificate; "+
+			"certificate %s (id %s) is still there: set thing_name in the config to the thing it is attached to "+
+			"(aws iot list-principal-things --principal <its ARN>); or deactivate it (aws iot update-certificate "+
+			"--certificate-id %s --new-status INACTIVE), and the device provisions again with its claim certificate",
+			id.CertificateFile, id.CertificateID, id.CertificateID)
+	}
+	if got := legibleString(damaged, "certificateId"); got != "" && got != id.CertificateID {
+		return nil, fmt.Sprintf("not rebuilt: the damaged copy names certificate %s but %s is %s; set thing_name, identity.cert and identity.key in the config, or delete %s to provision again",
+			got, id.CertificateFile, id.CertificateID, dir)
+	}
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err == nil {
+		err = atomicfile.WriteFile(filepath.Join(dir, identityFile), append(b, '\n'), 0o600)
 	}
 	if err != nil {
-		return Identity{}, fmt.Errorf("load identity: %w", err)
+		return nil, "not rebuilt: " + err.Error()
 	}
-	var id Identity
-	if err := json.Unmarshal(b, &id); err != nil {
-		return Identity{}, fmt.Errorf("load identity: %w", err)
+	return &id, fmt.Sprintf("rebuilt from %s (certificate %s) and the thing name %q legible in the damaged copy", id.CertificateFile, id.CertificateID, id.ThingName)
+}
+
+// legibleString finds "key": "value" in damaged JSON and returns value
+// when it is a plausible AWS IoT name or id (1 to 128 of a-z A-Z 0-9 : _ -).
+func legibleString(b []byte, key string) string {
+	i := bytes.Index(b, []byte(`"`+key+`"`))
+	if i < 0 {
+		return ""
 	}
-	if id.ThingName == "" || id.CertificateFile == "" {
-		return Identity{}, fmt.Errorf("load identity: incomplete %s", identityFile)
+	rest := bytes.TrimLeft(b[i+len(key)+2:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return ""
 	}
-	return id, nil
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '"' {
+		return ""
+	}
+	end := bytes.IndexByte(rest[1:], '"')
+	if end < 1 || end > 128 {
+		return ""
+	}
+	v := rest[1 : 1+end]
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '_' || c == '-') {
+			return ""
+		}
+	}
+	return string(v)
 }
 
 // Provision returns the device identity, provisioning it first if the state
@@ -247,17 +340,21 @@ type client struct {
 }
 
 func (p *client) readProgress() (*progress, error) {
-	b, err := os.ReadFile(filepath.Join(p.dir, progressFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	var prog progress
+	valid := func() error {
+		if prog.Token == "" || prog.CertificatePEM == "" {
+			return errors.New("incomplete: no certificate or ownership token")
+		}
+		return nil
 	}
+	// A file that atomic writes cannot produce: keep it aside and start
+	// over (a certificate it named stays PENDING_ACTIVATION in AWS IoT).
+	found, _, err := statefile.ReadJSON(filepath.Dir(p.dir), filepath.Join(p.dir, progressFile), &prog, valid,
+		statefile.Then("provisioning starts over with a new certificate"))
 	if err != nil {
 		return nil, fmt.Errorf("provision: read progress: %w", err)
 	}
-	var prog progress
-	if err := json.Unmarshal(b, &prog); err != nil || prog.Token == "" || prog.CertificatePEM == "" {
-		// A file that atomic writes cannot produce: start over.
-		_ = os.Remove(filepath.Join(p.dir, progressFile))
+	if !found {
 		return nil, nil
 	}
 	return &prog, nil

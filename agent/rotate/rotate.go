@@ -15,10 +15,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/iotagent/iotagent/agent/internal/fleetapi"
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/statefile"
 )
 
 // Transport is the device's current MQTT connection. *transport.Client
@@ -113,17 +115,32 @@ const (
 
 // Load returns the committed rotated identity or ErrNotRotated. The agent
 // uses its certificate and key instead of the configured ones.
+//
+// A rotated.json that cannot be read or is incomplete is moved aside and
+// recorded (internal/statefile), and Load returns ErrNotRotated: the agent
+// uses the configured identity, which works until the old certificate is
+// deactivated; the event says where the rotated certificate is.
 func Load(stateDir string) (Identity, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, dirName, rotatedFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Identity{}, ErrNotRotated
-	}
-	if err != nil {
-		return Identity{}, fmt.Errorf("rotate: load: %w", err)
-	}
+	path := filepath.Join(stateDir, dirName, rotatedFile)
 	var id Identity
-	if err := json.Unmarshal(b, &id); err != nil || id.CertificateFile == "" || id.KeyRef == "" {
-		return Identity{}, fmt.Errorf("rotate: load %s: incomplete or unreadable (%v)", rotatedFile, err)
+	valid := func() error {
+		if id.CertificateFile == "" || id.KeyRef == "" {
+			return errors.New("incomplete: no certificateFile or keyRef")
+		}
+		return nil
+	}
+	then := func(string) string {
+		certs, _ := filepath.Glob(filepath.Join(stateDir, dirName, "device-*.crt"))
+		return fmt.Sprintf("using the identity from before the rotation (identity.cert and identity.key); if that certificate "+
+			"was deactivated, point identity.cert at the rotated certificate (%s) and identity.key at its key, or provision again",
+			strings.Join(certs, ", "))
+	}
+	found, _, err := statefile.ReadJSON(stateDir, path, &id, valid, then)
+	switch {
+	case err != nil:
+		return Identity{}, fmt.Errorf("rotate: load: %w", err)
+	case !found:
+		return Identity{}, ErrNotRotated
 	}
 	return id, nil
 }
@@ -242,17 +259,20 @@ func (r *rotation) current() (Identity, error) {
 }
 
 func (r *rotation) readProgress() (*progress, error) {
-	b, err := os.ReadFile(filepath.Join(r.dir, progressFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	var p progress
+	valid := func() error {
+		if p.KeyRef == "" {
+			return errors.New("incomplete: no keyRef")
+		}
+		return nil
 	}
+	// Atomic writes cannot produce this: keep it aside and start over.
+	found, _, err := statefile.ReadJSON(filepath.Dir(r.dir), filepath.Join(r.dir, progressFile), &p, valid,
+		statefile.Then("the rotation starts over with a new key and certificate; the old identity stays in use until then"))
 	if err != nil {
 		return nil, fmt.Errorf("rotate: read progress: %w", err)
 	}
-	var p progress
-	if err := json.Unmarshal(b, &p); err != nil || p.KeyRef == "" {
-		// Atomic writes cannot produce this: start over.
-		_ = os.Remove(filepath.Join(r.dir, progressFile))
+	if !found {
 		return nil, nil
 	}
 	return &p, nil

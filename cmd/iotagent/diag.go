@@ -150,7 +150,7 @@ func (d *diagRun) skip(check, why string) { d.add(check, skip, why, "") }
 func runDiag(ctx context.Context, env diagEnv) []checkResult {
 	d := &diagRun{env: env}
 	if !d.checkConfig() {
-		for _, c := range append(append([]string{"identity", "agent", "degraded"}, activityChecks...), "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware") {
+		for _, c := range append(append([]string{"identity", "agent", "degraded"}, activityChecks...), "state files", "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware") {
 			d.skip(c, "needs a valid config")
 		}
 		return d.out
@@ -159,6 +159,7 @@ func runDiag(ctx context.Context, env diagEnv) []checkResult {
 	d.checkAgent(ctx)
 	d.checkDegraded(ctx)
 	d.checkActivity()
+	d.checkState()
 	d.checkKeyStore()
 	d.checkCertificate()
 	d.checkClock()

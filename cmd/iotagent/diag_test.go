@@ -102,7 +102,7 @@ func (b *box) diag(t *testing.T, mod func(*diagEnv)) map[string]checkResult {
 		out[r.Check] = r
 		order = append(order, r.Check)
 	}
-	want := "config identity agent degraded subscriptions publishes outbox thing name key store certificate clock dns tcp tls mqtt round trip hardware"
+	want := "config identity agent degraded subscriptions publishes outbox thing name state files key store certificate clock dns tcp tls mqtt round trip hardware"
 	if got := strings.Join(order, " "); got != want {
 		t.Errorf("checks in order %q, want %q", got, want)
 	}
@@ -125,7 +125,7 @@ func TestDiagAgainstIotsim(t *testing.T) {
 	t.Run("all pass", func(t *testing.T) {
 		b := newBox(t, sim, "diag-ok")
 		res := b.diag(t, nil)
-		for _, c := range []string{"config", "agent", "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware"} {
+		for _, c := range []string{"config", "agent", "state files", "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware"} {
 			if res[c].Status != pass {
 				t.Errorf("%s = %s %q, want PASS", c, res[c].Status, res[c].Detail)
 			}
@@ -139,7 +139,7 @@ func TestDiagAgainstIotsim(t *testing.T) {
 		}
 		out, err = iotagent("diag", "--json", "--config", b.cfgPath)
 		var rs []checkResult
-		if json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 17 || err != nil && exitCode(err) != exitOK {
+		if json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 18 || err != nil && exitCode(err) != exitOK {
 			t.Errorf("diag --json: %v\n%s", err, out)
 		}
 	})

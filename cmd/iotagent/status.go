@@ -251,6 +251,44 @@ func renderOptional(st map[string]json.RawMessage, line func(label, format strin
 	renderSection(st, localapi.SectionJobs, "Jobs", line, renderJobs)
 	renderSection(st, localapi.SectionOTA, "OTA", line, renderOTA)
 	renderSection(st, localapi.SectionDefender, "Defender", line, renderDefender)
+	if _, ok := st[localapi.SectionState]; ok {
+		renderSection(st, localapi.SectionState, "State", line, renderState)
+	}
+}
+
+// renderState lists the state files the agent recovered whose moved-aside
+// copy is still there (see docs/state-files.md).
+func renderState(s localapi.State, line func(label, format string, args ...any)) {
+	var open []localapi.Recovery
+	for _, r := range s.Recovered {
+		if r.MovedCopyPresent {
+			open = append(open, r)
+		}
+	}
+	switch {
+	case s.Error != "":
+		line("State", "journal unreadable: %s", s.Error)
+	case len(open) == 0:
+		line("State", "%s: no state file needs attention (%d recoveries in %s)", s.Dir, len(s.Recovered), s.Journal)
+		return
+	default:
+		line("State", "RECOVERED %d state files; each damaged copy was kept:", len(open))
+	}
+	for _, r := range open[max(0, len(open)-5):] {
+		text := fmt.Sprintf("%s at %s: %s; moved to %s", r.File, stamp(r.At), r.Reason, r.MovedTo)
+		if r.Action != "" {
+			text += "; " + r.Action
+		}
+		switch {
+		case r.LostUnknown && r.Lost == 0:
+			text += fmt.Sprintf("; %d messages salvaged, an unknown number lost", r.Salvaged)
+		case r.LostUnknown:
+			text += fmt.Sprintf("; %d messages salvaged, at least %d lost", r.Salvaged, r.Lost)
+		case r.Salvaged > 0 || r.Lost > 0:
+			text += fmt.Sprintf("; %d messages salvaged, %d lost", r.Salvaged, r.Lost)
+		}
+		line("", "%s", text)
+	}
 }
 
 func renderDefender(d localapi.Defender, line func(label, format string, args ...any)) {
