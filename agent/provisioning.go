@@ -33,22 +33,25 @@ func LoadRoots(path string) (*x509.CertPool, error) {
 	return roots, nil
 }
 
-// ensureIdentity provisions the device when fleet provisioning is
-// configured and there is no identity yet, retrying with backoff until it
+// ensureIdentity adopts the identity provisioned into the state dir, if
+// any, and otherwise provisions the device when fleet provisioning is
+// configured, retrying with backoff until it
 // succeeds or ctx ends: a device on the shelf keeps trying rather than
 // crash-looping. It adopts the identity into a.cfg (thing name,
 // certificate and, for CreateKeysAndCertificate, the key file).
 func (a *Agent) ensureIdentity(ctx context.Context, ks tpm.KeyStore, roots *x509.CertPool) error {
-	if !a.cfg.Provisioning.Enabled() {
-		return nil
-	}
+	// An identity provisioned into the state dir is the device's, whether
+	// or not this config names a claim: the line provisions with flags and
+	// runs the agent with the plain config and the same --state-dir.
 	id, err := provision.Load(a.cfg.StateDir)
-	if err == nil {
+	switch {
+	case err == nil:
 		adopt(&a.cfg, id)
 		return nil
-	}
-	if !errors.Is(err, provision.ErrNotProvisioned) {
+	case !errors.Is(err, provision.ErrNotProvisioned):
 		return err
+	case !a.cfg.Provisioning.Enabled():
+		return nil
 	}
 	a.refreshRecoveries(false) // a damaged identity.json: say so before provisioning
 	if _, err := os.Stat(a.cfg.Identity.Cert); err == nil && a.cfg.ThingName != "" {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotagent/iotagent/agent"
+	"github.com/iotagent/iotagent/cloud"
+	"github.com/iotagent/iotagent/cloud/cloudtest"
+	"github.com/iotagent/iotagent/sensors"
+	"github.com/iotagent/iotagent/sensors/sensortest"
+)
+
+// lineFlags are the README's line example's flags for sim, with the
+// sample config and state dir given.
+func lineFlags(sim *cloud.Sim, stateDir, serial string, extra ...string) []string {
+	ep := sim.Endpoint()
+	host, port, _ := net.SplitHostPort(ep.MQTTEndpoint)
+	return append([]string{"provision", "--config", filepath.Join("..", "..", "configs", "chocolate-box.json"),
+		"--state-dir", stateDir, "--endpoint", host, "--port", port, "--root-ca", ep.RootCA,
+		"--claim-cert", ep.ClaimCert, "--claim-key", ep.ClaimKey, "--template", ep.ProvisioningTemplate,
+		"--param", "SerialNumber=" + serial}, extra...)
+}
+
+// TestLineTwoDevicesOneStation follows the README's line example for two
+// boards on one station, with the sample config as it ships: each gets its
+// own key and certificate under its own state dir, and `iotagent run` with
+// that state dir connects as that thing.
+func TestLineTwoDevicesOneStation(t *testing.T) {
+	if _, err := os.Stat(filepath.Join("/var/lib/iotagent", "identity")); err == nil {
+		t.Skip("/var/lib/iotagent/identity exists on this machine: this test must not touch it")
+	}
+	sim := cloudtest.Start(t, "")
+	ep := sim.Endpoint()
+	host, port, _ := net.SplitHostPort(ep.MQTTEndpoint)
+	keys := map[string]string{}
+	for _, serial := range []string{"box-0001", "box-0002"} {
+		state := filepath.Join(t.TempDir(), serial)
+		var out, errOut bytes.Buffer
+		if err := run(lineFlags(sim, state, serial, "--csr"), &out, &errOut); err != nil {
+			t.Fatalf("provision %s: %v\n%s", serial, err, errOut.String())
+		}
+		var res provisionResult
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("provision %s printed %q: %v", serial, out.String(), err)
+		}
+		wantKey := filepath.Join(state, "identity", "device.key")
+		if res.ThingName != serial || res.KeyStore != "file:"+wantKey || res.Certificate != filepath.Join(state, "identity", "device.crt") {
+			t.Errorf("provision %s = %+v, want thing %s, key and certificate under %s", serial, res, serial, state)
+		}
+		certPEM, err1 := os.ReadFile(res.Certificate)
+		keyPEM, err2 := os.ReadFile(wantKey)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("identity files of %s: %v, %v", serial, err1, err2)
+		}
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			t.Errorf("%s: certificate and key do not match: %v", serial, err)
+		}
+		for other, k := range keys {
+			if k == string(keyPEM) {
+				t.Errorf("%s has the same key as %s", serial, other)
+			}
+		}
+		keys[serial] = string(keyPEM)
+
+		// iotagent run --config (the sample) --state-dir: connects as the thing.
+		fs := newRunFlags()
+		if err := fs.set.Parse([]string{"--state-dir", state, "--endpoint", host, "--port", port, "--root-ca", ep.RootCA}); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := loadConfig(filepath.Join("..", "..", "configs", "chocolate-box.json"), &fs.ov)
+		if err != nil {
+			t.Fatalf("run's config: %v", err)
+		}
+		cfg.LocalAPI.Enabled = false
+		env := sensortest.NewFakeSensor("bme280")
+		env.Set(sensors.Reading{TemperatureC: 21.5, HumidityPct: 40, PressureKPa: 101.3})
+		hw := &agent.Hardware{Motion: sensortest.NewFakeInput("motion"), Contact: sensortest.NewFakeInput("contact"), Env: env}
+		a, err := agent.New(cfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Hardware: hw, Version: "line-test"})
+		if err != nil {
+			t.Fatalf("agent for %s: %v", serial, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			doc, err := sim.Shadows().Get(serial, "", nil)
+			if err == nil && strings.Contains(string(doc), `"line-test"`) {
+				break // the agent connected as serial and reported its version
+			}
+			select {
+			case err := <-done:
+				cancel()
+				t.Fatalf("iotagent run for %s ended: %v", serial, err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("iotagent run --state-dir %s: no shadow report from %s within 20 s: %v", state, serial, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent %s: %v", serial, err)
+		}
+	}
+}
