@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/iotagent/iotagent/agent/config"
@@ -63,7 +67,7 @@ func (a *Agent) ensureIdentity(ctx context.Context, ks tpm.KeyStore, roots *x509
 	wait := time.Second
 	for {
 		a.log.Info("provisioning with the claim certificate", "template", a.cfg.Provisioning.Template)
-		id, err := ProvisionOnce(ctx, a.cfg, ks, roots, a.log)
+		id, err := ProvisionOnce(ctx, a.cfg, ks, roots, a.log, false)
 		if err == nil {
 			adopt(&a.cfg, id)
 			return nil
@@ -93,7 +97,86 @@ func retryable(err error) bool {
 	if errors.As(err, &rej) {
 		return rej.Retryable()
 	}
+	if errors.Is(err, ErrClaimRefused) || errors.Is(err, provision.ErrProgressMismatch) {
+		return false // something must change first
+	}
 	return true // no answer, no connection: try again
+}
+
+// ErrClaimRefused: the broker closed the claim connection right after one
+// of provisioning's SUBSCRIBEs or PUBLISHes, which is how AWS IoT Core
+// refuses a topic the claim certificate's policy does not allow. See
+// *ClaimClosedError.
+var ErrClaimRefused = errors.New("the broker closed the claim connection at a provisioning request")
+
+// ClaimClosedError says which request the broker closed the claim
+// connection at, and what that probably means.
+type ClaimClosedError struct {
+	Request  string // "SUBSCRIBE to $aws/provisioning-templates/x/provision/json/accepted", ...
+	Template string
+}
+
+func (e *ClaimClosedError) Error() string {
+	why := "the claim certificate's policy probably does not allow the fleet provisioning topics " +
+		"($aws/certificates/create/* and $aws/certificates/create-from-csr/*)"
+	if strings.Contains(e.Request, "$aws/provisioning-templates/") {
+		why = fmt.Sprintf("template %q is probably not one the claim certificate's policy allows "+
+			"(check the template name, --template or provisioning.template, against the claim's policy)", e.Template)
+	}
+	return fmt.Sprintf("the broker closed the claim connection right after the %s: %s", e.Request, why)
+}
+
+func (e *ClaimClosedError) Unwrap() error { return ErrClaimRefused }
+
+// claimConn is the claim connection as provisioning uses it: it remembers
+// the request waiting for the broker's acknowledgement (a SUBSCRIBE until
+// the broker has granted it, a PUBLISH until its PUBACK), so that a
+// connection closed then is reported as the refusal it is instead of
+// reconnecting until the deadline.
+type claimConn struct {
+	*transport.Client
+	mu      sync.Mutex
+	pending string // the request being acknowledged; "" when none
+}
+
+func (c *claimConn) setPending(s string) {
+	c.mu.Lock()
+	c.pending = s
+	c.mu.Unlock()
+}
+
+func (c *claimConn) pendingRequest() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending
+}
+
+func (c *claimConn) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
+	c.mu.Lock()
+	if strings.HasPrefix(c.pending, "SUBSCRIBE to ") {
+		c.pending += ", " + filter // one SUBSCRIBE carries them all
+	} else {
+		c.pending = "SUBSCRIBE to " + filter
+	}
+	c.mu.Unlock()
+	return c.Client.Subscribe(filter, qos, h)
+}
+
+func (c *claimConn) WaitSubscribed(ctx context.Context) error {
+	err := c.Client.WaitSubscribed(ctx)
+	if err == nil {
+		c.setPending("")
+	}
+	return err
+}
+
+func (c *claimConn) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
+	c.setPending("PUBLISH to " + topic)
+	err := c.Client.Publish(ctx, topic, qos, payload)
+	if err == nil {
+		c.setPending("")
+	}
+	return err
 }
 
 // adopt points cfg at a provisioned identity.
@@ -111,7 +194,12 @@ func adopt(cfg *config.Config, id provision.Identity) {
 // key never leaves it; else CreateKeysAndCertificate), register the thing,
 // persist the identity in the state dir. It is what `iotagent provision`
 // runs on the manufacturing line.
-func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, roots *x509.CertPool, log *slog.Logger) (provision.Identity, error) {
+//
+// A connection the broker closes while a request waits for its
+// acknowledgement ends it at once with a *ClaimClosedError (the claim's
+// policy refused the topic); restart discards an unfinished provisioning
+// first (provision.Options.Restart).
+func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, roots *x509.CertPool, log *slog.Logger, restart bool) (provision.Identity, error) {
 	p := cfg.Provisioning
 	claimCert, err := os.ReadFile(p.ClaimCert)
 	if err != nil {
@@ -139,7 +227,10 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 		return provision.Identity{}, fmt.Errorf("key store %v cannot generate keys for a CSR", ks)
 	}
 
-	claim, err := transport.New(transport.Options{
+	pctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	conn := &claimConn{}
+	client, err := transport.New(transport.Options{
 		Broker:       net.JoinHostPort(cfg.MQTT.Endpoint, strconv.Itoa(cfg.MQTT.Port)),
 		ServerName:   cfg.MQTT.TLSServerName(),
 		ALPN:         cfg.MQTT.ALPN,
@@ -150,10 +241,18 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 		KeepAlive:    time.Duration(cfg.MQTT.KeepAliveS) * time.Second,
 		BackoffMax:   5 * time.Second,
 		Logger:       log.With("component", "provisioning"),
+		OnConnect: func(sctx context.Context) {
+			<-sctx.Done() // this connection ended
+			if req := conn.pendingRequest(); req != "" && pctx.Err() == nil {
+				refuse(&ClaimClosedError{Request: req, Template: p.Template})
+			}
+		},
 	})
 	if err != nil {
 		return provision.Identity{}, fmt.Errorf("claim connection: %w", err)
 	}
+	conn.Client = client
+	claim := conn
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = claim.Run(cctx) }()
@@ -168,11 +267,18 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 	if useCSR {
 		store = pks
 	}
-	return provision.Provision(ctx, claim, store, provision.Options{
+	sum := sha256.Sum256(der)
+	id, err := provision.Provision(pctx, claim, store, provision.Options{
 		Template: p.Template,
 		Params:   params,
 		UseCSR:   useCSR,
 		StateDir: cfg.StateDir,
 		Format:   p.Format,
+		Claim:    hex.EncodeToString(sum[:]),
+		Restart:  restart,
 	})
+	if cause := context.Cause(pctx); err != nil && errors.Is(cause, ErrClaimRefused) {
+		return provision.Identity{}, fmt.Errorf("provision: %w", cause)
+	}
+	return id, err
 }

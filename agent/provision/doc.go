@@ -28,7 +28,17 @@
 // rejected as invalid (expired, or forgotten by a restarted service) drops
 // progress.json and starts over once. A permanent rejection keeps the
 // certificate but forgets the parameters, so a fixed configuration can try
-// again within the token's hour.
+// again within the token's hour; so does a failure before RegisterThing was
+// sent (fleetapi.ErrNotSent: a claim policy that does not allow the template
+// closes the connection at its SUBSCRIBE).
+//
+// progress.json records the claim (Options.Claim) and, once RegisterThing
+// may have been sent, the template and parameters. A call with another
+// claim, or with another template or parameters after that point, is
+// refused with a *MismatchError rather than resumed: sending other
+// parameters with the same certificate could register a second thing.
+// Options.Restart (iotagent provision --restart), or deleting the file,
+// starts over with a new certificate.
 //
 // Rejections are *RejectedError; Retryable (429, 5xx) tells the caller to
 // back off and call Provision again.

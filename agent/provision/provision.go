@@ -18,6 +18,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iotagent/iotagent/agent/internal/fleetapi"
@@ -62,6 +65,15 @@ type Options struct {
 	StateDir string
 	// Format is "json" (default) or "cbor".
 	Format string
+	// Claim identifies the claim certificate the connection is made with
+	// (its SHA-256 fingerprint, say); progress.json records it, and a
+	// progress.json of another claim is refused.
+	Claim string
+	// Restart discards an unfinished provisioning (progress.json) and
+	// starts over with a new certificate; the one it held is never
+	// activated, and the service deletes it when its token expires. A
+	// finished one (identity.json) stays.
+	Restart bool
 	// ResponseTimeout bounds the wait for each answer (default 10 s); a
 	// request with no answer is sent again, up to Attempts times (default 3).
 	ResponseTimeout time.Duration
@@ -117,7 +129,28 @@ var (
 	// ErrInvalidResponse: an answer could not be used (bad payload, or a
 	// certificate that does not match the key).
 	ErrInvalidResponse = fleetapi.ErrInvalidResponse
+	// ErrProgressMismatch: progress.json belongs to a provisioning with
+	// another claim, template or parameters; see *MismatchError.
+	ErrProgressMismatch = errors.New("provision: unfinished provisioning with other settings")
 )
+
+// MismatchError refuses to resume an unfinished provisioning whose
+// claim, template or parameters differ from this call's: RegisterThing may
+// already have been sent with the old ones, and sending other ones with the
+// same certificate could make a second thing. Restart (iotagent provision
+// --restart) or deleting the file starts over.
+type MismatchError struct {
+	File        string   // the progress file
+	Differences []string // "template: iotsim-fleet in the file, factory-b now", ...
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("provision: %s is an unfinished provisioning with other settings (%s); RegisterThing may already have been sent with those. "+
+		"Run again with the same settings to finish it, or start over with `iotagent provision --restart` (or delete %s): "+
+		"the certificate it holds is never activated and expires unused", e.File, strings.Join(e.Differences, "; "), e.File)
+}
+
+func (e *MismatchError) Unwrap() error { return ErrProgressMismatch }
 
 // RejectedError is a …/rejected answer; Retryable tells a rejection worth
 // another try later (429, 5xx) from a permanent one.
@@ -139,6 +172,7 @@ type progress struct {
 	CertificatePEM string            `json:"certificatePem"`
 	PrivateKey     string            `json:"privateKey,omitempty"`
 	Token          string            `json:"certificateOwnershipToken"`
+	Claim          string            `json:"claim,omitempty"` // Options.Claim when the certificate was made
 	Template       string            `json:"template,omitempty"`
 	Params         map[string]string `json:"parameters,omitempty"` // set when RegisterThing is first sent
 }
@@ -288,8 +322,16 @@ func Provision(ctx context.Context, t Transport, ks KeyStore, o Options) (Identi
 		return Identity{}, fmt.Errorf("provision: state dir: %w", err)
 	}
 	p := &client{t: t, o: o, dir: dir}
+	if o.Restart {
+		if err := os.Remove(filepath.Join(dir, progressFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Identity{}, fmt.Errorf("provision: restart: %w", err)
+		}
+	}
 	prog, err := p.readProgress()
 	if err != nil {
+		return Identity{}, err
+	}
+	if err := p.checkProgress(prog); err != nil {
 		return Identity{}, err
 	}
 	// At most two rounds: a token that expired (or that a restarted iotsim
@@ -318,8 +360,10 @@ func Provision(ctx context.Context, t Transport, ks KeyStore, o Options) (Identi
 			prog = nil
 			continue
 		}
-		if errors.As(err, &rej) && !rej.Retryable() {
-			// Nothing was registered: the next start may use other
+		if errors.As(err, &rej) && !rej.Retryable() || errors.Is(err, fleetapi.ErrNotSent) {
+			// Nothing was registered (refused, or never sent: a claim
+			// policy that does not allow the template closes the
+			// connection at the SUBSCRIBE): the next start may use other
 			// parameters (a fixed configuration) with the same certificate.
 			prog.Template, prog.Params = "", nil
 			if werr := p.writeProgress(prog); werr != nil {
@@ -360,6 +404,43 @@ func (p *client) readProgress() (*progress, error) {
 	return &prog, nil
 }
 
+// checkProgress refuses a progress.json made with another claim, or whose
+// RegisterThing may have been sent with another template or parameters.
+func (p *client) checkProgress(prog *progress) error {
+	if prog == nil {
+		return nil
+	}
+	var diffs []string
+	if prog.Claim != "" && p.o.Claim != "" && prog.Claim != p.o.Claim {
+		diffs = append(diffs, fmt.Sprintf("claim certificate: %.16s… in the file, %.16s… now", prog.Claim, p.o.Claim))
+	}
+	if prog.Params != nil {
+		if prog.Template != p.o.Template {
+			diffs = append(diffs, fmt.Sprintf("template: %q in the file, %q now", prog.Template, p.o.Template))
+		}
+		union := maps.Clone(prog.Params)
+		maps.Copy(union, p.o.Params)
+		for _, k := range slices.Sorted(maps.Keys(union)) {
+			old, had := prog.Params[k]
+			now, has := p.o.Params[k]
+			if old != now || had != has {
+				diffs = append(diffs, fmt.Sprintf("parameter %s: %s in the file, %s now", k, quoteOrNone(old, had), quoteOrNone(now, has)))
+			}
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return &MismatchError{File: filepath.Join(p.dir, progressFile), Differences: diffs}
+}
+
+func quoteOrNone(s string, ok bool) string {
+	if !ok {
+		return "none"
+	}
+	return strconv.Quote(s)
+}
+
 func (p *client) writeProgress(prog *progress) error {
 	b, err := json.Marshal(prog)
 	if err != nil {
@@ -386,7 +467,7 @@ type registerResponse struct {
 // createCertificate runs CreateCertificateFromCsr or
 // CreateKeysAndCertificate and persists the result.
 func (p *client) createCertificate(ctx context.Context, ks KeyStore) (*progress, error) {
-	prog := &progress{API: "create"}
+	prog := &progress{API: "create", Claim: p.o.Claim}
 	var req any = struct{}{}
 	var signer crypto.Signer
 	if p.o.UseCSR {

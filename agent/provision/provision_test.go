@@ -270,3 +270,57 @@ func TestSerialNumber(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressOfOtherSettingsRefused: an unfinished provisioning whose
+// RegisterThing may have gone out is not resumed with another template,
+// serial or claim; Restart starts over.
+func TestProgressOfOtherSettingsRefused(t *testing.T) {
+	sim := cloudtest.Start(t, "")
+	dir := t.TempDir()
+	ks := tpm.NewFileStore(filepath.Join(dir, "keys", "device.key"))
+	o := fastOptions(dir, true, "mm-1")
+	o.Claim = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	f := &faulty{Transport: mqttClient(t, sim, "claim-mm", nil), failPrefix: "$aws/provisioning-templates/", failPublish: errCrash}
+	if _, err := Provision(context.Background(), f, ks, o); !errors.Is(err, errCrash) {
+		t.Fatalf("interrupted Provision: %v", err)
+	}
+	file := filepath.Join(dir, dirName, progressFile)
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"serial", func(o *Options) { o.Params = map[string]string{"SerialNumber": "mm-2"} }, `parameter SerialNumber: "mm-1" in the file, "mm-2" now`},
+		{"extra parameter", func(o *Options) { o.Params = map[string]string{"SerialNumber": "mm-1", "Site": "b"} }, `parameter Site: none in the file, "b" now`},
+		{"template", func(o *Options) { o.Template = "factory-b" }, `template: "iotsim-fleet" in the file, "factory-b" now`},
+		{"claim", func(o *Options) { o.Claim = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" }, "claim certificate: aaaaaaaaaaaaaaaa… in the file, bbbbbbbbbbbbbbbb… now"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o2 := o
+			tc.mod(&o2)
+			_, err := Provision(context.Background(), nil, ks, o2) // refused before any request
+			var mm *MismatchError
+			if !errors.As(err, &mm) || !errors.Is(err, ErrProgressMismatch) || mm.File != file {
+				t.Fatalf("Provision with another %s: %v, want a *MismatchError for %s", tc.name, err, file)
+			}
+			if len(mm.Differences) != 1 || mm.Differences[0] != tc.want {
+				t.Errorf("differences %q, want [%q]", mm.Differences, tc.want)
+			}
+			if !strings.Contains(err.Error(), "iotagent provision --restart") || !strings.Contains(err.Error(), "delete "+file) {
+				t.Errorf("error says no way to start over: %v", err)
+			}
+			if _, err := os.Stat(file); err != nil {
+				t.Errorf("the refusal touched %s: %v", file, err)
+			}
+		})
+	}
+	o.Params, o.Restart = map[string]string{"SerialNumber": "mm-2"}, true
+	id, err := Provision(context.Background(), mqttClient(t, sim, "claim-mm-2", nil), ks, o)
+	if err != nil {
+		t.Fatalf("Provision with Restart: %v", err)
+	}
+	if id.ThingName != "mm-2" {
+		t.Errorf("thing %q, want mm-2", id.ThingName)
+	}
+	checkOneIdentity(t, sim, id, ks)
+}

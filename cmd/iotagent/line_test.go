@@ -118,3 +118,40 @@ func TestLineTwoDevicesOneStation(t *testing.T) {
 		}
 	}
 }
+
+// TestProvisionWrongTemplateFailsFast: a template the claim's policy does
+// not allow ends within seconds with exit 5 and the diagnosis, and leaves
+// nothing that stops a rerun with the right template.
+func TestProvisionWrongTemplateFailsFast(t *testing.T) {
+	sim := cloudtest.Start(t, "")
+	state := filepath.Join(t.TempDir(), "state")
+	wrong := append(lineFlags(sim, state, "box-0007", "--csr"), "--template", "factory-b")
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	err := run(wrong, &out, &errOut)
+	took := time.Since(start)
+	if got := exitCode(err); got != exitRefused {
+		t.Fatalf("wrong template: exit %d (%v), want %d\n%s", got, err, exitRefused, errOut.String())
+	}
+	if took > 15*time.Second {
+		t.Errorf("wrong template took %v to fail, want seconds", took.Round(time.Millisecond))
+	}
+	for _, want := range []string{"the broker closed the claim connection right after the SUBSCRIBE to $aws/provisioning-templates/factory-b/provision/json/accepted",
+		`template "factory-b" is probably not one the claim certificate's policy allows`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("wrong template: %v\nwant it to say %q", err, want)
+		}
+	}
+	if n := strings.Count(errOut.String(), "WARN"); n > 3 {
+		t.Errorf("wrong template logged %d WARN lines:\n%s", n, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if err := run(lineFlags(sim, state, "box-0007", "--csr"), &out, &errOut); err != nil {
+		t.Fatalf("rerun with the right template: %v\n%s", err, errOut.String())
+	}
+	var res provisionResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.ThingName != "box-0007" {
+		t.Errorf("rerun printed %q (%v), want thing box-0007", out.String(), err)
+	}
+}

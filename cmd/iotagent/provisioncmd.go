@@ -48,7 +48,13 @@ stores the identity in the state dir. Prints the identity as JSON (with or
 without --json: the line's scripts read it). A device that is already provisioned prints its identity and
 changes nothing. A failure to connect or to get an answer exits 1 (try
 again); a refusal by the cloud exits 5 (fix the template, its hook or the
-parameters first).`
+parameters first), and so does a claim connection the broker closes at a
+request (the claim's policy does not allow the template?).
+
+An unfinished provisioning (STATE_DIR/identity/progress.json) resumes
+when run again with the same claim, template and parameters, and is
+refused with other ones (exit 2): RegisterThing may already have been sent.
+--restart (or deleting that file) starts over with a new certificate.`
 
 func provisionSetup(fs *flag.FlagSet) runFunc {
 	ov := runFlags(fs)
@@ -57,14 +63,15 @@ func provisionSetup(fs *flag.FlagSet) runFunc {
 	template := fs.String("template", "", "override provisioning.template")
 	keyStore := fs.String("key-store", "", `override identity.key_store: "tpm" or "file"`)
 	csr := fs.Bool("csr", false, "use CreateCertificateFromCsr with the key store's key (always so with the TPM)")
+	restart := fs.Bool("restart", false, "discard an unfinished provisioning (STATE_DIR/identity/progress.json) and start over")
 	params := paramFlag{}
 	fs.Var(params, "param", "a RegisterThing parameter KEY=VALUE (repeatable; SerialNumber defaults to the device's)")
 	return func(x *inv) error {
-		return provisionRun(x, ov, claimCert, claimKey, template, keyStore, csr, params)
+		return provisionRun(x, ov, claimCert, claimKey, template, keyStore, csr, restart, params)
 	}
 }
 
-func provisionRun(x *inv, ov overrides, claimCert, claimKey, template, keyStore *string, csr *bool, params paramFlag) error {
+func provisionRun(x *inv, ov overrides, claimCert, claimKey, template, keyStore *string, csr, restart *bool, params paramFlag) error {
 	stdout, stderr := x.stdout, x.stderr
 	cfg, err := x.loadConfig(func(c *config.Config) {
 		ov.apply(c)
@@ -93,11 +100,16 @@ func provisionRun(x *inv, ov overrides, claimCert, claimKey, template, keyStore 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := now()
-	res, err := provisionOnce(ctx, cfg, stderr)
+	res, err := provisionOnce(ctx, cfg, stderr, *restart)
 	if err != nil {
 		var rej *provision.RejectedError
-		if errors.As(err, &rej) && !rej.Retryable() {
+		switch {
+		case errors.As(err, &rej) && !rej.Retryable():
 			return withHint(&exitError{code: exitRefused, err: err}, "the cloud refused for good: fix the template, its pre-provisioning hook or the --param values, then run provision again")
+		case errors.Is(err, agent.ErrClaimRefused):
+			return withHint(&exitError{code: exitRefused, err: err}, "check --template against the templates the claim certificate's policy allows, then run provision again")
+		case errors.Is(err, provision.ErrProgressMismatch):
+			return withHint(&exitError{code: exitUsage, err: err}, "run again with the same settings, or with --restart to start over")
 		}
 		return withHint(&retryableError{err}, "check the endpoint, the claim certificate and the network (iotagent diag), then run provision again")
 	}
@@ -105,7 +117,7 @@ func provisionRun(x *inv, ov overrides, claimCert, claimKey, template, keyStore 
 	return printJSON(stdout, res) // JSON with or without --json: the line's scripts read it
 }
 
-func provisionOnce(ctx context.Context, cfg config.Config, stderr io.Writer) (provisionResult, error) {
+func provisionOnce(ctx context.Context, cfg config.Config, stderr io.Writer, restart bool) (provisionResult, error) {
 	if id, err := provision.Load(cfg.StateDir); err == nil {
 		return provisionResult{ThingName: id.ThingName, CertificateID: id.CertificateID, Certificate: id.CertificateFile,
 			KeyStore: keyStoreName(cfg, id), AlreadyDone: true}, nil
@@ -124,7 +136,7 @@ func provisionOnce(ctx context.Context, cfg config.Config, stderr io.Writer) (pr
 	}
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	id, err := agent.ProvisionOnce(tctx, cfg, ks, roots, newLogger(cfg, stderr))
+	id, err := agent.ProvisionOnce(tctx, cfg, ks, roots, newLogger(cfg, stderr), restart)
 	if err != nil {
 		return provisionResult{}, err
 	}

@@ -23,6 +23,9 @@ var (
 	ErrNoResponse = errors.New("no response")
 	// ErrInvalidResponse: an answer could not be used.
 	ErrInvalidResponse = errors.New("invalid response")
+	// ErrNotSent marks a Call that failed before its request was first
+	// published: the service cannot have seen it.
+	ErrNotSent = errors.New("request not sent")
 )
 
 // Transport is the MQTT connection; *transport.Client satisfies it.
@@ -77,22 +80,25 @@ func Call(ctx context.Context, t Transport, o Options, apiName, base string, req
 	}
 	for _, topic := range []string{accepted, rejected} {
 		if err := t.Subscribe(topic, 1, h); err != nil {
-			return fmt.Errorf("%s: subscribe: %w", apiName, err)
+			return fmt.Errorf("%s: subscribe: %w (%w)", apiName, err, ErrNotSent)
 		}
 	}
 	sw, waits := t.(interface{ WaitSubscribed(context.Context) error })
 	if waits {
 		if err := sw.WaitSubscribed(ctx); err != nil {
-			return fmt.Errorf("%s: subscribe: %w", apiName, err)
+			return fmt.Errorf("%s: subscribe: %w (%w)", apiName, err, ErrNotSent)
 		}
 	}
 	body, err := marshal(f, req)
 	if err != nil {
-		return fmt.Errorf("%s: encode: %w", apiName, err)
+		return fmt.Errorf("%s: encode: %w (%w)", apiName, err, ErrNotSent)
 	}
 	for attempt := range o.Attempts {
 		if w, ok := t.(interface{ WaitConnected(context.Context) error }); ok {
 			if err := w.WaitConnected(ctx); err != nil {
+				if attempt == 0 {
+					return fmt.Errorf("%s: wait for the connection: %w (%w)", apiName, err, ErrNotSent)
+				}
 				return fmt.Errorf("%s: wait for the connection: %w", apiName, err)
 			}
 		}
