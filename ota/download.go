@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotagent/iotagent/internal/hostallow"
 )
 
 // ErrDownload marks a download that failed for good: the server refused
@@ -105,6 +107,9 @@ func (u *Updater) fetchOnce(ctx context.Context, st *Status, r Release) error {
 		}
 	}
 	resp, err := u.o.HTTPClient.Do(req)
+	if errors.Is(err, hostallow.ErrNotAllowed) {
+		return fmt.Errorf("%w: %w (ota.allowed_hosts)", ErrDownload, err)
+	}
 	if err != nil {
 		return &transientError{fmt.Errorf("download: %w", err)}
 	}

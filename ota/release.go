@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/iotagent/iotagent/internal/hostallow"
 )
 
 // Release is what a job asks to install: the "ota" job document.
@@ -77,7 +78,7 @@ func ParseDocument(raw []byte, allowedHosts []string) (Release, error) {
 	} else {
 		f := d.File
 		r.URL, r.Size, r.SHA256, r.Signature, r.Arch = f.URL, f.Size, strings.ToLower(f.SHA256), f.Signature, f.Arch
-		if err := checkURL(f.URL, allowedHosts); err != nil {
+		if err := hostallow.Check(f.URL, allowedHosts); err != nil {
 			probs = append(probs, "file.url: "+err.Error())
 		}
 		if f.Size <= 0 || f.Size > MaxArtifact {
@@ -101,31 +102,6 @@ func ParseDocument(raw []byte, allowedHosts []string) (Release, error) {
 		return Release{}, fmt.Errorf("%w: %s", ErrBadDocument, strings.Join(probs, "; "))
 	}
 	return r, nil
-}
-
-func checkURL(s string, allowed []string) error {
-	if s == "" {
-		return errors.New("missing")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("not a URL")
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
-	}
-	if u.Host == "" || u.User != nil {
-		return errors.New("needs a host and no user info")
-	}
-	if len(allowed) == 0 {
-		return nil
-	}
-	for _, h := range allowed {
-		if strings.EqualFold(h, u.Host) || strings.EqualFold(h, u.Hostname()) {
-			return nil
-		}
-	}
-	return fmt.Errorf("host %q is not allowed", u.Host)
 }
 
 // goarch maps a document's arch to a GOARCH ("" if unknown).

@@ -12,6 +12,8 @@ import (
 
 	"aead.dev/minisign"
 	"github.com/minio/selfupdate"
+
+	"github.com/iotagent/iotagent/internal/hostallow"
 )
 
 // DefaultMaxStarts is how many starts a trial version gets to commit.
@@ -88,6 +90,8 @@ func New(o Options) (*Updater, error) {
 	if u.o.HTTPClient == nil {
 		u.o.HTTPClient = &http.Client{Timeout: 30 * time.Minute}
 	}
+	// Redirects are checked against the allowed hosts too.
+	u.o.HTTPClient = hostallow.Client(u.o.HTTPClient, u.o.AllowedHosts)
 	if u.o.MaxStarts <= 0 {
 		u.o.MaxStarts = DefaultMaxStarts
 	}

@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/iotagent/iotagent/internal/hostallow"
 )
 
 // DownloadOptions configure the "download-file" handler.
@@ -40,15 +41,14 @@ func DownloadFile(o DownloadOptions) Handler {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 64 << 20
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
-	}
+	// Every redirect is checked against the list too.
+	o.HTTPClient = hostallow.Client(o.HTTPClient, o.AllowedHosts)
 	return HandlerFunc(func(ctx context.Context, job Job, p *Progress) (map[string]string, error) {
 		var d downloadDoc
 		if err := json.Unmarshal(job.Document, &d); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrReject, err)
 		}
-		if err := checkHost(d.URL, o.AllowedHosts); err != nil {
+		if err := hostallow.Check(d.URL, o.AllowedHosts); err != nil {
 			return nil, fmt.Errorf("%w: url: %v", ErrReject, err)
 		}
 		var want []byte
@@ -72,28 +72,6 @@ func DownloadFile(o DownloadOptions) Handler {
 		}
 		return map[string]string{"path": d.Path, "bytes": fmt.Sprint(n)}, nil
 	})
-}
-
-func checkHost(s string, allowed []string) error {
-	u, err := url.Parse(s)
-	if err != nil || s == "" {
-		return errors.New("not a URL")
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
-	}
-	if u.Host == "" || u.User != nil {
-		return errors.New("needs a host and no user info")
-	}
-	if len(allowed) == 0 {
-		return nil
-	}
-	for _, h := range allowed {
-		if strings.EqualFold(h, u.Host) || strings.EqualFold(h, u.Hostname()) {
-			return nil
-		}
-	}
-	return fmt.Errorf("host %q is not allowed", u.Host)
 }
 
 // within reports whether p is dir or below it (both clean and absolute).
@@ -155,6 +133,9 @@ func fetchTo(ctx context.Context, o DownloadOptions, u, dst string, want []byte)
 		return 0, fmt.Errorf("download: %w", err)
 	}
 	resp, err := o.HTTPClient.Do(req)
+	if errors.Is(err, hostallow.ErrNotAllowed) {
+		return 0, fmt.Errorf("download: %w (jobs.download_hosts)", err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("download: %w", err)
 	}

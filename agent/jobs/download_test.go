@@ -3,6 +3,7 @@ package jobs
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -115,4 +116,46 @@ func FuzzCleanDetails(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDownloadFileRefusesRedirectToHostNotAllowed: a download-file job
+// whose allowed host answers 302 to a host not in jobs.download_hosts
+// fails naming that host, and stores nothing.
+func TestDownloadFileRefusesRedirectToHostNotAllowed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no 127.0.0.2: %v", err)
+	}
+	fetched := make(chan struct{}, 1)
+	evil := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched <- struct{}{}
+		_, _ = w.Write([]byte("attacker's content\n"))
+	}))
+	evil.Listener.Close()
+	evil.Listener = l
+	evil.Start()
+	t.Cleanup(evil.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, evil.URL+"/cal", http.StatusFound)
+	}))
+	t.Cleanup(srv.Close)
+	host, evilHost := strings.TrimPrefix(srv.URL, "http://"), strings.TrimPrefix(evil.URL, "http://")
+	dir := t.TempDir()
+	svc := newFakeService(t)
+	startRunner(t, svc, t.TempDir(), map[string]Handler{
+		"download-file": DownloadFile(DownloadOptions{Dirs: []string{dir}, AllowedHosts: []string{host}, MaxBytes: 1024}),
+	}, nil)
+	svc.Queue("redirect-1", `{"operation":"download-file","url":"`+srv.URL+`/cal","path":"`+filepath.Join(dir, "cal.txt")+`"}`)
+	e := svc.waitStatus(t, "redirect-1")
+	if e.status != StatusFailed || !strings.Contains(e.details["reason"], `host "`+evilHost+`" is not allowed`) {
+		t.Errorf("redirect to %s: %s %v, want FAILED naming the host", evilHost, e.status, e.details)
+	}
+	select {
+	case <-fetched:
+		t.Errorf("the host not allowed was asked for the file")
+	default:
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("files stored: %v", left)
+	}
 }
