@@ -2,7 +2,7 @@
 MODULE   := github.com/iotagent/iotagent
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS  := -s -w -X $(MODULE)/internal/version.Version=$(VERSION) -X $(MODULE)/internal/version.Commit=$(COMMIT)
+LDFLAGS  := -s -w -X $(MODULE)/internal/version.stamp=iotagent-version:$(VERSION); -X $(MODULE)/internal/version.Commit=$(COMMIT)
 GO       ?= go
 BIN      := bin
 DIST     := dist

@@ -2,7 +2,6 @@ package ota
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -11,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"aead.dev/minisign"
-	"golang.org/x/crypto/blake2b"
 )
 
 // Helpers for the release side (iotagent ota sign|keygen|release): what
@@ -57,9 +54,7 @@ func LoadSecretKey(sec []byte, password string) (*SecretKey, error) {
 		if !ok {
 			return nil, errors.New("load secret key: no public key")
 		}
-		return &SecretKey{pub: pk.String(), s: signer{id: sk.ID(), sign: func(d []byte, _ string) ([]byte, error) {
-			return sk.Sign(nil, d, crypto.BLAKE2b_512)
-		}}}, nil
+		return &SecretKey{pub: pk.String(), s: encryptedSigner(sk)}, nil
 	}
 	s, err := loadSecretKey(sec, password)
 	if err != nil {
@@ -81,20 +76,8 @@ func (k *SecretKey) PublicKey() string { return k.pub }
 func (k *SecretKey) KeyID() string { return keyIDString(k.s.id) }
 
 // Sign signs what r reads as Sign does.
-func (k *SecretKey) Sign(r io.Reader, name string, now time.Time) ([]byte, error) {
-	h, _ := blake2b.New512(nil)
-	if _, err := io.Copy(h, r); err != nil {
-		return nil, fmt.Errorf("sign: read: %w", err)
-	}
-	trusted := "timestamp:" + strconv.FormatInt(now.Unix(), 10) + "\tfile:" + name + "\thashed"
-	sig, err := k.s.sign(h.Sum(nil), trusted)
-	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
-	}
-	if !bytes.HasSuffix(sig, []byte("\n")) {
-		sig = append(sig, '\n')
-	}
-	return sig, nil
+func (k *SecretKey) Sign(r io.Reader, name string, now time.Time, meta Meta) ([]byte, error) {
+	return signWith(k.s, r, name, now, meta)
 }
 
 // KeyID returns the key ID of a minisign public key, as minisign prints
@@ -169,7 +152,7 @@ func (r Release) Document() ([]byte, error) {
 
 // VerifyRelease checks the file at path against r as a device does before
 // it installs it (size, SHA-256, the minisign signature by one of
-// trustedKeys), and that it is an executable for r.Arch rather than for
+// trustedKeys, the version and arch it vouches for), and that it is an executable for r.Arch rather than for
 // this machine: what a release engineer checks before publishing r.
 func VerifyRelease(path string, r Release, trustedKeys []string) error {
 	arch := goarch(r.Arch)
@@ -183,6 +166,13 @@ func VerifyRelease(path string, r Release, trustedKeys []string) error {
 			return fmt.Errorf("trusted key %d: %w", i, err)
 		}
 		keys = append(keys, pk)
+	}
+	m, err := signedMeta(r, keys)
+	if err != nil {
+		return err
+	}
+	if err := checkSigned(r, m); err != nil {
+		return err
 	}
 	// verifyFile checks the ELF header last, against this machine's CPU:
 	// ErrWrongArch from it means everything else passed.

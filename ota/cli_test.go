@@ -17,7 +17,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 	_, sec := keyPair()
 	data := fakeBinary(elf.EM_AARCH64, "1.4.0", 100)
 	r := Release{Version: "1.4.0", URL: "https://h.example/a?x=1&y=<2>", Size: int64(len(data)), SHA256: sha256Hex(data),
-		Signature: sign(t, sec, data), Arch: "arm64", AllowDowngrade: true}
+		Signature: sign(t, sec, data, "1.4.0"), Arch: "arm64", AllowDowngrade: true}
 	doc, err := r.Document()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestELFArchAndVerifyRelease(t *testing.T) {
 		if got, err := ELFArch(p); err != nil || got != arch {
 			t.Errorf("ELFArch(%s) = %q, %v", arch, got, err)
 		}
-		r := Release{Version: "1.0.0", Size: int64(len(data)), SHA256: sha256Hex(data), Signature: sign(t, sec, data), Arch: arch}
+		r := Release{Version: "1.0.0", Size: int64(len(data)), SHA256: sha256Hex(data), Signature: signFor(t, sec, data, Meta{"1.0.0", arch}), Arch: arch}
 		if err := VerifyRelease(p, r, []string{string(pub)}); err != nil {
 			t.Errorf("VerifyRelease(%s): %v", arch, err)
 		}
@@ -64,8 +64,12 @@ func TestELFArchAndVerifyRelease(t *testing.T) {
 		if arch == "riscv64" {
 			wrong.Arch = "amd64"
 		}
+		if err := VerifyRelease(p, wrong, []string{string(pub)}); !errors.Is(err, ErrSignedMismatch) {
+			t.Errorf("VerifyRelease(%s, the document saying %s): %v", arch, wrong.Arch, err)
+		}
+		wrong.Signature = signFor(t, sec, data, Meta{"1.0.0", wrong.Arch})
 		if err := VerifyRelease(p, wrong, []string{string(pub)}); !errors.Is(err, ErrWrongArch) {
-			t.Errorf("VerifyRelease(%s as %s): %v", arch, wrong.Arch, err)
+			t.Errorf("VerifyRelease(%s signed as %s): %v", arch, wrong.Arch, err)
 		}
 	}
 	p := filepath.Join(dir, "mips")
@@ -95,8 +99,8 @@ func TestLoadSecretKey(t *testing.T) {
 	}
 	// SecretKey.Sign and Sign make the same signature (Ed25519 is deterministic).
 	now := time.Unix(1700000000, 0)
-	a, err1 := k.Sign(strings.NewReader("data"), "f", now)
-	b, err2 := Sign(sec, "", strings.NewReader("data"), "f", now)
+	a, err1 := k.Sign(strings.NewReader("data"), "f", now, Meta{"1.0.0", "arm64"})
+	b, err2 := Sign(sec, "", strings.NewReader("data"), "f", now, Meta{"1.0.0", "arm64"})
 	if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
 		t.Errorf("SecretKey.Sign != Sign: %v %v\n%s\n%s", err1, err2, a, b)
 	}

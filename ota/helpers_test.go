@@ -66,9 +66,15 @@ var keyPair = sync.OnceValues(func() ([]byte, []byte) {
 	return pub, sec
 })
 
-func sign(t testing.TB, sec, data []byte) string {
+// sign signs data as version for this device's CPU.
+func sign(t testing.TB, sec, data []byte, version string) string {
 	t.Helper()
-	sig, err := Sign(sec, "", bytes.NewReader(data), "iotagent", time.Unix(1700000000, 0))
+	return signFor(t, sec, data, Meta{Version: version, Arch: DeviceArch})
+}
+
+func signFor(t testing.TB, sec, data []byte, m Meta) string {
+	t.Helper()
+	sig, err := Sign(sec, "", bytes.NewReader(data), "iotagent", time.Unix(1700000000, 0), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +159,7 @@ func newFixture(t testing.TB, size int) *fixture {
 func (f *fixture) release(t testing.TB, data []byte, version string, sec []byte) Release {
 	sum := sha256.Sum256(data)
 	return Release{Version: version, URL: f.srv.URL + "/iotagent", Size: int64(len(data)),
-		SHA256: hex.EncodeToString(sum[:]), Signature: sign(t, sec, data), Arch: DeviceArch}
+		SHA256: hex.EncodeToString(sum[:]), Signature: sign(t, sec, data, version), Arch: DeviceArch}
 }
 
 func (f *fixture) updater(t testing.TB, version string) *Updater {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/blake2b"
 )
 
 func TestInstallCommit(t *testing.T) {
@@ -149,15 +150,45 @@ func TestRefusals(t *testing.T) {
 			lines[1] = string(raw)
 			r.Signature = strings.Join(lines, "\n")
 		}, "1.0.0", ErrBadSignature},
-		{"untrusted key", func(f *fixture, r *Release) { r.Signature = sign(t, otherSec, f.v2) }, "1.0.0", ErrUntrustedKey},
+		{"untrusted key", func(f *fixture, r *Release) { r.Signature = sign(t, otherSec, f.v2, "2.0.0") }, "1.0.0", ErrUntrustedKey},
 		{"other CPU in ELF", func(f *fixture, r *Release) {
 			f.srv.data = fakeBinary(other, "2.0.0", 4096)
 			*r = f.release(t, f.srv.data, "2.0.0", sec)
 		}, "1.0.0", ErrWrongArch},
 		{"other CPU in document", func(f *fixture, r *Release) {
 			r.Arch = map[bool]string{true: "arm64", false: "amd64"}[DeviceArch == "amd64"]
+		}, "1.0.0", ErrSignedMismatch},
+		{"other CPU signed", func(f *fixture, r *Release) {
+			r.Arch = map[bool]string{true: "arm64", false: "amd64"}[DeviceArch == "amd64"]
+			r.Signature = signFor(t, sec, f.v2, Meta{"2.0.0", r.Arch})
 		}, "1.0.0", ErrWrongArch},
 		{"downgrade", func(f *fixture, r *Release) {}, "3.0.0", ErrDowngrade},
+		// The issue's case: a document saying 0.0.1 for a signed 2.0.0.
+		{"document version not the signed one", func(f *fixture, r *Release) { r.Version = "0.0.1"; r.AllowDowngrade = true }, "1.0.0", ErrSignedMismatch},
+		{"document version newer than the signed one", func(f *fixture, r *Release) {
+			r.Signature = sign(t, sec, f.v2, "0.9.0")
+		}, "1.0.0", ErrSignedMismatch},
+		{"downgrade by the signed version", func(f *fixture, r *Release) {
+			r.Version, r.Signature = "0.9.0", sign(t, sec, f.v2, "0.9.0")
+		}, "1.0.0", ErrDowngrade},
+		{"trusted comment edited", func(f *fixture, r *Release) {
+			r.Version = "9.9.9"
+			r.Signature = strings.Replace(r.Signature, "version:2.0.0", "version:9.9.9", 1)
+		}, "1.0.0", ErrBadSignature},
+		{"signature names no version", func(f *fixture, r *Release) {
+			s, err := loadSecretKey(sec, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest := blake2b.Sum512(f.v2)
+			b, err := s.sign(digest[:], "timestamp:1700000000\tfile:iotagent\thashed") // what minisign -S writes
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Signature = string(b)
+		}, "1.0.0", ErrUnsignedMeta},
+		{"running a commit hash", func(f *fixture, r *Release) {}, "bb1c651", ErrUnorderedVersion},
+		{"running a dev build", func(f *fixture, r *Release) {}, "dev", ErrUnorderedVersion},
 		{"not found", func(f *fixture, r *Release) { f.srv.status = 404 }, "1.0.0", ErrDownload},
 		{"server errors until retries run out", func(f *fixture, r *Release) { f.srv.status = 503 }, "1.0.0", ErrDownload},
 	} {
@@ -331,7 +362,7 @@ func TestParseDocument(t *testing.T) {
 	_ = pub
 	data := fakeBinary(deviceMachine(), "2.0.0", 10)
 	sum := sha256.Sum256(data)
-	sig := sign(t, sec, data)
+	sig := signFor(t, sec, data, Meta{"2.0.0", "arm64"})
 	good := `{"operation":"ota","version":"2.0.0","file":{"url":"https://files.example.com/a","size":10,"sha256":"` + hex.EncodeToString(sum[:]) + `","signature":` + jsonString(sig) + `,"arch":"arm64"}}`
 	if r, err := ParseDocument([]byte(good), []string{"files.example.com"}); err != nil || r.Arch != "arm64" || r.Size != 10 {
 		t.Fatalf("good: %+v, %v", r, err)
@@ -367,6 +398,39 @@ func FuzzParseDocument(f *testing.F) {
 		r, err := ParseDocument(b, []string{"h"})
 		if err == nil && (r.Size <= 0 || r.Signature == "" || goarch(r.Arch) == "") {
 			t.Fatalf("accepted %+v", r)
+		}
+	})
+}
+
+// A running version with no order (a dev build) takes a release only from
+// a job that allows downgrades, and says so; with it, the update installs.
+func TestUnorderedRunningVersionNeedsAllowDowngrade(t *testing.T) {
+	f := newFixture(t, 4096)
+	r := f.rel
+	err := f.updater(t, "bb1c651").Install(context.Background(), "j", r)
+	if !errors.Is(err, ErrUnorderedVersion) || !strings.Contains(err.Error(), `this device runs "bb1c651", which is not a release version`) {
+		t.Fatalf("Install over bb1c651: %v", err)
+	}
+	r.AllowDowngrade = true
+	if err := f.updater(t, "bb1c651").Install(context.Background(), "j2", r); !errors.Is(err, ErrRestart) {
+		t.Fatalf("Install over bb1c651 with allow_downgrade: %v, want ErrRestart", err)
+	}
+}
+
+func FuzzParseTrustedComment(f *testing.F) {
+	f.Add("timestamp:1700000000\tfile:iotagent\thashed\tversion:1.4.0\tarch:arm64")
+	f.Add("version:1.4.0 arch:arm64 version:1.5.0")
+	f.Add("timestamp:1\tfile:x\thashed")
+	f.Fuzz(func(t *testing.T, c string) {
+		m, err := ParseTrustedComment(c)
+		if err != nil {
+			if !errors.Is(err, ErrUnsignedMeta) {
+				t.Fatalf("error %v is not ErrUnsignedMeta", err)
+			}
+			return
+		}
+		if m.Check() != nil || !strings.Contains(c, "version:"+m.Version) || !strings.Contains(c, "arch:"+m.Arch) {
+			t.Fatalf("ParseTrustedComment(%q) = %+v", c, m)
 		}
 	})
 }

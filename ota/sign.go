@@ -97,10 +97,32 @@ func secretChecksum(keynum, sk []byte) [32]byte {
 	return out
 }
 
-// signer signs a BLAKE2b-512 digest for a key ID.
+// signer makes Ed25519 signatures with a minisign key.
 type signer struct {
-	id   uint64
-	sign func(digest []byte, trusted string) ([]byte, error)
+	id uint64
+	ed func(msg []byte) ([]byte, error) // plain Ed25519 over msg
+}
+
+// sign returns the .minisig text for a BLAKE2b-512 digest ("ED",
+// prehashed) with trusted in its trusted comment.
+func (s signer) sign(digest []byte, trusted string) ([]byte, error) {
+	sig := minisign.Signature{
+		Algorithm:        minisign.HashEdDSA,
+		KeyID:            s.id,
+		TrustedComment:   trusted,
+		UntrustedComment: "signature from iotagent secret key",
+	}
+	fileSig, err := s.ed(digest)
+	if err != nil {
+		return nil, err
+	}
+	copy(sig.Signature[:], fileSig)
+	commentSig, err := s.ed(append(sig.Signature[:], trusted...))
+	if err != nil {
+		return nil, err
+	}
+	copy(sig.CommentSignature[:], commentSig)
+	return sig.MarshalText()
 }
 
 // loadSecretKey reads a minisign secret key file, encrypted or not.
@@ -118,10 +140,7 @@ func loadSecretKey(sec []byte, password string) (signer, error) {
 		if err != nil {
 			return signer{}, fmt.Errorf("load secret key: wrong password or damaged key: %w", err)
 		}
-		return signer{id: sk.ID(), sign: func(d []byte, trusted string) ([]byte, error) {
-			// minisign's PrivateKey chooses its own trusted comment.
-			return sk.Sign(nil, d, crypto.BLAKE2b_512)
-		}}, nil
+		return encryptedSigner(sk), nil
 	}
 	keynum, sk := raw[54:62], raw[62:126]
 	// minisign -W (0.11) leaves the checksum of an unencrypted key zero;
@@ -134,34 +153,49 @@ func loadSecretKey(sec []byte, password string) (signer, error) {
 		return signer{}, errors.New("load secret key: checksum mismatch")
 	}
 	priv := ed25519.PrivateKey(append([]byte(nil), sk...))
-	id := binary.LittleEndian.Uint64(keynum)
-	return signer{id: id, sign: func(d []byte, trusted string) ([]byte, error) {
-		s := minisign.Signature{
-			Algorithm:        minisign.HashEdDSA,
-			KeyID:            id,
-			TrustedComment:   trusted,
-			UntrustedComment: "signature from iotagent secret key",
-		}
-		copy(s.Signature[:], ed25519.Sign(priv, d))
-		copy(s.CommentSignature[:], ed25519.Sign(priv, append(s.Signature[:], trusted...)))
-		return s.MarshalText()
+	return signer{id: binary.LittleEndian.Uint64(keynum), ed: func(msg []byte) ([]byte, error) {
+		return ed25519.Sign(priv, msg), nil
 	}}, nil
 }
 
+// encryptedSigner signs with a decrypted minisign.PrivateKey, which keeps
+// its key bytes to itself: signing a message unhashed (crypto.Hash(0))
+// yields the plain Ed25519 signature of it.
+func encryptedSigner(sk minisign.PrivateKey) signer {
+	return signer{id: sk.ID(), ed: func(msg []byte) ([]byte, error) {
+		text, err := sk.Sign(nil, msg, crypto.Hash(0))
+		if err != nil {
+			return nil, err
+		}
+		var s minisign.Signature
+		if err := s.UnmarshalText(text); err != nil {
+			return nil, err
+		}
+		return s.Signature[:], nil
+	}}
+}
+
 // Sign signs the artifact read from r with the minisign secret key file
-// sec and returns the .minisig text, exactly as `minisign -S` does
-// (prehashed Ed25519, "ED"). name goes into the trusted comment.
-func Sign(sec []byte, password string, r io.Reader, name string, now time.Time) ([]byte, error) {
+// sec and returns the .minisig text, in the format of `minisign -S`
+// (prehashed Ed25519, "ED"), with name, meta's version and arch in the
+// trusted comment (see Meta), which devices require.
+func Sign(sec []byte, password string, r io.Reader, name string, now time.Time, meta Meta) ([]byte, error) {
 	s, err := loadSecretKey(sec, password)
 	if err != nil {
 		return nil, err
+	}
+	return signWith(s, r, name, now, meta)
+}
+
+func signWith(s signer, r io.Reader, name string, now time.Time, meta Meta) ([]byte, error) {
+	if err := meta.Check(); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
 	}
 	h, _ := blake2b.New512(nil)
 	if _, err := io.Copy(h, r); err != nil {
 		return nil, fmt.Errorf("sign: read: %w", err)
 	}
-	trusted := "timestamp:" + strconv.FormatInt(now.Unix(), 10) + "\tfile:" + name + "\thashed"
-	sig, err := s.sign(h.Sum(nil), trusted)
+	sig, err := s.sign(h.Sum(nil), meta.trustedComment(name, now))
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}

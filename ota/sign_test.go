@@ -2,6 +2,8 @@ package ota
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +28,7 @@ func minisignCLI(t *testing.T) string {
 func TestSignVerifyRoundTrip(t *testing.T) {
 	pub, sec := keyPair()
 	data := []byte("artifact")
-	sig, err := Sign(sec, "", bytes.NewReader(data), "a", time.Now())
+	sig, err := Sign(sec, "", bytes.NewReader(data), "a", time.Now(), Meta{"1.0.0", "arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +43,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	if !r.Verify(pk, sig) {
 		t.Error("own signature does not verify")
 	}
-	if _, err := Sign([]byte("untrusted comment: x\nAAAA\n"), "", bytes.NewReader(data), "a", time.Now()); err == nil {
+	if _, err := Sign([]byte("untrusted comment: x\nAAAA\n"), "", bytes.NewReader(data), "a", time.Now(), Meta{"1.0.0", "arm64"}); err == nil {
 		t.Error("garbage key accepted")
 	}
 }
@@ -68,7 +70,7 @@ func TestMinisignInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := Sign(sec, "", bytes.NewReader(data), "iotagent", time.Now())
+	sig, err := Sign(sec, "", bytes.NewReader(data), "iotagent", time.Now(), Meta{"2.0.0", DeviceArch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +92,7 @@ func TestMinisignInterop(t *testing.T) {
 	run("-G", "-W", "-p", filepath.Join(dir, "cli.pub"), "-s", filepath.Join(dir, "cli.key"))
 	cliSec, _ := os.ReadFile(filepath.Join(dir, "cli.key"))
 	cliPub, _ := os.ReadFile(filepath.Join(dir, "cli.pub"))
-	sig2, err := Sign(cliSec, "", bytes.NewReader(data), "iotagent", time.Now())
+	sig2, err := Sign(cliSec, "", bytes.NewReader(data), "iotagent", time.Now(), Meta{"2.0.0", DeviceArch})
 	if err != nil {
 		t.Fatalf("Sign with minisign's key: %v", err)
 	}
@@ -104,4 +106,54 @@ func TestMinisignInterop(t *testing.T) {
 	}
 	os.WriteFile(art+".minisig", sig2, 0o644)
 	run("-V", "-p", filepath.Join(dir, "cli.pub"), "-m", art)
+
+	// minisign -S -t "version:V arch:A": the metadata devices take from
+	// the trusted comment; a plain minisign -S signature is refused before
+	// the download.
+	u, err := New(Options{StateDir: dir, Version: "1.0.0", TrustedKeys: []string{string(cliPub)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(art + ".minisig")
+	run("-S", "-s", filepath.Join(dir, "cli.key"), "-m", art, "-t", "version:2.0.0 arch:"+DeviceArch)
+	cliSig, _ = os.ReadFile(art + ".minisig")
+	rel.Signature = string(cliSig)
+	if m, err := signedMeta(rel, u.keys); err != nil || m != (Meta{"2.0.0", DeviceArch}) {
+		t.Errorf("minisign -t metadata: %+v, %v", m, err)
+	}
+	if err := verifyFile(art, rel, u.keys); err != nil {
+		t.Errorf("minisign -t signature: %v", err)
+	}
+	os.Remove(art + ".minisig")
+	run("-S", "-s", filepath.Join(dir, "cli.key"), "-m", art)
+	cliSig, _ = os.ReadFile(art + ".minisig")
+	rel.Signature = string(cliSig)
+	if _, err := signedMeta(rel, u.keys); !errors.Is(err, ErrUnsignedMeta) {
+		t.Errorf("minisign -S without -t: %v, want ErrUnsignedMeta", err)
+	}
+}
+
+// The signer of an encrypted key (a minisign.PrivateKey, decrypted) writes
+// the same metadata, and minisign's own verification accepts it.
+func TestEncryptedSignerMeta(t *testing.T) {
+	pk, sk, err := minisign.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("artifact")
+	sig, err := signWith(encryptedSigner(sk), bytes.NewReader(data), "a", time.Unix(1700000000, 0), Meta{"1.2.3", "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := minisign.NewReader(bytes.NewReader(data))
+	if _, err := io.ReadAll(r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Verify(pk, sig) {
+		t.Fatal("minisign does not verify the signature")
+	}
+	m, err := signedMeta(Release{Signature: string(sig)}, []minisign.PublicKey{pk})
+	if err != nil || m != (Meta{"1.2.3", "arm64"}) {
+		t.Errorf("signedMeta = %+v, %v", m, err)
+	}
 }

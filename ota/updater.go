@@ -31,14 +31,18 @@ var (
 
 // Refusals and failures that a job reports as FAILED with the error text.
 var (
-	ErrSameVersion  = errors.New("ota: this version is already running")
-	ErrDowngrade    = errors.New("ota: downgrade refused (the job does not allow it)")
-	ErrFailedBefore = errors.New("ota: this version failed before and is not installed again automatically")
-	ErrBusy         = errors.New("ota: another update is on trial")
-	ErrRolledBack   = errors.New("ota: rolled back")
-	ErrFailed       = errors.New("ota: update failed")
-	ErrNoTrial      = errors.New("ota: no update on trial")
-	ErrNoRollback   = errors.New("ota: nothing to roll back to")
+	ErrSameVersion = errors.New("ota: this version is already running")
+	ErrDowngrade   = errors.New("ota: downgrade refused (the job does not allow it)")
+	// ErrUnorderedVersion: the running version is not N.N.N (a dev build,
+	// a commit hash), so no downgrade check can be made; only a job that
+	// allows downgrades installs over it.
+	ErrUnorderedVersion = errors.New("ota: the running version has no order")
+	ErrFailedBefore     = errors.New("ota: this version failed before and is not installed again automatically")
+	ErrBusy             = errors.New("ota: another update is on trial")
+	ErrRolledBack       = errors.New("ota: rolled back")
+	ErrFailed           = errors.New("ota: update failed")
+	ErrNoTrial          = errors.New("ota: no update on trial")
+	ErrNoRollback       = errors.New("ota: nothing to roll back to")
 )
 
 // Options configure an Updater. Zero values take the documented defaults.
@@ -161,7 +165,8 @@ func (u *Updater) persist(st *Status, s State) error {
 //   - nil when the update is committed and this is the new version;
 //   - ErrSameVersion when r.Version is already running (nothing to do);
 //   - an error wrapping ErrRolledBack, ErrFailed, ErrFailedBefore,
-//     ErrDowngrade, ErrWrongArch, ErrBusy or a verification error when the
+//     ErrDowngrade, ErrUnorderedVersion, ErrWrongArch, ErrBusy,
+//     ErrSignedMismatch, ErrUnsignedMeta or a verification error when the
 //     job failed: report it FAILED with the error text;
 //   - ctx's error when interrupted: the state is kept for the next call.
 func (u *Updater) Install(ctx context.Context, jobID string, r Release) error {
@@ -211,22 +216,34 @@ func (u *Updater) Install(ctx context.Context, jobID string, r Release) error {
 	return u.run(ctx, &st, r)
 }
 
-// admit refuses releases that must not be installed.
+// admit refuses releases that must not be installed. Its rules read the
+// version and arch the signature vouches for (Meta), which must be the
+// document's: nothing else in the document is signed.
 func (u *Updater) admit(st *Status, r Release) error {
-	if goarch(r.Arch) != DeviceArch {
-		return fmt.Errorf("%w: the job is for %s, this device is %s", ErrWrongArch, r.Arch, DeviceArch)
+	m, err := signedMeta(r, u.keys)
+	if err != nil {
+		return err
 	}
-	if r.Version == u.o.Version {
+	if err := checkSigned(r, m); err != nil {
+		return err
+	}
+	if goarch(m.Arch) != DeviceArch {
+		return fmt.Errorf("%w: the release is for %s, this device is %s", ErrWrongArch, m.Arch, DeviceArch)
+	}
+	if m.Version == u.o.Version {
 		return ErrSameVersion
 	}
-	if st.failedBefore(r.Version) {
-		return fmt.Errorf("%w: %s", ErrFailedBefore, r.Version)
+	if st.failedBefore(m.Version) {
+		return fmt.Errorf("%w: %s", ErrFailedBefore, m.Version)
 	}
-	if c, ok := compareVersions(r.Version, u.o.Version); ok && c < 0 && !r.AllowDowngrade {
-		return fmt.Errorf("%w: %s is older than %s", ErrDowngrade, r.Version, u.o.Version)
-	}
-	if len(u.keys) == 0 {
-		return ErrNoKeys
+	c, ordered := compareVersions(m.Version, u.o.Version)
+	switch {
+	case r.AllowDowngrade:
+	case !ordered:
+		return fmt.Errorf("%w: this device runs %q, which is not a release version (N.N.N), so whether %s is older cannot be told; "+
+			"a job for it must allow downgrades (iotagent ota release --allow-downgrade)", ErrUnorderedVersion, u.o.Version, m.Version)
+	case c < 0:
+		return fmt.Errorf("%w: %s is older than %s", ErrDowngrade, m.Version, u.o.Version)
 	}
 	return nil
 }
@@ -234,7 +251,8 @@ func (u *Updater) admit(st *Status, r Release) error {
 // run takes the update from st.State to Confirm.
 func (u *Updater) run(ctx context.Context, st *Status, r Release) error {
 	// The URL may be fresh (presigned URLs expire); the rest must match.
-	if r.SHA256 != st.Release.SHA256 || r.Size != st.Release.Size || r.Version != st.Release.Version {
+	if r.SHA256 != st.Release.SHA256 || r.Size != st.Release.Size || r.Version != st.Release.Version ||
+		r.Signature != st.Release.Signature || r.Arch != st.Release.Arch {
 		return u.fail(st, fmt.Errorf("%w: the job's document changed during the update", ErrFailed))
 	}
 	st.Release.URL = r.URL

@@ -59,7 +59,7 @@ func TestOTAJob(t *testing.T) {
 				t.Fatal(err)
 			}
 			art := fakeELF(strings.Repeat("v2", 5000))
-			sig, err := ota.Sign(sec, "", bytes.NewReader(art), "iotagent", time.Now())
+			sig, err := ota.Sign(sec, "", bytes.NewReader(art), "iotagent", time.Now(), ota.Meta{Version: "2.0.0", Arch: ota.DeviceArch})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -199,21 +198,35 @@ func readSecretKey(keyPath, passwordFile string) (*ota.SecretKey, error) {
 
 const otaSignText = `Signs FILE with a minisign secret key and writes FILE.minisig, in the
 format of minisign -S (prehashed Ed25519): minisign -Vm FILE -p KEY.pub
-checks it, and the agent accepts it from a key in ota.trusted_keys. An
-existing FILE.minisig is replaced. An encrypted key (minisign -G, or
+checks it, and the agent accepts it from a key in ota.trusted_keys. The
+signed (trusted) comment carries --version and --arch: devices take the
+version and CPU their update rules use from there, and refuse a job whose
+document says otherwise. An existing FILE.minisig is replaced. An encrypted key (minisign -G, or
 iotagent ota keygen --password-file) needs --password-file; its first line
 is the password.`
 
 func otaSignSetup(fs *flag.FlagSet) runFunc {
 	key := fs.String("key", "", "the minisign secret key file (.key)")
 	pwFile := fs.String("password-file", "", "file whose first line is the key's password (none: the key is not encrypted)")
+	ver := fs.String("version", "", "FILE's version, signed with it, e.g. 1.4.0 (required)")
+	arch := fs.String("arch", "", "the CPU FILE is for, signed with it (default: from FILE's ELF header)")
 	return func(x *inv) error {
+		if *ver == "" {
+			return &usageError{cmd: x.cmd, msg: "iotagent ota sign: --version is required (devices take the version from the signature)"}
+		}
+		file := x.args[0]
+		if *arch == "" {
+			a, err := ota.ELFArch(file)
+			if err != nil {
+				return fmt.Errorf("ota sign: %w (give --arch)", err)
+			}
+			*arch = a
+		}
 		k, err := readSecretKey(*key, *pwFile)
 		if err != nil {
 			return err
 		}
-		file := x.args[0]
-		sigPath, err := signFile(k, file)
+		sigPath, err := signFile(k, file, ota.Meta{Version: *ver, Arch: *arch})
 		if err != nil {
 			return err
 		}
@@ -225,14 +238,14 @@ func otaSignSetup(fs *flag.FlagSet) runFunc {
 	}
 }
 
-// signFile writes file.minisig and returns its path.
-func signFile(k *ota.SecretKey, file string) (string, error) {
+// signFile writes file.minisig, vouching for m, and returns its path.
+func signFile(k *ota.SecretKey, file string, m ota.Meta) (string, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return "", fmt.Errorf("sign: %w", err)
 	}
 	defer f.Close()
-	sig, err := k.Sign(f, filepath.Base(file), now())
+	sig, err := k.Sign(f, filepath.Base(file), now(), m)
 	if err != nil {
 		return "", fmt.Errorf("sign %s: %w", file, err)
 	}
@@ -347,11 +360,20 @@ func otaRelease(x *inv, key, pwFile, url, ver, arch *string, downgrade *bool) er
 	if *arch == "" {
 		*arch = elfArch
 	}
+	if err := (ota.Meta{Version: *ver, Arch: *arch}).Check(); err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	}
+	// The new version commits its trial only if it runs as the version
+	// the job names: a build stamped otherwise would be rolled back on
+	// every device.
+	if err := checkStamp(file, *ver); err != nil {
+		return fmt.Errorf("ota release: %w", err)
+	}
 	sigPath := file + ".minisig"
 	sig, err := os.ReadFile(sigPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if _, err := signFile(k, file); err != nil {
+		if _, err := signFile(k, file, ota.Meta{Version: *ver, Arch: *arch}); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "signed %s: %s\n", file, sigPath)
@@ -383,14 +405,6 @@ func otaRelease(x *inv, key, pwFile, url, ver, arch *string, downgrade *bool) er
 	} else if _, err := ota.ParseDocument(d, nil); err != nil {
 		return fmt.Errorf("ota release: %w", err)
 	}
-	// The new version commits its trial only if it runs as the version
-	// the job names: a build stamped otherwise would be rolled back on
-	// every device.
-	if data, err := os.ReadFile(file); err != nil {
-		return fmt.Errorf("ota release: %w", err)
-	} else if !bytes.Contains(data, []byte(*ver)) {
-		return fmt.Errorf("ota release: %s does not contain the version string %q: build it with that version (make cross VERSION=%s), or devices roll it back", file, *ver, *ver)
-	}
 	fmt.Fprintf(stderr, "release %s for %s: %d bytes, sha256 %s, signed by key ID %s; verified\n", *ver, *arch, size, sum, k.KeyID())
 	_, err = stdout.Write(doc)
 	return err
@@ -404,4 +418,23 @@ func presignedTarget(url string) string {
 		return url[len(pre) : len(url)-1]
 	}
 	return url
+}
+
+// checkStamp compares the version stamped in the binary at file (the
+// Makefile's -X of internal/version; see version.Stamps) with want,
+// exactly.
+func checkStamp(file, want string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	switch got := version.Stamps(data); {
+	case len(got) == 0:
+		return fmt.Errorf("%s carries no version stamp (a plain go build?): build it with make cross VERSION=%s, or devices would run it as \"dev\" and roll it back", file, want)
+	case len(got) > 1:
+		return fmt.Errorf("%s carries several version stamps %q: not one release build", file, got)
+	case got[0] != want:
+		return fmt.Errorf("%s is stamped version %s, not %s: build it with make cross VERSION=%s (or release it as --version %s), or devices roll it back", file, got[0], want, want, got[0])
+	}
+	return nil
 }

@@ -29,8 +29,18 @@ import (
 )
 
 // fakeELF writes a minimal ELF executable header for machine plus a
-// payload naming version: debug/elf accepts it; it is never run.
+// payload stamped with version as the Makefile stamps it (version ""
+// stamps nothing): debug/elf accepts it; it is never run.
 func fakeELF(t *testing.T, path string, machine elf.Machine, version string) {
+	t.Helper()
+	stamp := ""
+	if version != "" {
+		stamp = "iotagent-version:" + version + ";"
+	}
+	fakeELFWith(t, path, machine, strings.Repeat("iotagent "+version+"\n", 100)+stamp+strings.Repeat("x\n", 100))
+}
+
+func fakeELFWith(t *testing.T, path string, machine elf.Machine, payload string) {
 	t.Helper()
 	hdr := make([]byte, 64)
 	copy(hdr, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1})
@@ -40,7 +50,7 @@ func fakeELF(t *testing.T, path string, machine elf.Machine, version string) {
 	binary.LittleEndian.PutUint16(hdr[52:], 64)
 	binary.LittleEndian.PutUint16(hdr[54:], 56)
 	binary.LittleEndian.PutUint16(hdr[58:], 64)
-	data := append(hdr, []byte(strings.Repeat("iotagent "+version+"\n", 200))...)
+	data := append(hdr, payload...)
 	if err := os.WriteFile(path, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +117,7 @@ func TestOTAKeygenSignRelease(t *testing.T) {
 	// sign writes FILE.minisig that the minisign tool accepts.
 	bin := filepath.Join(dir, "iotagent-arm64")
 	fakeELF(t, bin, elf.EM_AARCH64, "1.4.0")
-	if out, err := iotagent("ota", "sign", "--key", prefix+".key", bin); err != nil || !strings.Contains(out, bin+".minisig") {
+	if out, err := iotagent("ota", "sign", "--key", prefix+".key", "--version", "1.4.0", bin); err != nil || !strings.Contains(out, bin+".minisig") {
 		t.Fatalf("sign: %v\n%s", err, out)
 	}
 	if mini, err := exec.LookPath("minisign"); err == nil {
@@ -171,10 +181,22 @@ func TestOTAKeygenSignRelease(t *testing.T) {
 	}
 	stale := filepath.Join(dir, "stale")
 	fakeELF(t, stale, elf.EM_AARCH64, "1.4.0")
-	if _, err := iotagent("ota", "sign", "--key", prefix+".key", stale); err != nil {
+	if _, err := iotagent("ota", "sign", "--key", prefix+".key", "--version", "1.4.0", stale); err != nil {
 		t.Fatal(err)
 	}
-	fakeELF(t, stale, elf.EM_AARCH64, "1.4.1") // rebuilt, not signed again
+	fakeELF(t, stale, elf.EM_AARCH64, "1.4.0") // rebuilt, not signed again
+	if f, err := os.OpenFile(stale, os.O_APPEND|os.O_WRONLY, 0); err == nil {
+		f.WriteString("rebuilt\n")
+		f.Close()
+	}
+	// The issue's binary: stamped with a commit hash, "1.4.0" somewhere
+	// in it.
+	hash := filepath.Join(dir, "iotagent-bb1c651")
+	fakeELFWith(t, hash, elf.EM_AARCH64, "github.com/x/y v1.4.0\niotagent-version:bb1c651;\n")
+	unstamped := filepath.Join(dir, "iotagent-dev")
+	fakeELF(t, unstamped, elf.EM_AARCH64, "")
+	twice := filepath.Join(dir, "iotagent-twice")
+	fakeELFWith(t, twice, elf.EM_AARCH64, "iotagent-version:1.4.0;iotagent-version:1.4.1;")
 	notELF := filepath.Join(dir, "script.sh")
 	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
 	for _, tc := range []struct {
@@ -185,11 +207,14 @@ func TestOTAKeygenSignRelease(t *testing.T) {
 	}{
 		{"stale signature", []string{"--key", prefix + ".key", stale}, exitFail, "bad signature"},
 		{"another key", []string{"--key", other + ".key", bin}, exitFail, "not trusted"},
-		{"wrong arch", []string{"--key", prefix + ".key", "--arch", "amd64", bin}, exitFail, "another CPU"},
-		{"unknown arch", []string{"--key", prefix + ".key", "--arch", "sparc", bin}, exitFail, "unknown arch"},
+		{"wrong arch", []string{"--key", prefix + ".key", "--arch", "amd64", bin}, exitFail, "the job says arch amd64, the signature arm64"},
+		{"unknown arch", []string{"--key", prefix + ".key", "--arch", "sparc", bin}, exitFail, `arch: unknown "sparc"`},
 		{"not ELF", []string{"--key", prefix + ".key", notELF}, exitFail, "not an ELF"},
 		{"bad version", []string{"--key", prefix + ".key", "--version", "latest", bin}, exitFail, "is not N.N.N"},
-		{"not that version", []string{"--key", prefix + ".key", "--version", "1.4.2", bin}, exitFail, "does not contain the version string"},
+		{"not that version", []string{"--key", prefix + ".key", "--version", "1.4.2", bin}, exitFail, "is stamped version 1.4.0, not 1.4.2"},
+		{"stamped a commit hash", []string{"--key", prefix + ".key", hash}, exitFail, "is stamped version bb1c651, not 1.4.0"},
+		{"not stamped", []string{"--key", prefix + ".key", unstamped}, exitFail, "carries no version stamp"},
+		{"stamped twice", []string{"--key", prefix + ".key", twice}, exitFail, "several version stamps"},
 		{"bad url", []string{"--key", prefix + ".key", "--url", "ftp://x/y", bin}, exitFail, "scheme"},
 		{"no key", []string{bin}, exitUsage, "--key"},
 		{"no file", []string{"--key", prefix + ".key"}, exitUsage, "missing FILE"},
@@ -199,12 +224,13 @@ func TestOTAKeygenSignRelease(t *testing.T) {
 			t.Errorf("release, %s: exit %d, %v; want %d and %q", tc.name, exitCode(err), err, tc.code, tc.want)
 		}
 	}
-	for _, args := range [][]string{{"ota", "keygen"}, {"ota", "keygen", "--out", prefix + "2", "extra"}, {"ota", "sign", bin}, {"ota", "sign", "--key", prefix + ".key"}} {
+	for _, args := range [][]string{{"ota", "keygen"}, {"ota", "keygen", "--out", prefix + "2", "extra"}, {"ota", "sign", "--version", "1.4.0", bin},
+		{"ota", "sign", "--key", prefix + ".key", "--version", "1.4.0"}, {"ota", "sign", "--key", prefix + ".key", bin}} {
 		if _, err := iotagent(args...); exitCode(err) != exitUsage {
 			t.Errorf("%q: exit %d, %v; want usage", args, exitCode(err), err)
 		}
 	}
-	if _, err := iotagent("ota", "sign", "--key", filepath.Join(dir, "missing.key"), bin); exitCode(err) != exitFail {
+	if _, err := iotagent("ota", "sign", "--key", filepath.Join(dir, "missing.key"), "--version", "1.4.0", bin); exitCode(err) != exitFail {
 		t.Errorf("sign with a missing key: %v", err)
 	}
 }
@@ -220,7 +246,7 @@ func TestOTASignEncryptedKey(t *testing.T) {
 	key := filepath.Join("testdata", "ota-encrypted.key")
 	bin := filepath.Join(dir, "iotagent")
 	fakeELF(t, bin, hostMachine(t), "2.0.0")
-	_, err := iotagent("ota", "sign", "--key", key, bin)
+	_, err := iotagent("ota", "sign", "--key", key, "--version", "2.0.0", bin)
 	if exitCode(err) != exitFail || !strings.Contains(err.Error(), "encrypted") || !strings.Contains(err.Error(), "--password-file") {
 		t.Errorf("sign with an encrypted key and no password: %v", err)
 	}
@@ -229,7 +255,7 @@ func TestOTASignEncryptedKey(t *testing.T) {
 	}
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("wrong\n"), 0o600)
-	if _, err := iotagent("ota", "sign", "--key", key, "--password-file", pw, bin); exitCode(err) != exitFail || !strings.Contains(err.Error(), "wrong password") {
+	if _, err := iotagent("ota", "sign", "--key", key, "--password-file", pw, "--version", "2.0.0", bin); exitCode(err) != exitFail || !strings.Contains(err.Error(), "wrong password") {
 		t.Errorf("sign with the wrong password: %v", err)
 	}
 	os.WriteFile(pw, []byte("correct horse\r\n"), 0o600)
@@ -255,13 +281,14 @@ func TestOTASignEncryptedKey(t *testing.T) {
 	if out, err := iotagent("ota", "keygen", "--out", prefix, "--password-file", pw); err != nil || !strings.Contains(out, "(encrypted") {
 		t.Fatalf("keygen --password-file: %v\n%s", err, out)
 	}
-	if _, err := iotagent("ota", "sign", "--key", prefix+".key", bin); !errors.Is(err, ota.ErrKeyEncrypted) {
+	if _, err := iotagent("ota", "sign", "--key", prefix+".key", "--version", "2.0.0", bin); !errors.Is(err, ota.ErrKeyEncrypted) {
 		t.Errorf("the new key is not encrypted: %v", err)
 	}
 }
 
 // TestOTAReleaseMinisignSignature: a signature made by the minisign tool
-// is used as it is.
+// with the version and arch in its trusted comment is used as it is; one
+// without them is refused.
 func TestOTAReleaseMinisignSignature(t *testing.T) {
 	mini := minisignTool(t)
 	dir := t.TempDir()
@@ -277,6 +304,11 @@ func TestOTAReleaseMinisignSignature(t *testing.T) {
 	bin := filepath.Join(dir, "iotagent")
 	fakeELF(t, bin, elf.EM_ARM, "3.0.0")
 	run("-S", "-s", filepath.Join(dir, "m.key"), "-m", bin)
+	_, stderr, err := cliOut("ota", "release", "--key", filepath.Join(dir, "m.key"), "--url", "https://h/x", "--version", "3.0.0", bin)
+	if exitCode(err) != exitFail || !strings.Contains(err.Error(), "vouches for no version and arch") {
+		t.Errorf("release with a minisign signature without -t: exit %d, %v\n%s", exitCode(err), err, stderr)
+	}
+	run("-S", "-s", filepath.Join(dir, "m.key"), "-m", bin, "-t", "version:3.0.0 arch:arm")
 	sig, _ := os.ReadFile(bin + ".minisig")
 	doc, stderr, err := cliOut("ota", "release", "--key", filepath.Join(dir, "m.key"), "--url", "https://h/x", "--version", "3.0.0", bin)
 	if err != nil {

@@ -114,9 +114,15 @@ func newKey(t testing.TB) keyPair {
 	return keyPair{pub: lines[len(lines)-1], sec: sec}
 }
 
-func (k keyPair) sign(t testing.TB, data []byte) string {
+// sign signs data as version for this machine's CPU.
+func (k keyPair) sign(t testing.TB, data []byte, version string) string {
 	t.Helper()
-	sig, err := ota.Sign(k.sec, "", bytes.NewReader(data), "iotagent", time.Now())
+	return k.signAs(t, data, ota.Meta{Version: version, Arch: ota.DeviceArch})
+}
+
+func (k keyPair) signAs(t testing.TB, data []byte, m ota.Meta) string {
+	t.Helper()
+	sig, err := ota.Sign(k.sec, "", bytes.NewReader(data), "iotagent", time.Now(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +159,7 @@ func (r release) document() string {
 func releaseOf(t testing.TB, k keyPair, version, key string, data []byte) release {
 	sum := sha256.Sum256(data)
 	return release{Version: version, Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
-		Signature: k.sign(t, data), Arch: ota.DeviceArch}
+		Signature: k.sign(t, data, version), Arch: ota.DeviceArch}
 }
 
 // world is one iotsim with the OTA bucket, a trusted signing key and a

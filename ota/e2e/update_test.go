@@ -11,6 +11,7 @@ import (
 	"time"
 
 	cloudjobs "github.com/iotagent/iotagent/cloud/jobs"
+	"github.com/iotagent/iotagent/ota"
 	"github.com/iotagent/iotagent/ota/otatest"
 )
 
@@ -165,13 +166,27 @@ func TestUpdateFails(t *testing.T) {
 				s.rel = releaseOf(s.t, s.w.key, v2, "iotagent-2.0.0-arm64", s.data)
 			},
 			reason: []string{"built for another CPU", "EM_AARCH64"}},
-		{name: "document says arm64",
+		{name: "document says arm64, the signature this CPU",
 			prep: func(s *setup) {
 				s.data = readFile(s.t, agentBinary(s.t, v2, "arm64"))
 				s.rel = releaseOf(s.t, s.w.key, v2, "iotagent-2.0.0-arm64", s.data)
 				s.rel.Arch = "arm64"
 			},
-			reason: []string{"built for another CPU", "the job is for arm64"}},
+			reason: []string{"disagrees with its signature", "the job says arch arm64"}},
+		{name: "signed and documented for arm64",
+			prep: func(s *setup) {
+				s.data = readFile(s.t, agentBinary(s.t, v2, "arm64"))
+				s.rel = releaseOf(s.t, s.w.key, v2, "iotagent-2.0.0-arm64", s.data)
+				s.rel.Arch = "arm64"
+				s.rel.Signature = s.w.key.signAs(s.t, s.data, ota.Meta{Version: v2, Arch: "arm64"})
+			},
+			reason: []string{"built for another CPU", "the release is for arm64"}},
+		{name: "document says an older version than the signature",
+			prep: func(s *setup) {
+				good(s)
+				s.rel.Version = "0.0.1"
+			},
+			reason: []string{"disagrees with its signature", "the job says version 0.0.1, the signature " + v2}},
 		{name: "corrupted download",
 			prep: func(s *setup) {
 				good(s)
@@ -182,13 +197,13 @@ func TestUpdateFails(t *testing.T) {
 		{name: "signed by an untrusted key",
 			prep: func(s *setup) {
 				good(s)
-				s.rel.Signature = newKey(s.t).sign(s.t, s.data)
+				s.rel.Signature = newKey(s.t).sign(s.t, s.data, s.rel.Version)
 			},
 			reason: []string{"signed by a key that is not trusted"}},
 		{name: "signature of other bytes",
 			prep: func(s *setup) {
 				good(s)
-				s.rel.Signature = s.w.key.sign(s.t, readFile(s.t, agentBinary(s.t, v1, "")))
+				s.rel.Signature = s.w.key.sign(s.t, readFile(s.t, agentBinary(s.t, v1, "")), s.rel.Version)
 			},
 			reason: []string{"bad signature", "verification failed"}},
 		{name: "size mismatch: the document says less",

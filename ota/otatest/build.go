@@ -9,13 +9,15 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+
+	"github.com/iotagent/iotagent/internal/version"
 )
 
-// Module is the agent's Go module path; VersionVar is the variable the
-// release build stamps.
+// Module is the agent's Go module path; StampVar is the variable the
+// release build stamps with "iotagent-version:V;" (internal/version).
 const (
-	Module     = "github.com/iotagent/iotagent"
-	VersionVar = Module + "/internal/version.Version"
+	Module   = "github.com/iotagent/iotagent"
+	StampVar = Module + "/internal/version.stamp"
 )
 
 // Builder builds Go programs of this module into a directory, each
@@ -43,8 +45,8 @@ func NewBuilder(dir string) *Builder {
 // Agent builds ./cmd/iotagent for goarch ("" is this machine's) as a
 // release is built (static, -trimpath, stripped) with its version
 // stamped, and returns the binary's path.
-func (b *Builder) Agent(version, goarch string) (string, error) {
-	return b.Program("./cmd/iotagent", goarch, "-s -w -X "+VersionVar+"="+version)
+func (b *Builder) Agent(v, goarch string) (string, error) {
+	return b.Program("./cmd/iotagent", goarch, "-s -w -X "+StampVar+"="+version.StampKey+":"+v+";")
 }
 
 // Program builds the package pkg (a path relative to the module root,

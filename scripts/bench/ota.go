@@ -63,7 +63,7 @@ func otaUpdate(ctx context.Context, o *opts, tmp string, add func(Metric)) error
 	if err != nil {
 		return err
 	}
-	sig, err := ota.Sign(sec, "", bytes.NewReader(artifact), "iotagent", time.Now())
+	sig, err := ota.Sign(sec, "", bytes.NewReader(artifact), "iotagent", time.Now(), ota.Meta{Version: otaTo, Arch: runtime.GOARCH})
 	if err != nil {
 		return err
 	}
