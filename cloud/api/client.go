@@ -120,6 +120,20 @@ func responseError(status int, h http.Header, body []byte) *APIError {
 	return e
 }
 
+// ProvisioningTemplateExists reports whether the fleet provisioning
+// template name exists (DescribeProvisioningTemplate).
+func (c *Client) ProvisioningTemplateExists(ctx context.Context, name string) (bool, error) {
+	_, err := c.do(ctx, "iot", http.MethodGet, "/provisioning-templates/"+url.PathEscape(name), nil, nil, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("describe provisioning template %s: %w", name, err)
+	}
+	return true, nil
+}
+
 // CreateThing creates the thing name (idempotent for the same attributes).
 func (c *Client) CreateThing(ctx context.Context, name string) error {
 	_, err := c.do(ctx, "iot", http.MethodPost, "/things/"+url.PathEscape(name), nil,

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/iotagent/iotagent/cloud/cloudtest"
 	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/provisioning"
+	"github.com/iotagent/iotagent/cloud/registry"
 )
 
 // A claim minted while iotsim runs provisions a device end to end.
@@ -60,7 +64,12 @@ func TestClaimCreateProvisions(t *testing.T) {
 // Offline, for another template: its own claim policy, attached.
 func TestClaimCreateOffline(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "sim")
-	cloudtest.Start(t, dataDir).Close()
+	sim := cloudtest.Start(t, dataDir)
+	if _, err := sim.Registry().CreateProvisioningTemplate(registry.ProvisioningTemplate{Name: "factory-b", Enabled: true,
+		Body: provisioning.DefaultTemplateBody(true), RoleARN: "arn:aws:iam::123456789012:role/p"}); err != nil {
+		t.Fatal(err)
+	}
+	sim.Close()
 	certDir := filepath.Join(t.TempDir(), "line")
 	out, err := iotsim(t, "claim", "create", "line-2", "--template", "factory-b", "--cert-out", certDir, "--data-dir", dataDir)
 	if err != nil {
@@ -69,7 +78,7 @@ func TestClaimCreateOffline(t *testing.T) {
 	if !strings.Contains(out, "iotsim-claim-factory-b") {
 		t.Errorf("output %q does not name the policy", out)
 	}
-	sim := cloudtest.Start(t, dataDir)
+	sim = cloudtest.Start(t, dataDir)
 	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "line-2.crt"), filepath.Join(certDir, "line-2.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -93,5 +102,72 @@ func TestClaimCreateUsage(t *testing.T) {
 		if out, err := iotsim(t, append(args, "--data-dir", dataDir)...); err == nil {
 			t.Errorf("iotsim %q succeeded: %s", args, out)
 		}
+	}
+}
+
+// TestClaimCreateRefusals: an unknown template and files that exist are
+// refused before anything is minted, offline and while iotsim runs;
+// --force overwrites; a second claim in the same directory shares its
+// root-ca.pem.
+func TestClaimCreateRefusals(t *testing.T) {
+	for _, mode := range []string{"offline", "running"} {
+		t.Run(mode, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "sim")
+			sim := cloudtest.Start(t, dataDir)
+			if mode == "offline" {
+				sim.Close()
+			}
+			certs := func() int {
+				t.Helper()
+				s := sim
+				if mode == "offline" {
+					s = cloudtest.Start(t, dataDir)
+					defer s.Close()
+				}
+				list, err := s.Registry().ListCertificates()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(list)
+			}
+			before := certs()
+			dir := filepath.Join(t.TempDir(), "line")
+			claim := func(args ...string) (string, error) {
+				return iotsim(t, append([]string{"claim", "create", "--cert-out", dir, "--data-dir", dataDir}, args...)...)
+			}
+			if out, err := claim("line-1", "--template", "no-such-template"); err == nil || !strings.Contains(err.Error(), `--template "no-such-template": no such provisioning template`) {
+				t.Errorf("unknown template: %v\n%s", err, out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "line-1.crt")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the refused claim wrote files: %v", err)
+			}
+			if out, err := claim("line-1"); err != nil {
+				t.Fatalf("claim create line-1: %v\n%s", err, out)
+			}
+			first, _ := os.ReadFile(filepath.Join(dir, "line-1.key"))
+			if out, err := claim("line-1"); err == nil || !strings.Contains(err.Error(), "line-1.crt: exists; not overwriting a claim") {
+				t.Errorf("second claim create line-1: %v\n%s", err, out)
+			}
+			if again, _ := os.ReadFile(filepath.Join(dir, "line-1.key")); !bytes.Equal(again, first) {
+				t.Error("the refused claim create overwrote line-1.key")
+			}
+			if out, err := claim("line-2"); err != nil {
+				t.Errorf("a second claim in the same directory: %v\n%s", err, out)
+			}
+			os.WriteFile(filepath.Join(dir, "root-ca.pem"), []byte("another CA\n"), 0o644)
+			if out, err := claim("line-3"); err == nil || !strings.Contains(err.Error(), "root-ca.pem: exists with another CA") {
+				t.Errorf("root-ca.pem of another CA: %v\n%s", err, out)
+			}
+			if out, err := claim("line-1", "--force"); err != nil {
+				t.Fatalf("claim create line-1 --force: %v\n%s", err, out)
+			}
+			if again, _ := os.ReadFile(filepath.Join(dir, "line-1.key")); bytes.Equal(again, first) {
+				t.Error("--force did not write a new line-1.key")
+			}
+			// Minted: line-1, line-2, line-1 again; nothing for the refusals.
+			if got := certs() - before; got != 3 {
+				t.Errorf("%d certificates minted, want 3", got)
+			}
+		})
 	}
 }

@@ -72,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return thingCreate(rest[1:], stdout, stderr)
 	case "claim":
 		if len(rest) == 0 || rest[0] != "create" {
-			return errors.New(`usage: iotsim claim create NAME --cert-out DIR [--template T]`)
+			return errors.New(`usage: iotsim claim create NAME --cert-out DIR [--template T] [--force]`)
 		}
 		return claimCreate(rest[1:], stdout, stderr)
 	case "shadow":
