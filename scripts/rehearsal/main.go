@@ -9,6 +9,8 @@
 //	go run ./scripts/rehearsal -n 200 -parallel 32 -csr     # CreateCertificateFromCsr, file keys
 //	go run ./scripts/rehearsal -n 5 -tpm auto               # CSR with a key in swtpm (one at a time)
 //
+// With -json it prints one JSON object (see report) instead of text.
+//
 // -tpm auto starts swtpm (Debian package swtpm) itself; -tpm tcp://HOST:PORT
 // uses a running one. A TPM serves one device at a time, so -tpm forces
 // -parallel 1 and every device replaces the key at the handle.
@@ -18,10 +20,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +44,7 @@ type options struct {
 	csr         bool
 	tpm         string
 	timeout     time.Duration
+	json        bool
 }
 
 func main() {
@@ -49,6 +54,7 @@ func main() {
 	flag.BoolVar(&o.csr, "csr", false, "CreateCertificateFromCsr with a file key per device (default: CreateKeysAndCertificate)")
 	flag.StringVar(&o.tpm, "tpm", "", `CSR with the key in a TPM: "auto" starts swtpm, or tcp://HOST:PORT`)
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
+	flag.BoolVar(&o.json, "json", false, "print one JSON object instead of text")
 	flag.Parse()
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "rehearsal:", err)
@@ -105,7 +111,9 @@ func run(o options, out io.Writer) error {
 	} else if o.csr {
 		mode = "CreateCertificateFromCsr, file keys"
 	}
-	fmt.Fprintf(out, "provisioning %d devices, %d at a time, %s, against iotsim at %s\n", o.n, o.parallel, mode, ep.MQTTEndpoint)
+	if !o.json {
+		fmt.Fprintf(out, "provisioning %d devices, %d at a time, %s, against iotsim at %s\n", o.n, o.parallel, mode, ep.MQTTEndpoint)
+	}
 
 	jobs := make(chan int)
 	results := make(chan outcome, o.n)
@@ -133,6 +141,55 @@ feed:
 	elapsed := time.Since(start)
 	close(results)
 
+	rep := summarize(results, o, mode, ep.MQTTEndpoint, elapsed)
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rep.print(out, o.timeout)
+	}
+	if n := o.n - rep.Provisioned; n > 0 {
+		return fmt.Errorf("%d of %d devices not provisioned", n, o.n)
+	}
+	return nil
+}
+
+// report is the rehearsal's result; -json prints it as it is.
+type report struct {
+	Devices     int     `json:"devices"`
+	Parallel    int     `json:"parallel"`
+	Mode        string  `json:"mode"`
+	Endpoint    string  `json:"endpoint"`
+	Provisioned int     `json:"provisioned"`
+	ElapsedMS   float64 `json:"elapsed_ms"`
+	PerSecond   float64 `json:"devices_per_s"`
+	// Latency per provisioned device, in milliseconds; absent when none
+	// was provisioned.
+	Latency    *latency  `json:"latency_ms,omitempty"`
+	Failures   []failure `json:"failures"`    // by reason, sorted
+	NotStarted int       `json:"not_started"` // the timeout came first
+	OK         bool      `json:"ok"`
+}
+
+type latency struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+type failure struct {
+	Reason  string   `json:"reason"`
+	Count   int      `json:"count"`
+	Serials []string `json:"serials"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func summarize(results <-chan outcome, o options, mode, endpoint string, elapsed time.Duration) report {
+	rep := report{Devices: o.n, Parallel: o.parallel, Mode: mode, Endpoint: endpoint, ElapsedMS: ms(elapsed), Failures: []failure{}}
 	var lat []time.Duration
 	failures := map[string][]string{}
 	nfail := 0
@@ -144,28 +201,33 @@ feed:
 		}
 		lat = append(lat, r.latency)
 	}
-	missing := o.n - len(lat) - nfail
+	rep.Provisioned = len(lat)
+	rep.NotStarted = o.n - len(lat) - nfail
+	rep.PerSecond = float64(len(lat)) / elapsed.Seconds()
 	slices.Sort(lat)
-	fmt.Fprintf(out, "provisioned %d/%d in %v: %.1f devices/s\n", len(lat), o.n, elapsed.Round(time.Millisecond), float64(len(lat))/elapsed.Seconds())
 	if len(lat) > 0 {
-		fmt.Fprintf(out, "latency per device: p50 %v, p99 %v, max %v\n",
-			percentile(lat, 50).Round(time.Millisecond), percentile(lat, 99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+		rep.Latency = &latency{P50: ms(percentile(lat, 50)), P99: ms(percentile(lat, 99)), Max: ms(lat[len(lat)-1])}
 	}
-	reasons := make([]string, 0, len(failures))
-	for r := range failures {
-		reasons = append(reasons, r)
+	for _, r := range slices.Sorted(maps.Keys(failures)) {
+		sort.Strings(failures[r])
+		rep.Failures = append(rep.Failures, failure{Reason: r, Count: len(failures[r]), Serials: failures[r]})
 	}
-	sort.Strings(reasons)
-	for _, r := range reasons {
-		fmt.Fprintf(out, "FAILED %d (e.g. %s): %s\n", len(failures[r]), failures[r][0], r)
+	rep.OK = rep.Provisioned == o.n
+	return rep
+}
+
+func (rep report) print(out io.Writer, timeout time.Duration) {
+	round := func(v float64) time.Duration { return (time.Duration(v*1000) * time.Microsecond).Round(time.Millisecond) }
+	fmt.Fprintf(out, "provisioned %d/%d in %v: %.1f devices/s\n", rep.Provisioned, rep.Devices, round(rep.ElapsedMS), rep.PerSecond)
+	if l := rep.Latency; l != nil {
+		fmt.Fprintf(out, "latency per device: p50 %v, p99 %v, max %v\n", round(l.P50), round(l.P99), round(l.Max))
 	}
-	if missing > 0 {
-		fmt.Fprintf(out, "NOT STARTED %d: timeout %v reached\n", missing, o.timeout)
+	for _, f := range rep.Failures {
+		fmt.Fprintf(out, "FAILED %d (e.g. %s): %s\n", f.Count, f.Serials[0], f.Reason)
 	}
-	if nfail+missing > 0 {
-		return fmt.Errorf("%d of %d devices not provisioned", nfail+missing, o.n)
+	if rep.NotStarted > 0 {
+		fmt.Fprintf(out, "NOT STARTED %d: timeout %v reached\n", rep.NotStarted, timeout)
 	}
-	return nil
 }
 
 func percentile(sorted []time.Duration, p int) time.Duration {
