@@ -217,7 +217,9 @@ func summarize(results <-chan outcome, o options, mode, endpoint string, elapsed
 }
 
 func (rep report) print(out io.Writer, timeout time.Duration) {
-	round := func(v float64) time.Duration { return (time.Duration(v*1000) * time.Microsecond).Round(time.Millisecond) }
+	round := func(v float64) time.Duration {
+		return (time.Duration(v*1000) * time.Microsecond).Round(time.Millisecond)
+	}
 	fmt.Fprintf(out, "provisioned %d/%d in %v: %.1f devices/s\n", rep.Provisioned, rep.Devices, round(rep.ElapsedMS), rep.PerSecond)
 	if l := rep.Latency; l != nil {
 		fmt.Fprintf(out, "latency per device: p50 %v, p99 %v, max %v\n", round(l.P50), round(l.P99), round(l.Max))
