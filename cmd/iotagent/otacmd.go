@@ -318,10 +318,13 @@ func otaKeygen(x *inv, out, pwFile *string) error {
 const otaReleaseText = `Prints the ota job document for FILE (an iotagent binary built for the
 devices' CPU) on stdout, for aws iot create-job --document file://DOC:
 {"operation":"ota","version":V,"file":{"url","size","sha256","signature",
-"arch"}}. It signs FILE first when FILE.minisig does not exist (a
-signature made by minisign -S is used as it is), and checks, as a device
-will, that size, SHA-256, signature (by SECKEY's public key) and arch
-agree, so that a stale FILE.minisig is caught here and not on the fleet.
+"arch"}}. The version stamped in FILE (make cross VERSION=V) must be
+exactly --version. It signs FILE first, with the version and arch in the
+signature's trusted comment, when FILE.minisig does not exist (one made
+by minisign -S -t "version:V arch:A" is used as it is), and checks, as a
+device will, that size, SHA-256, signature (by SECKEY's public key),
+signed version and arch agree, so that a stale FILE.minisig is caught here
+and not on the fleet.
 
 --url is where devices download FILE: an https URL, or for a private S3
 object the AWS IoT placeholder
