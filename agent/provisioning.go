@@ -130,44 +130,71 @@ func (e *ClaimClosedError) Unwrap() error { return ErrClaimRefused }
 
 // claimConn is the claim connection as provisioning uses it: it remembers
 // the request waiting for the broker's acknowledgement (a SUBSCRIBE until
-// the broker has granted it, a PUBLISH until its PUBACK), so that a
-// connection closed then is reported as the refusal it is instead of
+// the broker has granted it, a PUBLISH until its PUBACK) and how many
+// times the connection had closed then, so that a connection closed under
+// it is reported as the refusal it is (*ClaimClosedError) instead of
 // reconnecting until the deadline.
 type claimConn struct {
 	*transport.Client
+	template string
+
 	mu      sync.Mutex
 	pending string // the request being acknowledged; "" when none
+	closes  uint64 // Stats().Disconnects when pending was set
 }
+
+// claimPoll is how often a wait for a SUBSCRIBE's acknowledgement looks
+// for a closed connection.
+const claimPoll = 50 * time.Millisecond
 
 func (c *claimConn) setPending(s string) {
-	c.mu.Lock()
-	c.pending = s
-	c.mu.Unlock()
-}
-
-func (c *claimConn) pendingRequest() string {
+	n := c.Client.Stats().Disconnects
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pending
+	if s != "" && strings.HasPrefix(c.pending, "SUBSCRIBE to ") && strings.HasPrefix(s, "SUBSCRIBE to ") {
+		c.pending += ", " + strings.TrimPrefix(s, "SUBSCRIBE to ") // one SUBSCRIBE carries them all
+		return
+	}
+	c.pending, c.closes = s, n
+}
+
+// refused returns the *ClaimClosedError when the connection closed while
+// a request awaited its acknowledgement, else nil.
+func (c *claimConn) refused() error {
+	n := c.Client.Stats().Disconnects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == "" || n == c.closes {
+		return nil
+	}
+	return &ClaimClosedError{Request: c.pending, Template: c.template}
 }
 
 func (c *claimConn) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
-	c.mu.Lock()
-	if strings.HasPrefix(c.pending, "SUBSCRIBE to ") {
-		c.pending += ", " + filter // one SUBSCRIBE carries them all
-	} else {
-		c.pending = "SUBSCRIBE to " + filter
-	}
-	c.mu.Unlock()
+	c.setPending("SUBSCRIBE to " + filter)
 	return c.Client.Subscribe(filter, qos, h)
 }
 
 func (c *claimConn) WaitSubscribed(ctx context.Context) error {
-	err := c.Client.WaitSubscribed(ctx)
-	if err == nil {
-		c.setPending("")
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Client.WaitSubscribed(wctx) }()
+	tick := time.NewTicker(claimPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err == nil {
+				c.setPending("")
+			}
+			return err
+		case <-tick.C:
+			if err := c.refused(); err != nil {
+				return err
+			}
+		}
 	}
-	return err
 }
 
 func (c *claimConn) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
@@ -175,6 +202,10 @@ func (c *claimConn) Publish(ctx context.Context, topic string, qos byte, payload
 	err := c.Client.Publish(ctx, topic, qos, payload)
 	if err == nil {
 		c.setPending("")
+		return nil
+	}
+	if rerr := c.refused(); rerr != nil && errors.Is(err, transport.ErrNotConnected) {
+		return rerr
 	}
 	return err
 }
@@ -227,9 +258,6 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 		return provision.Identity{}, fmt.Errorf("key store %v cannot generate keys for a CSR", ks)
 	}
 
-	pctx, refuse := context.WithCancelCause(ctx)
-	defer refuse(nil)
-	conn := &claimConn{}
 	client, err := transport.New(transport.Options{
 		Broker:       net.JoinHostPort(cfg.MQTT.Endpoint, strconv.Itoa(cfg.MQTT.Port)),
 		ServerName:   cfg.MQTT.TLSServerName(),
@@ -241,18 +269,11 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 		KeepAlive:    time.Duration(cfg.MQTT.KeepAliveS) * time.Second,
 		BackoffMax:   5 * time.Second,
 		Logger:       log.With("component", "provisioning"),
-		OnConnect: func(sctx context.Context) {
-			<-sctx.Done() // this connection ended
-			if req := conn.pendingRequest(); req != "" && pctx.Err() == nil {
-				refuse(&ClaimClosedError{Request: req, Template: p.Template})
-			}
-		},
 	})
 	if err != nil {
 		return provision.Identity{}, fmt.Errorf("claim connection: %w", err)
 	}
-	conn.Client = client
-	claim := conn
+	claim := &claimConn{Client: client, template: p.Template}
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = claim.Run(cctx) }()
@@ -268,7 +289,7 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 		store = pks
 	}
 	sum := sha256.Sum256(der)
-	id, err := provision.Provision(pctx, claim, store, provision.Options{
+	return provision.Provision(ctx, claim, store, provision.Options{
 		Template: p.Template,
 		Params:   params,
 		UseCSR:   useCSR,
@@ -277,8 +298,4 @@ func ProvisionOnce(ctx context.Context, cfg config.Config, ks tpm.KeyStore, root
 		Claim:    hex.EncodeToString(sum[:]),
 		Restart:  restart,
 	})
-	if cause := context.Cause(pctx); err != nil && errors.Is(cause, ErrClaimRefused) {
-		return provision.Identity{}, fmt.Errorf("provision: %w", cause)
-	}
-	return id, err
 }
