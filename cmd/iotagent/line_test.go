@@ -10,11 +10,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/iotagent/iotagent/agent"
+	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
 	"github.com/iotagent/iotagent/sensors"
@@ -71,11 +73,14 @@ func TestLineTwoDevicesOneStation(t *testing.T) {
 		keys[serial] = string(keyPEM)
 
 		// iotagent run --config (the sample) --state-dir: connects as the thing.
-		fs := newRunFlags()
-		if err := fs.set.Parse([]string{"--state-dir", state, "--endpoint", host, "--port", port, "--root-ca", ep.RootCA}); err != nil {
+		fs, _, x := find2(t, "run").flagSet()
+		if err := fs.Parse([]string{"--config", filepath.Join("..", "..", "configs", "chocolate-box.json"), "--state-dir", state}); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := loadConfig(filepath.Join("..", "..", "configs", "chocolate-box.json"), &fs.ov)
+		cfg, err := x.loadConfig(func(c *config.Config) { // what --endpoint, --port and --root-ca set
+			c.MQTT.Endpoint, c.MQTT.RootCA = host, ep.RootCA
+			c.MQTT.Port, _ = strconv.Atoi(port)
+		})
 		if err != nil {
 			t.Fatalf("run's config: %v", err)
 		}
