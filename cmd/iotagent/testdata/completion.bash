@@ -40,7 +40,7 @@ _iotagent() {
 		COMPREPLY=($(compgen -W "list retry purge --all --config --help --json --limit --quarantine --socket --state-dir --timeout" -- "$cur"))
 		;;
 	provision)
-		COMPREPLY=($(compgen -W "--cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --root-ca --state-dir --template --thing-name" -- "$cur"))
+		COMPREPLY=($(compgen -W "--cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --restart --root-ca --state-dir --template --thing-name" -- "$cur"))
 		;;
 	firstboot)
 		COMPREPLY=($(compgen -W "--boot-dir --config --help --json --state-dir --user" -- "$cur"))

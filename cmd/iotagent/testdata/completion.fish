@@ -116,6 +116,7 @@ complete -c iotagent -n '__fish_seen_subcommand_from provision' -l key-store
 complete -c iotagent -n '__fish_seen_subcommand_from provision' -l log-level
 complete -c iotagent -n '__fish_seen_subcommand_from provision' -l param
 complete -c iotagent -n '__fish_seen_subcommand_from provision' -l port
+complete -c iotagent -n '__fish_seen_subcommand_from provision' -l restart
 complete -c iotagent -n '__fish_seen_subcommand_from provision' -l root-ca
 complete -c iotagent -n '__fish_seen_subcommand_from provision' -l state-dir
 complete -c iotagent -n '__fish_seen_subcommand_from provision' -l template

@@ -49,7 +49,7 @@ _iotagent() {
 		compadd -- --all --config --help --json --limit --quarantine --socket --state-dir --timeout
 		;;
 	provision)
-		compadd -- --cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --root-ca --state-dir --template --thing-name
+		compadd -- --cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --restart --root-ca --state-dir --template --thing-name
 		;;
 	firstboot)
 		compadd -- --boot-dir --config --help --json --state-dir --user
