@@ -280,7 +280,7 @@ func TestProgressOfOtherSettingsRefused(t *testing.T) {
 	ks := tpm.NewFileStore(filepath.Join(dir, "keys", "device.key"))
 	o := fastOptions(dir, true, "mm-1")
 	o.Claim = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	f := &faulty{Transport: mqttClient(t, sim, "claim-mm", nil), failPrefix: "$aws/provisioning-templates/", failPublish: errCrash}
+	f := &faulty{Transport: mqttClient(t, sim, "provision-mm", nil), failPrefix: "$aws/provisioning-templates/", failPublish: errCrash}
 	if _, err := Provision(context.Background(), f, ks, o); !errors.Is(err, errCrash) {
 		t.Fatalf("interrupted Provision: %v", err)
 	}
@@ -315,7 +315,7 @@ func TestProgressOfOtherSettingsRefused(t *testing.T) {
 		})
 	}
 	o.Params, o.Restart = map[string]string{"SerialNumber": "mm-2"}, true
-	id, err := Provision(context.Background(), mqttClient(t, sim, "claim-mm-2", nil), ks, o)
+	id, err := Provision(context.Background(), mqttClient(t, sim, "provision-mm-2", nil), ks, o)
 	if err != nil {
 		t.Fatalf("Provision with Restart: %v", err)
 	}
