@@ -77,7 +77,8 @@ func TestLineTwoDevicesOneStation(t *testing.T) {
 		if err := fs.Parse([]string{"--config", filepath.Join("..", "..", "configs", "chocolate-box.json"), "--state-dir", state}); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := x.loadConfig(func(c *config.Config) { // what --endpoint, --port and --root-ca set
+		cfg, err := x.loadConfig(func(c *config.Config) { // what --thing-name, --endpoint, --port and --root-ca set
+			c.ThingName = serial // the sample names chocolate-box-1, which the identity refuses
 			c.MQTT.Endpoint, c.MQTT.RootCA = host, ep.RootCA
 			c.MQTT.Port, _ = strconv.Atoi(port)
 		})
