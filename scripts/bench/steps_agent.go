@@ -147,6 +147,10 @@ func (b *agentBench) close() {
 
 // startup: process start -> first shadow request at the broker (TLS,
 // CONNACK and SUBACK done) -> first full reported state accepted.
+// connectInterval is AWS's (and iotsim's) least time between two CONNECTs
+// of one client id, plus a margin.
+const connectInterval = 1100 * time.Millisecond
+
 func (b *agentBench) startup(ctx context.Context) error {
 	n := b.o.startRuns
 	var conn, synced []float64
@@ -181,9 +185,13 @@ func (b *agentBench) startup(ctx context.Context) error {
 		if err := p.stop(); err != nil {
 			return err
 		}
+		// iotsim, as AWS, accepts one CONNECT a second per client id: the
+		// next run starts once this run's CONNECT is a second old, so that
+		// it measures a start, not the throttle.
+		time.Sleep(time.Until(first.at.Add(connectInterval)))
 	}
 	b.add(Metric{Step: "startup", Name: "start → connected", Unit: "ms", Samples: conn,
-		Note: "fork/exec to the first shadow request at the broker (after TLS, CONNACK and SUBACK); fresh state dir and no shadow each run"})
+		Note: "fork/exec to the first shadow request at the broker (after TLS, CONNACK and SUBACK); fresh state dir and no shadow each run, runs a second apart (AWS's CONNECT rate per client id)"})
 	b.add(Metric{Step: "startup", Name: "start → shadow synced", Unit: "ms", Samples: synced, Target: "≤ 80 ms",
 		Note: "to the first full reported document stored by iotsim"})
 	return nil
