@@ -97,26 +97,9 @@ next start). When the agent is not running, what the state dir says
 (exit 3).`
 
 func jobsList(x *inv) error {
-	var j localapi.Jobs
-	if err := x.get(localapi.SectionJobs, &j); err != nil {
-		if errors.Is(err, localapi.ErrNotProvided) {
-			return fmt.Errorf("%w (this agent's build has no jobs service)", err)
-		}
-		return offlinePick(x, err, func(w io.Writer, st agent.OfflineState, why error) {
-			var b strings.Builder
-			line := lineWriter(&b)
-			renderDown(line, st, why)
-			renderJobs(st.Jobs, line)
-			io.WriteString(w, b.String())
-		}, func(st agent.OfflineState) any { return st.Jobs })
-	}
-	if x.json {
-		return printJSON(x.stdout, j)
-	}
-	var b strings.Builder
-	renderJobs(j, lineWriter(&b))
-	_, err := io.WriteString(x.stdout, b.String())
-	return err
+	return showSection(x, localapi.SectionJobs, "this agent's build has no jobs service", renderJobs,
+		func(st agent.OfflineState, line lineFunc) { renderJobs(st.Jobs, line) },
+		func(st agent.OfflineState) any { return st.Jobs })
 }
 
 const otaStatusText = `The OTA slots and versions: the version running, the committed slot, a
@@ -125,24 +108,37 @@ reinstalled. When the agent is not running (a crash-looping trial), what
 the state dir says: which version starts next (exit 3).`
 
 func otaStatus(x *inv) error {
-	var o localapi.OTA
-	if err := x.get(localapi.SectionOTA, &o); err != nil {
+	return showSection(x, localapi.SectionOTA, "this agent's build has no OTA updater", renderOTA,
+		func(st agent.OfflineState, line lineFunc) { renderOTAOffline(st.OTA, line) },
+		func(st agent.OfflineState) any { return st.OTA })
+}
+
+// lineFunc writes one labelled line of a text view (lineWriter).
+type lineFunc = func(label, format string, args ...any)
+
+// showSection prints the running agent's section name as text (render) or
+// JSON; when the agent is down, what the state dir says instead (offline,
+// and pick for --json), and exit 3.
+func showSection[T any](x *inv, name, notProvided string, render func(T, lineFunc),
+	offline func(agent.OfflineState, lineFunc), pick func(agent.OfflineState) any) error {
+	var v T
+	if err := x.get(name, &v); err != nil {
 		if errors.Is(err, localapi.ErrNotProvided) {
-			return fmt.Errorf("%w (this agent's build has no OTA updater)", err)
+			return fmt.Errorf("%w (%s)", err, notProvided)
 		}
 		return offlinePick(x, err, func(w io.Writer, st agent.OfflineState, why error) {
 			var b strings.Builder
 			line := lineWriter(&b)
 			renderDown(line, st, why)
-			renderOTAOffline(st.OTA, line)
+			offline(st, line)
 			io.WriteString(w, b.String())
-		}, func(st agent.OfflineState) any { return st.OTA })
+		}, pick)
 	}
 	if x.json {
-		return printJSON(x.stdout, o)
+		return printJSON(x.stdout, v)
 	}
 	var b strings.Builder
-	renderOTA(o, lineWriter(&b))
+	render(v, lineWriter(&b))
 	_, err := io.WriteString(x.stdout, b.String())
 	return err
 }
