@@ -234,9 +234,10 @@ func (x *inv) rawConfig() (cfg config.Config, ok bool, err error) {
 	data, err := config.ReadFile(path)
 	if err != nil {
 		if !x.cfgExplicit && errors.Is(err, os.ErrNotExist) {
-			cfg = config.Default()
-			x.overrideStateDir(&cfg)
-			return cfg, false, nil
+			// The defaults, with the paths that follow the state dir
+			// (identity, socket) following --state-dir.
+			cfg, err = config.ParseWith([]byte("{}"), ".", x.overrideStateDir)
+			return cfg, false, err
 		}
 		return config.Config{}, false, &configError{fmt.Errorf("config %s: %w", path, err)}
 	}

@@ -160,6 +160,9 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 
 // renderIdentity writes the identity's and the key store's lines.
 func renderIdentity(id localapi.Identity, line func(label, format string, args ...any)) {
+	if id.Thing == "" {
+		id.Thing = "no thing name yet"
+	}
 	switch {
 	case id.Error != "":
 		line("Identity", "%s; certificate %s: %s", id.Thing, id.Cert, id.Error)
