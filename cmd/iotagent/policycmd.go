@@ -8,6 +8,9 @@ import (
 	"github.com/iotagent/iotagent/agent"
 )
 
+// configReference is where the .deb installs configs/README.md.
+const configReference = "/usr/share/doc/iotagent/config-reference.md"
+
 const policyText = `Prints the least-privilege AWS IoT policy document that the agent with this
 config needs: connect as its thing, its shadow, the Jobs topics (when
 jobs.enabled), Device Defender's (when defender.enabled), the telemetry,
