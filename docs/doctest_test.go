@@ -36,6 +36,24 @@ type block struct {
 
 var marker = regexp.MustCompile("(?m)^ *<!-- doctest: ([a-z0-9-]+)((?: [^>]*?)?) -->\n *```sh\n((?s:.*?)) *```")
 
+// fileMarker marks a block whose text the commands after it read from a
+// file: <!-- doctest-file: NAME --> before it.
+var fileMarker = regexp.MustCompile("(?m)^ *<!-- doctest-file: ([A-Za-z0-9._-]+) -->\n *```[a-z]*\n((?s:.*?)) *```")
+
+// files writes the doctest-file blocks of doc into the test's directory.
+func (e *env) files(doc string) {
+	e.t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.root, doc))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, m := range fileMarker.FindAllStringSubmatch(string(data), -1) {
+		if err := os.WriteFile(filepath.Join(e.dir, m[1]), []byte(m[2]), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
 // The documents with marked blocks, from the repository root.
 var documents = []string{"README.md", "docs/manufacturing.md", "docs/raspberry-pi.md"}
 
@@ -149,6 +167,7 @@ func (e *env) script(s string) string {
 func (e *env) command(ctx context.Context, script string) *exec.Cmd {
 	c := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
 	c.Dir, c.Env = e.dir, e.environ
+	c.WaitDelay = 5 * time.Second // a child left behind must not hold the output open
 	return c
 }
 
@@ -160,7 +179,6 @@ func (e *env) run(bs map[string]block, name string) string {
 	if !ok {
 		t.Fatalf("no block marked <!-- doctest: %s --> in %v", name, documents)
 	}
-	e.ran[name] = true
 	if b.needsAWS {
 		if _, err := exec.LookPath("aws"); err != nil {
 			if os.Getenv("CI") == "true" {
@@ -170,6 +188,7 @@ func (e *env) run(bs map[string]block, name string) string {
 			return ""
 		}
 	}
+	e.ran[name] = true
 	if b.background {
 		e.start(b)
 		return ""
@@ -215,7 +234,10 @@ func (e *env) start(b block) {
 			t.Fatalf("%s, block %s exited: %v\n%s", b.file, b.name, err, out.String())
 		default:
 		}
-		if e.command(context.Background(), e.script(b.ready)).Run() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err := e.command(ctx, e.script(b.ready)).Run()
+		cancel()
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -322,5 +344,30 @@ func TestQuickStart(t *testing.T) {
 	out := e.run(blocks(t, e.root), "quick-start")
 	if !strings.Contains(out, "alarm") {
 		t.Errorf("make demo shows no alarm:\n%s", out)
+	}
+}
+
+// TestManufacturing follows docs/manufacturing.md against iotsim: the
+// line's claims, and JITP with the line's own CA and the policy the
+// template names, then the agent with the certificate JITP registers.
+func TestManufacturing(t *testing.T) {
+	e := newEnv(t)
+	bs := blocks(t, e.root)
+	e.run(bs, "line-serve")
+	e.run(bs, "line-claims")
+	for _, f := range []string{"line-1.crt", "line-1.key", "root-ca.pem", "line-2.crt"} {
+		e.read("/tmp/line/" + f)
+	}
+	e.simEnv()
+	e.files("docs/manufacturing.md")
+	e.run(bs, "jitp-policy")
+	e.run(bs, "jitp")
+	e.run(bs, "jitp-run")
+	if !e.ran["jitp-run"] {
+		return // no aws CLI
+	}
+	out, err := e.command(context.Background(), e.script("bin/iotagent status --json --config configs/chocolate-box.json --state-dir /tmp/jitp-state")).Output()
+	if err != nil || !strings.Contains(string(out), `"thing": "box-0001"`) || strings.Contains(string(out), `"diagnosis"`) {
+		t.Errorf("the JITP device under iotagent-device: %v\n%s", err, out)
 	}
 }
