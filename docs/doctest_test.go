@@ -212,16 +212,17 @@ func (e *env) start(b block) {
 	if err := c.Start(); err != nil {
 		t.Fatalf("%s, block %s: %v", b.file, b.name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- c.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = c.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(30 * time.Second):
 			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 			t.Errorf("%s, block %s did not stop on SIGTERM", b.file, b.name)
-			<-done
+			<-exited
 		}
 	})
 	if b.ready == "" {
@@ -230,8 +231,8 @@ func (e *env) start(b block) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-done:
-			t.Fatalf("%s, block %s exited: %v\n%s", b.file, b.name, err, out.String())
+		case <-exited:
+			t.Fatalf("%s, block %s exited: %v\n%s", b.file, b.name, waitErr, out.String())
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -362,6 +363,7 @@ func TestManufacturing(t *testing.T) {
 	e.files("docs/manufacturing.md")
 	e.run(bs, "jitp-policy")
 	e.run(bs, "jitp")
+	e.run(bs, "jitp-install")
 	e.run(bs, "jitp-run")
 	if !e.ran["jitp-run"] {
 		return // no aws CLI
