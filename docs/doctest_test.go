@@ -356,7 +356,7 @@ func TestManufacturing(t *testing.T) {
 	bs := blocks(t, e.root)
 	e.run(bs, "line-serve")
 	e.run(bs, "line-claims")
-	for _, f := range []string{"line-1.crt", "line-1.key", "root-ca.pem", "line-2.crt"} {
+	for _, f := range []string{"line-1.crt", "line-1.key", "root-ca.pem"} {
 		e.read("/tmp/line/" + f)
 	}
 	e.simEnv()
