@@ -16,7 +16,9 @@ debs=("$DIST"/iotagent_*.deb)
 
 want_files=(./usr/bin/iotagent ./etc/iotagent/config.json ./lib/systemd/system/iotagent.service
 	./usr/share/doc/iotagent/copyright ./usr/share/doc/iotagent/changelog.gz ./usr/share/man/man1/iotagent.1.gz
-	./usr/share/polkit-1/rules.d/50-iotagent.rules)
+	./usr/share/polkit-1/rules.d/50-iotagent.rules ./usr/share/doc/iotagent/config-reference.md
+	./usr/share/bash-completion/completions/iotagent ./usr/share/zsh/vendor-completions/_iotagent
+	./usr/share/fish/vendor_completions.d/iotagent.fish)
 for deb in "${debs[@]}"; do
 	echo "== $deb"
 	dpkg-deb --info "$deb"
@@ -60,6 +62,16 @@ echo "$out"
 commit=$(git rev-parse --short HEAD 2>/dev/null || true)
 [ -z "$commit" ] || grep -q "$commit" <<<"$out" || fail "installed iotagent is not from commit $commit: $out (stale dist/? make clean package)"
 iotagent config validate || fail "the packaged /etc/iotagent/config.json does not validate"
+# What --help and the man page point at is installed, and the completions
+# are the installed binary's.
+grep -q /usr/share/doc/iotagent/config-reference.md <<<"$(iotagent help)" || fail "iotagent help does not name the installed config reference"
+[ -s /usr/share/doc/iotagent/config-reference.md ] || fail "no config reference"
+for f in bash:/usr/share/bash-completion/completions/iotagent zsh:/usr/share/zsh/vendor-completions/_iotagent fish:/usr/share/fish/vendor_completions.d/iotagent.fish; do
+	cmp -s <(iotagent completion "${f%%:*}") "${f#*:}" || fail "${f#*:} is not what iotagent completion ${f%%:*} prints"
+done
+if command -v bash >/dev/null; then
+	bash -c 'source /usr/share/bash-completion/completions/iotagent && complete -p iotagent' >/dev/null || fail "the bash completion does not register"
+fi
 systemd-analyze verify /lib/systemd/system/iotagent.service || fail "systemd-analyze verify"
 systemd-analyze security --offline=true --no-pager /lib/systemd/system/iotagent.service | tail -1
 [ "$(stat -c '%U:%G %a' /var/lib/iotagent)" = "iotagent:iotagent 700" ] || fail "/var/lib/iotagent is $(stat -c '%U:%G %a' /var/lib/iotagent)"

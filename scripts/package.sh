@@ -57,7 +57,17 @@ grep -q '"root_ca": "/etc/ssl/certs/ca-certificates.crt"' "$STAGE/config.json" |
 	echo " -- iotagent developers <iotagent@users.noreply.github.com>  $(date -u -R -d "@$SOURCE_DATE_EPOCH")"
 } | gzip -9n >"$STAGE/changelog.gz"
 sed "s/^\.TH IOTAGENT 1 \"\"/.TH IOTAGENT 1 \"$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)\"/" packaging/iotagent.1 | gzip -9n >"$STAGE/iotagent.1.gz"
-touch -d "@$SOURCE_DATE_EPOCH" "$STAGE"/*
+# Shell completions, from the command table (`iotagent completion`), kept
+# in dist/completion too for other installs.
+mkdir -p "$DIST/completion" "$STAGE/completion"
+CGO_ENABLED=0 go build -o "$STAGE/iotagent-host" ./cmd/iotagent
+for f in bash:iotagent.bash zsh:_iotagent fish:iotagent.fish; do
+	"$STAGE/iotagent-host" completion "${f%%:*}" >"$DIST/completion/${f#*:}" || die "iotagent completion ${f%%:*}"
+	[ -s "$DIST/completion/${f#*:}" ] || die "iotagent completion ${f%%:*} printed nothing"
+	cp "$DIST/completion/${f#*:}" "$STAGE/completion/${f#*:}"
+done
+rm "$STAGE/iotagent-host"
+touch -d "@$SOURCE_DATE_EPOCH" "$STAGE"/* "$STAGE"/completion/*
 
 if ! [ -x "$TOOLS/nfpm" ] || ! "$TOOLS/nfpm" --version 2>/dev/null | grep -q "${NFPM_VERSION#v}"; then
 	GOBIN=$TOOLS GOFLAGS='' go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"

@@ -319,7 +319,7 @@ Every command that reads the config or the state dir takes run's --config
 and --state-dir; the ones that talk to the agent take --socket and --timeout.
 `)
 	b.WriteString(exitCodesHelp)
-	b.WriteString("\nThe configuration reference is configs/README.md in the source tree.\n")
+	b.WriteString("\nThe configuration reference: " + configReference + " (configs/README.md in the\nsource tree); man iotagent.\n")
 	return b.String()
 }
 

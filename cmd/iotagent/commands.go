@@ -75,6 +75,8 @@ func table() []*command {
 			{name: "outbox purge", args: "ID...|--all", short: "delete messages from the queue (or the quarantine)", long: outboxText,
 				shared: asksAgent, maxArgs: -1, setup: outboxSetup(localapi.ActionOutboxPurge)},
 		}},
+		{name: "policy", short: "print the least-privilege AWS IoT policy the configured agent needs", long: policyText,
+			shared: readsState, setup: policySetup},
 		{name: "provision", short: "fleet provisioning once, for the manufacturing line (JSON result)", long: provisionText,
 			shared: readsState, setup: provisionSetup},
 		{name: "firstboot", short: "adopt a config dropped on the boot partition (root, before the agent)", long: firstbootText,

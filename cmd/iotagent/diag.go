@@ -175,7 +175,7 @@ func (d *diagRun) checkConfig() bool {
 	cfg, err := loadConfigWith(d.env.cfgPath, d.env.override)
 	if err != nil {
 		msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-		fix := "fix the listed keys (iotagent config validate " + d.env.cfgPath + "; reference: configs/README.md)"
+		fix := "fix the listed keys (iotagent config validate " + d.env.cfgPath + "; reference: " + configReference + ")"
 		if errors.Is(err, os.ErrNotExist) {
 			fix = "give the config the agent runs with: iotagent diag --config FILE (and its --state-dir)"
 		}

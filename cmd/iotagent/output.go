@@ -150,7 +150,7 @@ func describe(c *command, err error) errorJSON {
 			out.Hint = fmt.Sprintf("usage: %s; iotagent help %s", ue.cmd.usage(), ue.cmd.name)
 		}
 	case errors.As(err, &ce):
-		out.Hint = "check it with iotagent config validate (reference: configs/README.md)"
+		out.Hint = "check it with iotagent config validate (reference: " + configReference + ")"
 	case errors.Is(err, localapi.ErrNotRunning):
 		out.Hint = "systemctl status iotagent says why it is not running; for an agent run by hand, give this command the same --config and --state-dir (or --socket)"
 	case errors.Is(err, localapi.ErrPermission):

@@ -2,7 +2,7 @@
 _iotagent() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag outbox provision firstboot cert defender completion version help" -- "$cur"))
+		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag outbox policy provision firstboot cert defender completion version help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -39,6 +39,9 @@ _iotagent() {
 	outbox)
 		COMPREPLY=($(compgen -W "list retry purge --all --config --help --json --limit --quarantine --socket --state-dir --timeout" -- "$cur"))
 		;;
+	policy)
+		COMPREPLY=($(compgen -W "--config --help --json --literal --state-dir" -- "$cur"))
+		;;
 	provision)
 		COMPREPLY=($(compgen -W "--cert --claim-cert --claim-key --config --csr --endpoint --help --json --key --key-store --log-level --param --port --restart --root-ca --state-dir --template --thing-name" -- "$cur"))
 		;;
@@ -58,7 +61,7 @@ _iotagent() {
 		COMPREPLY=($(compgen -W "--help --json" -- "$cur"))
 		;;
 	help)
-		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag outbox provision firstboot cert defender completion version" -- "$cur"))
+		COMPREPLY=($(compgen -W "run config status sensors shadow jobs ota logs log-level diag outbox policy provision firstboot cert defender completion version" -- "$cur"))
 		;;
 	esac
 }
