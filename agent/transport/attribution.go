@@ -72,6 +72,9 @@ func (p *sentPkt) what() string {
 }
 
 func acked(tok mqtt.Token) bool {
+	if tok == nil { // still being handed to paho
+		return false
+	}
 	select {
 	case <-tok.Done():
 		return tok.Error() == nil
@@ -80,8 +83,11 @@ func acked(tok mqtt.Token) bool {
 	}
 }
 
-// track remembers a packet sent on s.
-func (c *Client) track(s *session, kind string, topics []string, outboxID uint64, tok mqtt.Token, at time.Time) {
+// track remembers a packet about to be sent on s, before paho has it:
+// the drainer is not waited for when a connection ends (paho's Publish can
+// block), so a packet registered only after Publish returned could miss
+// the blame for the close it caused. sent gives it its token.
+func (c *Client) track(s *session, kind string, topics []string, outboxID uint64, at time.Time) *sentPkt {
 	s.sentMu.Lock()
 	defer s.sentMu.Unlock()
 	if len(s.sent) >= maxTracked/2 {
@@ -97,7 +103,16 @@ func (c *Client) track(s *session, kind string, topics []string, outboxID uint64
 			s.sent = append(s.sent[:0], s.sent[1:]...)
 		}
 	}
-	s.sent = append(s.sent, sentPkt{kind: kind, topics: topics, outboxID: outboxID, tok: tok, at: at})
+	p := &sentPkt{kind: kind, topics: topics, outboxID: outboxID, at: at}
+	s.sent = append(s.sent, p)
+	return p
+}
+
+// sent records the token paho returned for a tracked packet.
+func (c *Client) sent(s *session, p *sentPkt, tok mqtt.Token) {
+	s.sentMu.Lock()
+	p.tok = tok
+	s.sentMu.Unlock()
 }
 
 // closedByBroker reports whether a connection-lost error is the peer
@@ -114,8 +129,7 @@ func (c *Client) blame(s *session, closedAt time.Time) *sentPkt {
 	}
 	s.sentMu.Lock()
 	defer s.sentMu.Unlock()
-	for i := range s.sent {
-		p := &s.sent[i]
+	for _, p := range s.sent {
 		if acked(p.tok) || closedAt.Sub(p.at) > attributionWindow {
 			continue
 		}

@@ -195,8 +195,8 @@ type session struct {
 	live     atomic.Int32    // filters the broker acknowledged (not refused)
 
 	sentMu sync.Mutex
-	sent   []sentPkt // PUBLISH and SUBSCRIBE packets not known to be acknowledged
-	blamed *sentPkt  // what the broker's close is attributed to; set when the session ends
+	sent   []*sentPkt // PUBLISH and SUBSCRIBE packets not known to be acknowledged
+	blamed *sentPkt   // what the broker's close is attributed to; set when the session ends
 }
 
 // New validates o and returns a Client. It starts nothing: call Run.
@@ -359,10 +359,13 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []
 	tokc := make(chan mqtt.Token, 1)
 	go func() {
 		defer c.bg.Done()
-		at := c.now()
-		tok := s.pc.Publish(topic, qos, false, payload)
+		var p *sentPkt
 		if qos > 0 {
-			c.track(s, kindPublish, []string{topic}, 0, tok, at)
+			p = c.track(s, kindPublish, []string{topic}, 0, c.now())
+		}
+		tok := s.pc.Publish(topic, qos, false, payload)
+		if p != nil {
+			c.sent(s, p, tok)
 		}
 		tokc <- tok
 	}()
@@ -843,9 +846,9 @@ func (c *Client) subscribePending(ctx context.Context, s *session) error {
 			filters = append(filters, sub.filter)
 		}
 		todo = todo[n:]
-		at := c.now()
+		p := c.track(s, kindSubscribe, filters, 0, c.now())
 		tok := s.pc.SubscribeMultiple(batch, nil)
-		c.track(s, kindSubscribe, filters, 0, tok, at)
+		c.sent(s, p, tok)
 		if err := c.wait(ctx, s, tok); err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}
@@ -954,9 +957,9 @@ func (c *Client) drain(ctx context.Context, s *session, ob *outbox.Outbox) error
 				// write timeout; stop as soon as the socket has failed.
 				break
 			}
-			at := c.now()
+			p := c.track(s, kindPublish, []string{m.Topic}, m.ID, c.now())
 			tok := s.pc.Publish(m.Topic, 1, false, m.Payload)
-			c.track(s, kindPublish, []string{m.Topic}, m.ID, tok, at)
+			c.sent(s, p, tok)
 			pending = append(pending, inflight{m.ID, m.Topic, tok})
 		}
 		var failure error
