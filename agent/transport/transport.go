@@ -612,9 +612,10 @@ func (c *Client) logReconnect(takeovers *int, lived, retry time.Duration, blamed
 	// which. The log and the last error name both; diag names the topic.
 	err := fmt.Errorf("the broker closed %d connections in a row within %s of connecting: %w (thing name %q): AWS IoT allows one connection per client ID; or the policy refuses a topic the agent uses (iotagent diag)",
 		*takeovers, takeoverWindow, ErrClientIDTakeover, c.o.ClientID)
-	c.setLastError(err)
+	// The log line first: whoever sees the last error finds it logged.
 	c.log.Warn("mqtt connection taken over: another connection uses this thing name", "client_id", c.o.ClientID,
 		"in_a_row", *takeovers, "connected_for", lived.Round(time.Millisecond), "retry_in", retry, "err", err)
+	c.setLastError(err)
 }
 
 // connect makes one connection attempt with a fresh paho client.
