@@ -275,12 +275,9 @@ func (o *Outbox) forgetQuarantinedLocked(ids []uint64) {
 func (o *Outbox) Retry(ids ...uint64) ([]Message, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if err := o.loadQuarantineLocked(); err != nil {
-		return nil, err
-	}
-	ids, err := o.pickQuarantinedLocked(ids)
+	ids, err := o.pickQuarantinedLocked("retry", ids)
 	if err != nil {
-		return nil, fmt.Errorf("retry: %w", err)
+		return nil, err
 	}
 	if len(ids) == 0 {
 		return nil, nil
@@ -339,9 +336,13 @@ func (o *Outbox) Retry(ids ...uint64) ([]Message, error) {
 	return moved, nil
 }
 
-// pickQuarantinedLocked checks that every id is quarantined (all of them
-// when ids is empty) and returns them sorted.
-func (o *Outbox) pickQuarantinedLocked(ids []uint64) ([]uint64, error) {
+// pickQuarantinedLocked loads the quarantine, checks that every id is in
+// it (all of them when ids is empty) and returns them sorted; op names the
+// caller in the error.
+func (o *Outbox) pickQuarantinedLocked(op string, ids []uint64) ([]uint64, error) {
+	if err := o.loadQuarantineLocked(); err != nil {
+		return nil, err
+	}
 	if len(ids) == 0 {
 		for id := range o.q.ids {
 			ids = append(ids, id)
@@ -349,7 +350,7 @@ func (o *Outbox) pickQuarantinedLocked(ids []uint64) ([]uint64, error) {
 	}
 	for _, id := range ids {
 		if _, ok := o.q.ids[id]; !ok {
-			return nil, fmt.Errorf("message %d is not in the quarantine: %w", id, ErrNotFound)
+			return nil, fmt.Errorf("%s: message %d is not in the quarantine: %w", op, id, ErrNotFound)
 		}
 	}
 	ids = slices.Clone(ids)
@@ -363,12 +364,9 @@ func (o *Outbox) pickQuarantinedLocked(ids []uint64) ([]uint64, error) {
 func (o *Outbox) PurgeQuarantine(ids ...uint64) ([]uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if err := o.loadQuarantineLocked(); err != nil {
-		return nil, err
-	}
-	ids, err := o.pickQuarantinedLocked(ids)
+	ids, err := o.pickQuarantinedLocked("purge", ids)
 	if err != nil {
-		return nil, fmt.Errorf("purge: %w", err)
+		return nil, err
 	}
 	if len(ids) == 0 {
 		return nil, nil
