@@ -142,11 +142,13 @@ func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
 				g.Go(func() error { return f(gctx) })
 			}
 		}
-		err := g.Wait()
-		if ctx.Err() != nil {
-			return nil
+		// With no simulated parts there is nothing to feed: Wait returns
+		// nil at once, which is not a failure (the agent ends only on an
+		// error or when ctx ends).
+		if err := g.Wait(); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("simulated sensors: %w", err)
 		}
-		return fmt.Errorf("simulated sensors: %w", err)
+		return nil
 	}
 	return hw, nil
 }
