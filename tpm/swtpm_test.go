@@ -8,162 +8,25 @@ package tpm
 // missing, unless CI=true, where they fail.
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/iotagent/iotagent/tpm/tpmtest"
 )
 
-// needTools skips the test if a tool is missing, or fails it under CI.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			msg := fmt.Sprintf("%s not installed (apt-get install swtpm swtpm-tools tpm2-tools)", tool)
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
-}
-
-// swtpmProc is a running swtpm.
-type swtpmProc struct {
-	cmd  *exec.Cmd
-	port int // command port; the control port is port+1
-}
-
-// startSwtpm starts swtpm on state dir dir, on a free pair of adjacent
-// loopback ports (command port P, control port P+1, as the tcp transport
-// expects), and returns once swtpm serves them.
-func startSwtpm(t *testing.T, dir string) *swtpmProc {
-	t.Helper()
-	var errs []string
-	for range 5 {
-		p, err := trySwtpm(t, dir)
-		if err == nil {
-			return p
-		}
-		errs = append(errs, err.Error()) // most likely lost a race for the port
-	}
-	t.Fatalf("start swtpm:\n%s", strings.Join(errs, "\n"))
-	return nil
-}
-
-// trySwtpm starts swtpm once. The test binds the control socket itself and
-// hands it to swtpm (fd=3); swtpm binds the command port. Readiness without
-// sleeping: swtpm answers a control command (CMD_GET_CAPABILITY) only from
-// its main loop, which it enters after binding the command port.
-func trySwtpm(t *testing.T, dir string) (*swtpmProc, error) {
-	var port int
-	var ctrlL *net.TCPListener
-	for range 50 {
-		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return nil, err
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		ctrlL, err = net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
-		l.Close() // free the command port for swtpm
-		if err == nil {
-			break
-		}
-	}
-	if ctrlL == nil {
-		return nil, errors.New("no two adjacent free ports on 127.0.0.1")
-	}
-	ctrlF, err := ctrlL.File()
-	ctrlL.Close() // the dup in ctrlF keeps the socket listening
-	if err != nil {
-		return nil, err
-	}
-	defer ctrlF.Close()
-	cmd := exec.Command("swtpm", "socket", "--tpm2",
-		"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port),
-		"--ctrl", "type=tcp,fd=3",
-		"--flags", "not-need-init,startup-clear",
-		"--tpmstate", "dir="+dir)
-	cmd.ExtraFiles = []*os.File{ctrlF}
-	out := new(bytes.Buffer)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start swtpm: %w", err)
-	}
-	p := &swtpmProc{cmd: cmd, port: port}
-	if err := p.ping(); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return nil, fmt.Errorf("swtpm on port %d: %v\n%s", port, err, out)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.stop(t)
-		}
-		if t.Failed() {
-			t.Logf("swtpm output:\n%s", out)
-		}
-	})
-	return p, nil
-}
-
-// ping sends CMD_GET_CAPABILITY on the control channel and reads the
-// 8-byte answer (result, capabilities).
-func (p *swtpmProc) ping() error {
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port+1))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		return err
-	}
-	if _, err := c.Write([]byte{0, 0, 0, 1}); err != nil {
-		return fmt.Errorf("control channel: %w", err)
-	}
-	var rsp [8]byte
-	if _, err := io.ReadFull(c, rsp[:]); err != nil {
-		return fmt.Errorf("control channel: %w", err)
-	}
-	if rc := binary.BigEndian.Uint32(rsp[:4]); rc != 0 {
-		return fmt.Errorf("control channel: CMD_GET_CAPABILITY returned %#x", rc)
-	}
-	return nil
-}
-
-// stop terminates swtpm (SIGTERM: it saves its state and exits) and waits.
-func (p *swtpmProc) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("stop swtpm: %v", err)
-	}
-	if err := p.cmd.Wait(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || !ee.Exited() && ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
-			t.Fatalf("swtpm: %v", err)
-		}
-	}
-}
-
-func (p *swtpmProc) device() string { return fmt.Sprintf("tcp://127.0.0.1:%d", p.port) }
-
 // tpm2Tool runs a tpm2-tools command against p.
-func (p *swtpmProc) tpm2Tool(t *testing.T, args ...string) string {
+func tpm2Tool(t *testing.T, p *tpmtest.Swtpm, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=%d", p.port))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=%d", p.Port))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
@@ -172,11 +35,11 @@ func (p *swtpmProc) tpm2Tool(t *testing.T, args ...string) string {
 }
 
 func TestSwtpm(t *testing.T) {
-	needTools(t, "swtpm", "tpm2_readpublic")
+	tpmtest.NeedTools(t, "swtpm", "tpm2_readpublic")
 	dir := t.TempDir()
-	sw := startSwtpm(t, dir)
+	sw := tpmtest.Start(t, dir)
 
-	s, err := OpenTPM(TPMConfig{Device: sw.device()})
+	s, err := OpenTPM(TPMConfig{Device: sw.Device()})
 	if err != nil {
 		t.Fatalf("OpenTPM: %v", err)
 	}
@@ -198,7 +61,7 @@ func TestSwtpm(t *testing.T) {
 	// tpm2-tools sees the key at its handle, with the attributes the agent
 	// gave it, and the same public key.
 	pemPath := filepath.Join(t.TempDir(), "key.pem")
-	out := sw.tpm2Tool(t, "tpm2_readpublic", "-c", "0x81000010", "-f", "pem", "-o", pemPath)
+	out := tpm2Tool(t, sw, "tpm2_readpublic", "-c", "0x81000010", "-f", "pem", "-o", pemPath)
 	for _, want := range []string{"fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign", "NIST p256", "ecdsa"} {
 		if !strings.Contains(strings.ToLower(out), strings.ToLower(want)) {
 			t.Errorf("tpm2_readpublic output lacks %q:\n%s", want, out)
@@ -219,14 +82,14 @@ func TestSwtpm(t *testing.T) {
 	if !pub.Equal(toolPub) {
 		t.Fatal("tpm2_readpublic's public key is not the signer's")
 	}
-	if out := sw.tpm2Tool(t, "tpm2_getcap", "handles-transient"); strings.Contains(out, "0x80") {
+	if out := tpm2Tool(t, sw, "tpm2_getcap", "handles-transient"); strings.Contains(out, "0x80") {
 		t.Errorf("transient objects left behind:\n%s", out)
 	}
 
 	// Restart swtpm on the same state: the key is still there.
-	sw.stop(t)
-	sw2 := startSwtpm(t, dir)
-	s2, err := OpenTPM(TPMConfig{Device: sw2.device()})
+	sw.Stop(t)
+	sw2 := tpmtest.Start(t, dir)
+	s2, err := OpenTPM(TPMConfig{Device: sw2.Device()})
 	if err != nil {
 		t.Fatalf("OpenTPM after restart: %v", err)
 	}
@@ -244,16 +107,16 @@ func TestSwtpm(t *testing.T) {
 // TestSwtpmStaleTransients leaves transient objects behind with tpm2-tools,
 // as a crashed client would, and checks that OpenTPM clears them.
 func TestSwtpmStaleTransients(t *testing.T) {
-	needTools(t, "swtpm", "tpm2_createprimary")
-	sw := startSwtpm(t, t.TempDir())
+	tpmtest.NeedTools(t, "swtpm", "tpm2_createprimary")
+	sw := tpmtest.Start(t, t.TempDir())
 	ctx := filepath.Join(t.TempDir(), "primary.ctx")
 	for range 3 {
-		sw.tpm2Tool(t, "tpm2_createprimary", "-C", "o", "-G", "ecc", "-c", ctx)
+		tpm2Tool(t, sw, "tpm2_createprimary", "-C", "o", "-G", "ecc", "-c", ctx)
 	}
-	if out := sw.tpm2Tool(t, "tpm2_getcap", "handles-transient"); strings.Count(out, "0x80") != 3 {
+	if out := tpm2Tool(t, sw, "tpm2_getcap", "handles-transient"); strings.Count(out, "0x80") != 3 {
 		t.Fatalf("want 3 stale transient objects, tpm2_getcap handles-transient says:\n%s", out)
 	}
-	s, err := OpenTPM(TPMConfig{Device: sw.device(), Handle: 0x81000011})
+	s, err := OpenTPM(TPMConfig{Device: sw.Device(), Handle: 0x81000011})
 	if err != nil {
 		t.Fatalf("OpenTPM: %v", err)
 	}

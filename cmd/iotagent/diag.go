@@ -123,20 +123,30 @@ func renderDiag(results []checkResult) string {
 
 // diagRun carries what the checks learn from each other.
 type diagRun struct {
-	env     diagEnv
-	out     []checkResult
-	cfg     config.Config
-	signer  crypto.Signer
-	chain   [][]byte
-	leaf    *x509.Certificate
-	roots   *x509.CertPool
-	addrs   []string // resolved endpoint addresses
-	tcpOK   bool
-	tlsOK   bool
-	running bool // the agent answers on its socket
-	agentUp bool // and is connected to the cloud
-	sensors *localapi.Sensors
-	view    *agentView // what the running agent did (diagactivity.go); nil when it is not running
+	env    diagEnv
+	out    []checkResult
+	cfg    config.Config
+	signer crypto.Signer
+	// keyStore holds signer's key; a TPM key store's signer fails once it
+	// is closed, so it stays open until runDiag ends.
+	keyStore tpm.KeyStore
+	chain    [][]byte
+	leaf     *x509.Certificate
+	roots    *x509.CertPool
+	addrs    []string // resolved endpoint addresses
+	tcpOK    bool
+	tlsOK    bool
+	running  bool // the agent answers on its socket
+	agentUp  bool // and is connected to the cloud
+	sensors  *localapi.Sensors
+	view     *agentView // what the running agent did (diagactivity.go); nil when it is not running
+}
+
+// close releases what the checks opened.
+func (d *diagRun) close() {
+	if d.keyStore != nil {
+		_ = d.keyStore.Close()
+	}
 }
 
 func (d *diagRun) add(check, status, detail, fix string) {
@@ -149,6 +159,7 @@ func (d *diagRun) skip(check, why string) { d.add(check, skip, why, "") }
 // SKIPped with the reason.
 func runDiag(ctx context.Context, env diagEnv) []checkResult {
 	d := &diagRun{env: env}
+	defer d.close()
 	if !d.checkConfig() {
 		for _, c := range append(append([]string{"identity", "agent", "degraded"}, activityChecks...), "state files", "key store", "certificate", "clock", "dns", "tcp", "tls", "mqtt", "round trip", "hardware") {
 			d.skip(c, "needs a valid config")
@@ -228,7 +239,7 @@ func (d *diagRun) checkKeyStore() {
 		what = fmt.Sprintf("TPM %s handle %v", id.TPM.Device, id.TPM.Handle)
 	}
 	if err == nil {
-		defer ks.Close()
+		d.keyStore = ks // open until the checks that sign (tls, mqtt) are done: see close
 		d.signer, err = ks.Signer()
 	}
 	if err != nil {
