@@ -49,6 +49,18 @@ package: cross ## .deb packages (armhf, arm64, amd64) in dist/ with nfpm; script
 test-arm: ## unit tests for arm64 and armv7 under qemu-user-static, then an arm64 agent round trip against iotsim
 	./scripts/test-arm.sh
 
+.PHONY: test-vm test-vm-long vm
+# The virtual device (vm/, docs/testing.md): vm/image/build.sh builds the
+# Debian image once (cached by its inputs in ~/.cache/iotagent-vm) and
+# prints its directory.
+VMTEST = img=$$(./vm/image/build.sh) && $(GO) test -race -count=1 -v -run 'TestVirtualDevice' ./vm -vm.image "$$img"
+test-vm: ## the device scenarios in a Debian VM under qemu: systemd, the .deb, kernel GPIO and TPM, reboots, 5 power cuts
+	$(VMTEST) -timeout 40m
+test-vm-long: ## test-vm with 50 power cuts
+	$(VMTEST) -timeout 180m -vm.powercuts 50
+vm: ## boot the virtual chocolate box with a root shell on its serial console (poweroff ends it)
+	img=$$(./vm/image/build.sh) && $(GO) run ./vm/cmd/iotvm -image "$$img"
+
 .PHONY: test-ota-long
 test-ota-long: ## OTA end to end with 200 updates interrupted by kill -9 (make test runs 50)
 	$(GO) test -race -count=1 -timeout 30m -v -run 'TestKillNineDuringUpdate' ./ota/e2e -e2e.killruns=200

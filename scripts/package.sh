@@ -27,7 +27,10 @@ pkg_version() {
 		echo "0.0.0~dev"
 	fi
 }
-PKG_VERSION=$(pkg_version)
+# PKG_VERSION and PKG_ARCHES (a subset of "armhf arm64 amd64") may be set:
+# the virtual device's test (make test-vm) packages a release-numbered
+# amd64 build of its own.
+PKG_VERSION=${PKG_VERSION:-$(pkg_version)}
 PKG_VERSION=${PKG_VERSION//-/.} # a hyphen would start a Debian revision
 [[ $PKG_VERSION =~ ^[0-9][A-Za-z0-9.+~]*$ ]] || die "bad Debian version $PKG_VERSION"
 
@@ -76,6 +79,7 @@ fi
 rm -f "$DIST"/iotagent_*.deb # older versions would confuse check-packages.sh
 for pair in armhf:armv6 arm64:arm64 amd64:amd64; do
 	deb_arch=${pair%%:*} go_arch=${pair#*:}
+	[[ " ${PKG_ARCHES:-armhf arm64 amd64} " == *" $deb_arch "* ]] || continue
 	binary=$DIST/iotagent-linux-$go_arch
 	[ -x "$binary" ] || die "$binary is missing: run make cross first"
 	file=$DIST/iotagent_${PKG_VERSION}_$deb_arch.deb

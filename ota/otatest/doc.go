@@ -11,6 +11,11 @@
 // once ready (SIGABRT, then SIGKILL), as systemd does. Every step is an
 // Event in a log that tests wait on (Wait) instead of sleeping.
 //
+// It is a stand-in that keeps the OTA tests fast (many kill -9 runs in
+// seconds each); what systemd itself does with the packaged unit (the
+// prestart, the watchdog, the sandbox, reboots) is shown by the virtual
+// device (package vm, make test-vm), and claims about systemd rest there.
+//
 // Builder builds stamped iotagent binaries (and test programs) once per
 // test binary run.
 package otatest

@@ -1,0 +1,456 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// GuestHost is the address QEMU's guestfwd rules listen on in the guest;
+// vmctl forwards the guest's 127.0.0.1:P there.
+const GuestHost = "10.0.2.100"
+
+// Options describe one virtual device.
+type Options struct {
+	// Image is the directory vm/image/build.sh printed: root.img,
+	// vmlinuz, initrd.img.
+	Image string
+	// Dir is this device's own directory: its copy of the root disk, its
+	// boot partition, its TPM state, QEMU's sockets and the console log.
+	Dir string
+	// Boot is what the boot partition holds, by path ("iotagent/config.json").
+	Boot map[string][]byte
+	// Forward lists host loopback ports that the guest reaches at
+	// 127.0.0.1 on the same port (iotsim's MQTT and HTTP ports).
+	Forward []int
+	// MemoryMB is the guest's memory (default 1024).
+	MemoryMB int
+	// Interactive connects the serial console to this process's stdin and
+	// stdout (make vm) instead of the console log.
+	Interactive bool
+}
+
+// Machine is one virtual device: its disks and, while it runs, its QEMU
+// and swtpm processes.
+type Machine struct {
+	o                Options
+	root, boot, tpm  string
+	console, ctlSock string
+	qemu, swtpm      *exec.Cmd
+	qemuDone         chan error
+	ctl              *ctlConn
+}
+
+// New makes the device's disks in o.Dir: a sparse copy of the image's root
+// disk and a 64 MiB FAT boot partition holding o.Boot and vmctl.
+func New(o Options, vmctl string) (*Machine, error) {
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 1024
+	}
+	m := &Machine{o: o,
+		root: filepath.Join(o.Dir, "root.img"), boot: filepath.Join(o.Dir, "boot.img"),
+		tpm: filepath.Join(o.Dir, "tpm"), console: filepath.Join(o.Dir, "console.log"),
+		ctlSock: filepath.Join(o.Dir, "vmctl.sock")}
+	for _, f := range []string{"root.img", "vmlinuz", "initrd.img"} {
+		if _, err := os.Stat(filepath.Join(o.Image, f)); err != nil {
+			return nil, fmt.Errorf("image %s: %w (build it with vm/image/build.sh)", o.Image, err)
+		}
+	}
+	if err := os.MkdirAll(m.tpm, 0o700); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(o.Image, "root.img"), m.root).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy root disk: %v: %s", err, out)
+	}
+	files := map[string][]byte{}
+	for k, v := range o.Boot {
+		files[k] = v
+	}
+	b, err := os.ReadFile(vmctl)
+	if err != nil {
+		return nil, err
+	}
+	files["vmtest/vmctl"] = b
+	var ports []string
+	for _, p := range o.Forward {
+		ports = append(ports, strconv.Itoa(p))
+	}
+	files["vmtest/forward"] = []byte(strings.Join(ports, "\n") + "\n")
+	if err := MakeFAT(m.boot, "bootfs", 64, files); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ConsoleLog is the file that keeps the serial console of every boot.
+func (m *Machine) ConsoleLog() string { return m.console }
+
+// Start powers the machine on: swtpm, then QEMU, then the connection to
+// vmctl's port. It does not wait for the guest; see WaitReady.
+func (m *Machine) Start() error {
+	if m.qemu != nil {
+		return errors.New("vm: already running")
+	}
+	if err := m.startTPM(); err != nil {
+		return err
+	}
+	_ = os.Remove(m.ctlSock)
+	args := []string{
+		"-machine", "q35,accel=tcg", "-smp", "2", "-m", strconv.Itoa(m.o.MemoryMB),
+		"-nodefaults", "-no-user-config", "-display", "none", "-rtc", "base=utc",
+		"-kernel", filepath.Join(m.o.Image, "vmlinuz"), "-initrd", filepath.Join(m.o.Image, "initrd.img"),
+		"-append", "root=/dev/vda ro fsck.repair=yes console=ttyS0,115200 net.ifnames=0 panic=5",
+		"-drive", "file=" + m.root + ",format=raw,if=virtio",
+		"-drive", "file=" + m.boot + ",format=raw,if=virtio",
+		"-chardev", "socket,id=chrtpm,path=" + filepath.Join(m.tpm, "swtpm.sock"),
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=vmctl,path=" + m.ctlSock + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=vmctl,name=vmctl",
+		"-netdev", m.netdev(), "-device", "virtio-net-pci,netdev=net0",
+		"-device", "virtio-rng-pci",
+	}
+	if m.o.Interactive {
+		args = append(args, "-serial", "mon:stdio")
+	} else {
+		args = append(args, "-chardev", "file,id=con,path="+m.console+",append=on", "-serial", "chardev:con")
+	}
+	cmd := exec.Command("qemu-system-x86_64", args...)
+	if m.o.Interactive {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	} else {
+		cmd.Stdout = appendFile(m.console)
+		cmd.Stderr = cmd.Stdout
+	}
+	if err := cmd.Start(); err != nil {
+		m.stopTPM()
+		return fmt.Errorf("qemu-system-x86_64: %w (apt-get install qemu-system-x86)", err)
+	}
+	m.qemu, m.qemuDone = cmd, make(chan error, 1)
+	go func() { m.qemuDone <- cmd.Wait() }()
+	ctl, err := dialCtl(m.ctlSock, m.qemuDone)
+	if err != nil {
+		m.kill()
+		return err
+	}
+	m.ctl = ctl
+	return nil
+}
+
+// netdev is QEMU's user network, restricted: the guest reaches only
+// GuestHost:P for each forwarded port P, which socat connects to
+// 127.0.0.1:P on the host.
+func (m *Machine) netdev() string {
+	s := "user,id=net0,restrict=on,net=10.0.2.0/24"
+	for _, p := range m.o.Forward {
+		s += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:socat STDIO TCP:127.0.0.1:%d", GuestHost, p, p)
+	}
+	return s
+}
+
+func appendFile(p string) io.Writer {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return io.Discard
+	}
+	return f
+}
+
+// startTPM starts swtpm on the device's TPM state, which survives reboots
+// and power cuts like a TPM's NV memory.
+func (m *Machine) startTPM() error {
+	sock := filepath.Join(m.tpm, "swtpm.sock")
+	_ = os.Remove(sock)
+	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+m.tpm,
+		"--ctrl", "type=unixio,path="+sock, "--terminate", "--log", "file="+filepath.Join(m.tpm, "swtpm.log"))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("swtpm: %w (apt-get install swtpm)", err)
+	}
+	m.swtpm = cmd
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m.stopTPM()
+	return fmt.Errorf("swtpm: %s did not appear in 5 s (see %s)", sock, filepath.Join(m.tpm, "swtpm.log"))
+}
+
+func (m *Machine) stopTPM() {
+	if m.swtpm == nil {
+		return
+	}
+	_ = m.swtpm.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = m.swtpm.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = m.swtpm.Process.Kill()
+		<-done
+	}
+	m.swtpm = nil
+}
+
+// PowerCut kills QEMU with SIGKILL, as pulling the power: whatever the
+// guest had not written to its disks is lost. Start boots it again.
+func (m *Machine) PowerCut() {
+	m.kill()
+}
+
+func (m *Machine) kill() {
+	if m.ctl != nil {
+		m.ctl.close()
+		m.ctl = nil
+	}
+	if m.qemu != nil {
+		_ = m.qemu.Process.Kill()
+		<-m.qemuDone
+		m.qemu = nil
+	}
+	m.stopTPM()
+}
+
+// Shutdown powers the guest off cleanly (systemctl poweroff) and waits for
+// QEMU to exit, killing it after timeout.
+func (m *Machine) Shutdown(timeout time.Duration) error {
+	if m.qemu == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, _ = m.Exec(ctx, "systemctl", "--no-block", "poweroff")
+	cancel()
+	select {
+	case <-m.qemuDone:
+		m.qemu = nil
+		m.kill()
+		return nil
+	case <-time.After(timeout):
+		m.kill()
+		return fmt.Errorf("vm: no poweroff within %s; killed", timeout)
+	}
+}
+
+// Running reports whether QEMU runs.
+func (m *Machine) Running() bool {
+	if m.qemu == nil {
+		return false
+	}
+	select {
+	case err := <-m.qemuDone:
+		m.qemuDone <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// Wait waits for QEMU to exit (the guest powered off, or QEMU was quit).
+func (m *Machine) Wait() error {
+	if m.qemu == nil {
+		return nil
+	}
+	err := <-m.qemuDone
+	m.qemuDone <- err
+	m.kill()
+	return err
+}
+
+// Close stops the machine if it runs.
+func (m *Machine) Close() { m.kill() }
+
+// Result is a command's outcome in the guest.
+type Result struct {
+	Exit   int
+	Stdout string
+	Stderr string
+}
+
+// Exec runs argv in the guest (as root, through vmctl) and returns its
+// result; err is set when it could not run or did not finish, not for a
+// non-zero exit.
+func (m *Machine) Exec(ctx context.Context, argv ...string) (Result, error) {
+	return m.ExecInput(ctx, nil, argv...)
+}
+
+// ExecInput is Exec with stdin.
+func (m *Machine) ExecInput(ctx context.Context, stdin []byte, argv ...string) (Result, error) {
+	if m.ctl == nil {
+		return Result{}, errors.New("vm: not running")
+	}
+	timeout := 5 * time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	resp, err := m.ctl.call(ctx, Request{Argv: argv, Stdin: stdin, TimeoutS: timeout.Seconds()})
+	if err != nil {
+		return Result{}, fmt.Errorf("vm: %s: %w", strings.Join(argv, " "), err)
+	}
+	if resp.Error != "" {
+		return Result{Exit: resp.Exit, Stdout: string(resp.Stdout), Stderr: string(resp.Stderr)},
+			fmt.Errorf("vm: %s: %s", strings.Join(argv, " "), resp.Error)
+	}
+	return Result{Exit: resp.Exit, Stdout: string(resp.Stdout), Stderr: string(resp.Stderr)}, nil
+}
+
+// Sh runs a shell script in the guest and returns its stdout; a non-zero
+// exit is an error that carries its stderr.
+func (m *Machine) Sh(ctx context.Context, script string) (string, error) {
+	r, err := m.Exec(ctx, "sh", "-c", script)
+	if err != nil {
+		return r.Stdout, err
+	}
+	if r.Exit != 0 {
+		return r.Stdout, fmt.Errorf("vm: sh -c %q: exit %d: %s%s", script, r.Exit, r.Stderr, r.Stdout)
+	}
+	return r.Stdout, nil
+}
+
+// WaitReady waits until vmctl answers in a boot other than notBoot (the
+// boot ID of an earlier boot, or "") and returns the boot ID.
+func (m *Machine) WaitReady(ctx context.Context, notBoot string) (string, error) {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		out, err := m.Sh(pctx, "cat /proc/sys/kernel/random/boot_id")
+		cancel()
+		if id := strings.TrimSpace(out); err == nil && id != "" && id != notBoot {
+			return id, nil
+		}
+		if !m.Running() {
+			return "", fmt.Errorf("vm: QEMU exited (see %s)", m.console)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("vm: no answer from a new boot: %w (console: %s)", ctx.Err(), m.console)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// SetLine drives line GPIO<n> of the virtual header as a sensor wired to
+// it would: high pulls it up, low down (gpio-line in the image, which
+// writes gpio-sim's pull attribute).
+func (m *Machine) SetLine(ctx context.Context, n int, high bool) error {
+	level := "low"
+	if high {
+		level = "high"
+	}
+	_, err := m.Sh(ctx, fmt.Sprintf("gpio-line %d %s", n, level))
+	return err
+}
+
+// Request and Response are vmctl's protocol: one JSON object a line each
+// way over the virtio-serial port.
+type Request struct {
+	ID       int64    `json:"id"`
+	Argv     []string `json:"argv"`
+	Stdin    []byte   `json:"stdin,omitempty"`
+	TimeoutS float64  `json:"timeout_s,omitempty"`
+}
+
+// Response is vmctl's answer to the Request with the same ID.
+type Response struct {
+	ID     int64  `json:"id"`
+	Exit   int    `json:"exit"`
+	Stdout []byte `json:"stdout"`
+	Stderr []byte `json:"stderr"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ctlConn is the connection to QEMU's end of the vmctl port. Answers are
+// matched to calls by ID; answers to calls nobody waits for any more (a
+// boot that ended) are dropped.
+type ctlConn struct {
+	c       net.Conn
+	mu      sync.Mutex
+	next    int64
+	waiting map[int64]chan Response
+	done    chan struct{}
+}
+
+func dialCtl(path string, qemuDone chan error) (*ctlConn, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			cc := &ctlConn{c: c, waiting: map[int64]chan Response{}, done: make(chan struct{})}
+			go cc.read()
+			return cc, nil
+		}
+		select {
+		case err := <-qemuDone:
+			qemuDone <- err
+			return nil, fmt.Errorf("qemu exited at start: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("vmctl socket %s: %w", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *ctlConn) read() {
+	defer close(c.done)
+	sc := bufio.NewScanner(c.c)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var r Response
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			continue
+		}
+		c.mu.Lock()
+		ch := c.waiting[r.ID]
+		delete(c.waiting, r.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	}
+}
+
+func (c *ctlConn) call(ctx context.Context, req Request) (Response, error) {
+	ch := make(chan Response, 1)
+	c.mu.Lock()
+	c.next++
+	req.ID = c.next
+	c.waiting[req.ID] = ch
+	b, _ := json.Marshal(req)
+	_ = c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.c.Write(append(b, '\n'))
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiting, req.ID)
+		c.mu.Unlock()
+	}()
+	if err != nil {
+		return Response{}, err
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-c.done:
+		return Response{}, errors.New("the VM's port closed")
+	case <-ctx.Done():
+		return Response{}, ctx.Err()
+	}
+}
+
+func (c *ctlConn) close() {
+	_ = c.c.Close()
+	<-c.done
+}
