@@ -1,7 +1,9 @@
 package vm
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -18,6 +20,13 @@ func MakeFAT(img, label string, sizeMiB int, files map[string][]byte) error {
 	if out, err := exec.Command("mkfs.vfat", "-C", "-n", label, img, strconv.Itoa(sizeMiB*1024)).CombinedOutput(); err != nil {
 		return fmt.Errorf("mkfs.vfat: %v: %s (apt-get install dosfstools)", err, out)
 	}
+	return AddToFAT(img, files)
+}
+
+// AddToFAT writes files (by slash-separated path, replacing any there) into
+// the FAT file system fat: an image file, or IMG@@OFFSET for a partition
+// of a disk image (mtools' syntax, see fatImage).
+func AddToFAT(fat string, files map[string][]byte) error {
 	tmp, err := os.MkdirTemp("", "vmfat")
 	if err != nil {
 		return err
@@ -29,20 +38,16 @@ func MakeFAT(img, label string, sizeMiB int, files map[string][]byte) error {
 	}
 	sort.Strings(names)
 	made := map[string]bool{".": true}
+	var dirs []string
 	for _, n := range names {
 		for d := path.Dir(n); !made[d]; d = path.Dir(d) {
 			made[d] = true
-		}
-	}
-	dirs := make([]string, 0, len(made))
-	for d := range made {
-		if d != "." {
 			dirs = append(dirs, d)
 		}
 	}
 	sort.Strings(dirs) // parents before children
 	for _, d := range dirs {
-		if err := mtools("mmd", "-i", img, "::/"+d); err != nil {
+		if err := mtools("mmd", "-D", "s", "-i", fat, "::/"+d); err != nil {
 			return err
 		}
 	}
@@ -51,11 +56,54 @@ func MakeFAT(img, label string, sizeMiB int, files map[string][]byte) error {
 		if err := os.WriteFile(src, files[n], 0o644); err != nil {
 			return err
 		}
-		if err := mtools("mcopy", "-i", img, src, "::/"+n); err != nil {
+		if err := mtools("mcopy", "-o", "-i", fat, src, "::/"+n); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ReadFAT reads the file name (slash-separated path) from the FAT file
+// system fat (see AddToFAT).
+func ReadFAT(fat, name string) ([]byte, error) {
+	cmd := exec.Command("mtype", "-i", fat, "::/"+name)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("mtype %s: %v", name, err)
+	}
+	return out, nil
+}
+
+// fatImage names a partition at offset of a disk image for mtools.
+func fatImage(img string, offset int64) string {
+	return img + "@@" + strconv.FormatInt(offset, 10)
+}
+
+// BootPartitionOffset is the byte offset of the first FAT partition in the
+// MBR partition table of the disk image img (Raspberry Pi OS: partition
+// 1, type 0x0c).
+func BootPartitionOffset(img string) (int64, error) {
+	f, err := os.Open(img)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var mbr [512]byte
+	if _, err := io.ReadFull(f, mbr[:]); err != nil {
+		return 0, fmt.Errorf("%s: read the MBR: %w", img, err)
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return 0, fmt.Errorf("%s: no MBR partition table (no 55 AA signature)", img)
+	}
+	for i := 0; i < 4; i++ {
+		e := mbr[446+16*i:]
+		switch e[4] {
+		case 0x01, 0x04, 0x06, 0x0b, 0x0c, 0x0e:
+			return int64(binary.LittleEndian.Uint32(e[8:12])) * 512, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no FAT partition in the MBR", img)
 }
 
 func mtools(args ...string) error {

@@ -25,12 +25,22 @@ const GuestHost = "10.0.2.100"
 // Options describe one virtual device.
 type Options struct {
 	// Image is the directory vm/image/build.sh printed: root.img,
-	// vmlinuz, initrd.img.
+	// card.img, vmlinuz, initrd.img.
 	Image string
-	// Dir is this device's own directory: its copy of the root disk, its
-	// boot partition, its TPM state, QEMU's sockets and the console log.
+	// Dir is this device's own directory: its disks, its TPM state,
+	// QEMU's sockets and the console log.
 	Dir string
-	// Boot is what the boot partition holds, by path ("iotagent/config.json").
+	// Card, when set, is a card image (an MBR, the FAT boot partition,
+	// the root file system: a copy of the image's card.img, prepared by
+	// the test) that the VM boots from, as a Raspberry Pi boots from its
+	// SD card: at every power on and reboot the kernel command line is
+	// read from the boot partition's cmdline.txt, as the Pi's firmware
+	// does. Without Card, the VM gets a copy of root.img and a second
+	// disk with a fresh boot partition holding Boot.
+	Card string
+	// Boot is what the boot partition holds, by path
+	// ("iotagent/config.json"), besides vmtest/ (vmctl and its forwards),
+	// which New adds in both cases.
 	Boot map[string][]byte
 	// Forward lists host loopback ports that the guest reaches at
 	// 127.0.0.1 on the same port (iotsim's MQTT and HTTP ports).
@@ -48,13 +58,20 @@ type Machine struct {
 	o                Options
 	root, boot, tpm  string
 	console, ctlSock string
-	qemu, swtpm      *exec.Cmd
-	qemuDone         chan error
-	ctl              *ctlConn
+	bootOffset       int64 // of the boot partition in the card
+
+	mu       sync.Mutex
+	on       bool // powered on: Start until PowerCut, Shutdown or a poweroff
+	stopping bool // the next exit of QEMU is ours (PowerCut, Shutdown)
+	qemu     *exec.Cmd
+	qemuDone chan error
+	swtpm    *exec.Cmd
+	ctl      *ctlConn
+	exited   chan struct{} // closed when the machine is off
 }
 
-// New makes the device's disks in o.Dir: a sparse copy of the image's root
-// disk and a 64 MiB FAT boot partition holding o.Boot and vmctl.
+// New makes the device's disks in o.Dir (see Options.Card) and puts vmctl
+// and its forward list on the boot partition.
 func New(o Options, vmctl string) (*Machine, error) {
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 1024
@@ -71,9 +88,6 @@ func New(o Options, vmctl string) (*Machine, error) {
 	if err := os.MkdirAll(m.tpm, 0o700); err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(o.Image, "root.img"), m.root).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("copy root disk: %v: %s", err, out)
-	}
 	files := map[string][]byte{}
 	for k, v := range o.Boot {
 		files[k] = v
@@ -88,6 +102,15 @@ func New(o Options, vmctl string) (*Machine, error) {
 		ports = append(ports, strconv.Itoa(p))
 	}
 	files["vmtest/forward"] = []byte(strings.Join(ports, "\n") + "\n")
+	if o.Card != "" {
+		if m.bootOffset, err = BootPartitionOffset(o.Card); err != nil {
+			return nil, err
+		}
+		return m, AddToFAT(fatImage(o.Card, m.bootOffset), files)
+	}
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(o.Image, "root.img"), m.root).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy root disk: %v: %s", err, out)
+	}
 	if err := MakeFAT(m.boot, "bootfs", 64, files); err != nil {
 		return nil, err
 	}
@@ -100,28 +123,53 @@ func (m *Machine) ConsoleLog() string { return m.console }
 // Start powers the machine on: swtpm, then QEMU, then the connection to
 // vmctl's port. It does not wait for the guest; see WaitReady.
 func (m *Machine) Start() error {
-	if m.qemu != nil {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.on {
 		return errors.New("vm: already running")
 	}
+	if err := m.launch(); err != nil {
+		return err
+	}
+	m.on, m.exited = true, make(chan struct{})
+	return nil
+}
+
+// launch starts swtpm and QEMU (m.mu held) and a watcher of QEMU's exit.
+func (m *Machine) launch() error {
 	if err := m.startTPM(); err != nil {
 		return err
 	}
 	_ = os.Remove(m.ctlSock)
+	cmdline := "root=/dev/vda ro fsck.repair=yes console=ttyS0,115200 net.ifnames=0 panic=5"
+	disks := []string{"-drive", "file=" + m.root + ",format=raw,if=virtio", "-drive", "file=" + m.boot + ",format=raw,if=virtio"}
+	if m.o.Card != "" {
+		b, err := ReadFAT(fatImage(m.o.Card, m.bootOffset), "cmdline.txt")
+		if err != nil {
+			m.stopTPM()
+			return fmt.Errorf("the card's cmdline.txt: %w", err)
+		}
+		cmdline = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		// A reboot ends QEMU (-no-reboot); the watcher starts it again
+		// with the command line the boot partition then holds.
+		disks = []string{"-drive", "file=" + m.o.Card + ",format=raw,if=virtio", "-no-reboot"}
+	}
 	args := []string{
 		"-machine", "q35,accel=tcg", "-smp", "2", "-m", strconv.Itoa(m.o.MemoryMB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-rtc", "base=utc",
 		"-kernel", filepath.Join(m.o.Image, "vmlinuz"), "-initrd", filepath.Join(m.o.Image, "initrd.img"),
-		"-append", "root=/dev/vda ro fsck.repair=yes console=ttyS0,115200 net.ifnames=0 panic=5",
-		"-drive", "file=" + m.root + ",format=raw,if=virtio",
-		"-drive", "file=" + m.boot + ",format=raw,if=virtio",
-		"-chardev", "socket,id=chrtpm,path=" + filepath.Join(m.tpm, "swtpm.sock"),
+		"-append", cmdline,
+	}
+	args = append(args, disks...)
+	args = append(args,
+		"-chardev", "socket,id=chrtpm,path="+filepath.Join(m.tpm, "swtpm.sock"),
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=vmctl,path=" + m.ctlSock + ",server=on,wait=off",
+		"-chardev", "socket,id=vmctl,path="+m.ctlSock+",server=on,wait=off",
 		"-device", "virtserialport,chardev=vmctl,name=vmctl",
 		"-netdev", m.netdev(), "-device", "virtio-net-pci,netdev=net0",
 		"-device", "virtio-rng-pci",
-	}
+	)
 	if m.o.Interactive {
 		args = append(args, "-serial", "mon:stdio")
 	} else {
@@ -138,15 +186,43 @@ func (m *Machine) Start() error {
 		m.stopTPM()
 		return fmt.Errorf("qemu-system-x86_64: %w (apt-get install qemu-system-x86)", err)
 	}
-	m.qemu, m.qemuDone = cmd, make(chan error, 1)
-	go func() { m.qemuDone <- cmd.Wait() }()
-	ctl, err := dialCtl(m.ctlSock, m.qemuDone)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	ctl, err := dialCtl(m.ctlSock, done)
 	if err != nil {
-		m.kill()
+		_ = cmd.Process.Kill()
+		<-done
+		m.stopTPM()
 		return err
 	}
-	m.ctl = ctl
+	m.qemu, m.qemuDone, m.ctl, m.stopping = cmd, done, ctl, false
+	go m.watch(cmd, done)
 	return nil
+}
+
+// watch waits for QEMU to exit. An exit the test did not cause is the
+// guest powering off or, with a card, rebooting: then QEMU starts again
+// (the Pi's firmware reading cmdline.txt anew).
+func (m *Machine) watch(cmd *exec.Cmd, done chan error) {
+	err := <-done
+	done <- err // for whoever else waits on it
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.qemu != cmd || m.stopping {
+		return // PowerCut or Shutdown handles it
+	}
+	m.ctl.close()
+	m.ctl, m.qemu = nil, nil
+	m.stopTPM()
+	if m.o.Card != "" && err == nil {
+		if lerr := m.launch(); lerr == nil {
+			return
+		} else {
+			fmt.Fprintf(appendFile(m.console), "\nvm: starting again after the reboot: %v\n", lerr)
+		}
+	}
+	m.on = false
+	close(m.exited)
 }
 
 // netdev is QEMU's user network, restricted: the guest reaches only
@@ -208,69 +284,101 @@ func (m *Machine) stopTPM() {
 // PowerCut kills QEMU with SIGKILL, as pulling the power: whatever the
 // guest had not written to its disks is lost. Start boots it again.
 func (m *Machine) PowerCut() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.kill()
 }
 
+// kill stops QEMU and swtpm (m.mu held).
 func (m *Machine) kill() {
+	if !m.on {
+		return
+	}
+	m.stopping = true
 	if m.ctl != nil {
 		m.ctl.close()
 		m.ctl = nil
 	}
 	if m.qemu != nil {
 		_ = m.qemu.Process.Kill()
-		<-m.qemuDone
+		err := <-m.qemuDone
+		m.qemuDone <- err
 		m.qemu = nil
 	}
 	m.stopTPM()
+	m.on = false
+	close(m.exited)
 }
 
 // Shutdown powers the guest off cleanly (systemctl poweroff) and waits for
 // QEMU to exit, killing it after timeout.
 func (m *Machine) Shutdown(timeout time.Duration) error {
-	if m.qemu == nil {
+	if !m.Running() {
 		return nil
 	}
+	m.mu.Lock()
+	m.stopping = true // with a card, the exit is not a reboot
+	exited := m.exited
+	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_, _ = m.Exec(ctx, "systemctl", "--no-block", "poweroff")
 	cancel()
+	var err error
 	select {
-	case <-m.qemuDone:
-		m.qemu = nil
-		m.kill()
-		return nil
+	case <-m.qemuExit():
 	case <-time.After(timeout):
-		m.kill()
-		return fmt.Errorf("vm: no poweroff within %s; killed", timeout)
+		err = fmt.Errorf("vm: no poweroff within %s; killed", timeout)
 	}
-}
-
-// Running reports whether QEMU runs.
-func (m *Machine) Running() bool {
-	if m.qemu == nil {
-		return false
-	}
-	select {
-	case err := <-m.qemuDone:
-		m.qemuDone <- err
-		return false
-	default:
-		return true
-	}
-}
-
-// Wait waits for QEMU to exit (the guest powered off, or QEMU was quit).
-func (m *Machine) Wait() error {
-	if m.qemu == nil {
-		return nil
-	}
-	err := <-m.qemuDone
-	m.qemuDone <- err
+	m.mu.Lock()
 	m.kill()
+	m.mu.Unlock()
+	<-exited
 	return err
 }
 
+// qemuExit is the current QEMU's exit (a closed channel when none runs).
+func (m *Machine) qemuExit() <-chan struct{} {
+	m.mu.Lock()
+	done := m.qemuDone
+	m.mu.Unlock()
+	c := make(chan struct{})
+	if done == nil {
+		close(c)
+		return c
+	}
+	go func() {
+		err := <-done
+		done <- err
+		close(c)
+	}()
+	return c
+}
+
+// Running reports whether the machine is on (with a card, also while QEMU
+// starts again after a reboot).
+func (m *Machine) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.on
+}
+
+// Wait waits until the machine is off (the guest powered off, or QEMU was
+// quit).
+func (m *Machine) Wait() {
+	m.mu.Lock()
+	exited := m.exited
+	m.mu.Unlock()
+	if exited != nil {
+		<-exited
+	}
+}
+
 // Close stops the machine if it runs.
-func (m *Machine) Close() { m.kill() }
+func (m *Machine) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kill()
+}
 
 // Result is a command's outcome in the guest.
 type Result struct {
@@ -288,14 +396,17 @@ func (m *Machine) Exec(ctx context.Context, argv ...string) (Result, error) {
 
 // ExecInput is Exec with stdin.
 func (m *Machine) ExecInput(ctx context.Context, stdin []byte, argv ...string) (Result, error) {
-	if m.ctl == nil {
+	m.mu.Lock()
+	ctl := m.ctl
+	m.mu.Unlock()
+	if ctl == nil {
 		return Result{}, errors.New("vm: not running")
 	}
 	timeout := 5 * time.Minute
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
-	resp, err := m.ctl.call(ctx, Request{Argv: argv, Stdin: stdin, TimeoutS: timeout.Seconds()})
+	resp, err := ctl.call(ctx, Request{Argv: argv, Stdin: stdin, TimeoutS: timeout.Seconds()})
 	if err != nil {
 		return Result{}, fmt.Errorf("vm: %s: %w", strings.Join(argv, " "), err)
 	}

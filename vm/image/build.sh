@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Builds the virtual device's disk image (vm/doc.go) from Debian's packages
-# only, without loop mounts: mmdebstrap into a folder, the gpio-sim module
-# built for the image's kernel, the overlay in vm/image/overlay, then
-# mke2fs -d. The result is cached in $IOTAGENT_VM_CACHE (default
+# Builds the virtual device's disk images (vm/doc.go) from Debian's
+# packages only, without loop mounts: mmdebstrap into a folder, the
+# gpio-sim module built for the image's kernel, the overlay in
+# vm/image/overlay, then mke2fs -d. Two images of the one system:
+#   root.img  the root file system alone (the device tests give the VM its
+#             boot partition as a second disk), cloud-init disabled;
+#   card.img  a card as Raspberry Pi OS ships it: an MBR, partition 1 the
+#             FAT32 boot partition (label bootfs, with cmdline.txt),
+#             partition 2 the root file system, cloud-init on. The result is cached in $IOTAGENT_VM_CACHE (default
 # ~/.cache/iotagent-vm) under a key of this script, the overlay, the
 # module's sources and the package list; a second run with the same inputs
 # only prints the directory. Prints the image directory (root.img,
-# vmlinuz, initrd.img, kernel-version) on stdout, its progress and timings
+# card.img, vmlinuz, initrd.img, kernel-version) on stdout, its progress and timings
 # on stderr.
 #
-# Needs, as root: mmdebstrap, e2fsprogs, and for the kernel module
+# Needs, as root: mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk, and for the kernel module
 # linux-source-6.1 and linux-headers-<the image's kernel> (Debian's
 # linux-headers-amd64 installs the current one). .ci/run installs them.
 set -euo pipefail
@@ -20,15 +25,16 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What a Raspberry Pi OS Lite system has that the agent meets: systemd with
 # udev, dbus and logind, polkit (the reboot job), the TPM's udev rules
-# (group tss), the tools fsck needs for both file systems.
-packages=systemd-sysv,udev,dbus,polkitd,linux-image-amd64,kmod,ca-certificates,adduser,init-system-helpers,tpm-udev,dosfstools,e2fsprogs,iproute2,procps,less
+# (group tss), the tools fsck needs for both file systems, and cloud-init,
+# which Raspberry Pi OS (Trixie) runs from the boot partition's files.
+packages=systemd-sysv,udev,dbus,polkitd,linux-image-amd64,kmod,ca-certificates,adduser,init-system-helpers,tpm-udev,dosfstools,e2fsprogs,iproute2,procps,less,cloud-init
 size=3G
 
 log() { printf '%s build-image: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap into a folder keeps file owners only as root)"
-for c in mmdebstrap mke2fs make gcc tar; do
-	command -v "$c" >/dev/null || die "$c is missing: apt-get install -y mmdebstrap e2fsprogs make gcc"
+for c in mmdebstrap mke2fs mkfs.fat mcopy sfdisk make gcc tar; do
+	command -v "$c" >/dev/null || die "$c is missing: apt-get install -y mmdebstrap e2fsprogs dosfstools mtools fdisk make gcc"
 done
 
 key=$(
@@ -95,14 +101,28 @@ rm -rf "$root/var/cache/apt/archives/"*.deb
 t3=$SECONDS
 log "set-up: $((t3 - t2)) s"
 
-log "root.img ($size, ext4) from the folder"
+log "root.img and card.img ($size root, ext4) from the folder"
 cp "$root/boot/vmlinuz-$kver" "$work/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$work/initrd.img"
 echo "$kver" >"$work/kernel-version"
+touch "$root/etc/cloud/cloud-init.disabled"
 mke2fs -q -t ext4 -L rootfs -d "$root" "$work/root.img" "$size" >&2
+rm "$root/etc/cloud/cloud-init.disabled"
+# The card: 1 MiB for the MBR, 256 MiB FAT32, then the root file system.
+card=$work/card.img
+truncate -s $((1 + 256))M "$card"
+truncate -s +"$size" "$card"
+printf 'label: dos\nstart=2048, size=256MiB, type=c\ntype=83\n' | sfdisk --quiet "$card" >&2
+mkfs.fat --offset 2048 -F 32 -s 4 -n bootfs "$card" $((256 * 1024)) >&2
+# What the Raspberry Pi's firmware reads from the boot partition; the VM's
+# launcher reads cmdline.txt the same way at each (re)boot.
+echo "console=ttyS0,115200 root=LABEL=rootfs rootfstype=ext4 ro fsck.repair=yes rootwait net.ifnames=0 panic=5" >"$work/cmdline.txt"
+MTOOLS_SKIP_CHECK=1 mcopy -i "$card@@1M" "$work/cmdline.txt" ::cmdline.txt
+rm "$work/cmdline.txt"
+mke2fs -q -t ext4 -L rootfs -E offset=$((257 * 1024 * 1024)) -d "$root" "$card" "$size" >&2
 rm -rf "$root" "$mod"
 t4=$SECONDS
-log "mke2fs: $((t4 - t3)) s; image built in $((t4 - t0)) s"
+log "mke2fs: $((t4 - t3)) s; images built in $((t4 - t0)) s"
 
 touch "$work/ready"
 rm -rf "$out"
