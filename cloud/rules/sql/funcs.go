@@ -348,3 +348,6 @@ func fnParseTime(_ *env, a []any) any {
 	}
 	return s
 }
+
+// NewUUID is a random (version 4) UUID, as newuuid() returns.
+func NewUUID() string { return fnNewUUID(&env{m: &Message{}}, nil).(string) }
