@@ -123,7 +123,7 @@ func TestRepublishWithTemplates(t *testing.T) {
 		t.Error("alarms/box-1 taken for Basic Ingest")
 	}
 	e.HandleMessage(Source{ClientID: "box-1"}, "alarms/box-1", []byte(`{"armed":false,"kind":"motion"}`)) // WHERE false
-	e.HandleMessage(Source{ClientID: "box-1"}, "telemetry/box-1", []byte(`{"armed":true}`))                // other topic
+	e.HandleMessage(Source{ClientID: "box-1"}, "telemetry/box-1", []byte(`{"armed":true}`))               // other topic
 	s.wait(t, 1)
 	want := []msg{{"notifications/box-1/MOTION", `{"armed":true,"kind":"motion","thing":"box-1"}`, 1}}
 	waitMetrics(t, e, "alarms", func(m Metrics) bool { return m.Evaluated == 2 })
