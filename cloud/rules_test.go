@@ -209,9 +209,9 @@ func TestTopicRulesWithAWSCLI(t *testing.T) {
 		RuleArn string
 		Rule    struct {
 			RuleName, Sql, Description, AwsIotSqlVersion, CreatedAt string
-			RuleDisabled                                             bool
-			Actions                                                  []map[string]map[string]any
-			ErrorAction                                              map[string]map[string]any
+			RuleDisabled                                            bool
+			Actions                                                 []map[string]map[string]any
+			ErrorAction                                             map[string]map[string]any
 		}
 	}
 	aws.ok(&got, "iot", "get-topic-rule", "--rule-name", "box_alarms")
