@@ -95,7 +95,7 @@ type client struct {
 	msgs chan paho.Message
 }
 
-func connect(t *testing.T, sim *cloud.Sim, thing, policy string, filters ...string) *client {
+func connect(t testing.TB, sim *cloud.Sim, thing, policy string, filters ...string) *client {
 	t.Helper()
 	certPEM, keyPEM, err := sim.CreateThing(thing)
 	if err != nil {
@@ -139,7 +139,7 @@ func connect(t *testing.T, sim *cloud.Sim, thing, policy string, filters ...stri
 	return c
 }
 
-func (c *client) publish(t *testing.T, topic, payload string) {
+func (c *client) publish(t testing.TB, topic, payload string) {
 	t.Helper()
 	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
@@ -147,7 +147,7 @@ func (c *client) publish(t *testing.T, topic, payload string) {
 }
 
 // next returns the next message, failing after waitFor.
-func (c *client) next(t *testing.T) paho.Message {
+func (c *client) next(t testing.TB) paho.Message {
 	t.Helper()
 	select {
 	case m := <-c.msgs:

@@ -550,6 +550,9 @@ func (e *Engine) SetDisabled(name string, disabled bool) error {
 	return e.putLocked(r, en.c)
 }
 
+// QueueLen is the number of messages waiting for the workers.
+func (e *Engine) QueueLen() int { return len(e.queue) }
+
 // Metrics returns the engine's counters.
 func (e *Engine) Metrics() EngineMetrics {
 	e.mu.Lock()

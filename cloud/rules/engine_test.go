@@ -74,7 +74,7 @@ func (s *sink) wait(t *testing.T, n int) {
 	}
 }
 
-func openDB(t *testing.T, dir string) *store.DB {
+func openDB(t testing.TB, dir string) *store.DB {
 	t.Helper()
 	db, err := store.Open(filepath.Join(dir, "iotsim.db"), time.Second)
 	if err != nil {

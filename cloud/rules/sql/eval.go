@@ -18,6 +18,12 @@ type Message struct {
 	Time      time.Time
 	// NewUUID, if set, makes newuuid()'s value (tests); nil means random.
 	NewUUID func() string
+
+	// The payload decoded once for every statement and template that
+	// reads this message (a Message is used by one goroutine at a time).
+	doc     any
+	decErr  bool
+	decoded bool
 }
 
 // env is one evaluation: the message and its payload decoded once.
@@ -28,13 +34,15 @@ type env struct {
 }
 
 func newEnv(m *Message) *env {
-	e := &env{m: m}
-	if v, err := decodeJSON(m.Payload); err == nil {
-		e.doc = v
-	} else {
-		e.doc, e.decErr = rawBytes(m.Payload), true
+	if !m.decoded {
+		if v, err := decodeJSON(m.Payload); err == nil {
+			m.doc = v
+		} else {
+			m.doc, m.decErr = rawBytes(m.Payload), true
+		}
+		m.decoded = true
 	}
-	return e
+	return &env{m: m, doc: m.doc, decErr: m.decErr}
 }
 
 // Result is the outcome of a statement on a message.
