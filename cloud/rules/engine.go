@@ -111,10 +111,8 @@ type headerTemplate struct {
 }
 
 type job struct {
-	rules   []*compiled
-	msg     sql.Message
-	ingest  bool
-	enqueue time.Time
+	rules []*compiled
+	msg   sql.Message
 }
 
 // Metrics are a rule's counters since iotsim started.
@@ -239,7 +237,7 @@ func (e *Engine) HandleMessage(src Source, topic string, payload []byte) (ingest
 		name, sub, _ := strings.Cut(rest, "/")
 		for _, c := range act {
 			if c.name == name {
-				e.enqueue([]*compiled{c}, src, sub, payload, true)
+				e.enqueue([]*compiled{c}, src, sub, payload)
 				return true
 			}
 		}
@@ -256,14 +254,14 @@ func (e *Engine) HandleMessage(src Source, topic string, payload []byte) (ingest
 		}
 	}
 	if len(match) > 0 {
-		e.enqueue(match, src, topic, payload, false)
+		e.enqueue(match, src, topic, payload)
 	}
 	return false
 }
 
-func (e *Engine) enqueue(rs []*compiled, src Source, topic string, payload []byte, ingest bool) {
+func (e *Engine) enqueue(rs []*compiled, src Source, topic string, payload []byte) {
 	e.received.Add(1)
-	j := job{rules: rs, ingest: ingest, msg: sql.Message{
+	j := job{rules: rs, msg: sql.Message{
 		Topic: topic, Payload: bytes.Clone(payload), ClientID: src.ClientID, Principal: src.Principal, Time: e.now(),
 	}}
 	select {

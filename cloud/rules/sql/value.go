@@ -201,28 +201,3 @@ func (o *object) set(k string, v any) {
 }
 
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
-
-// typeName names a value's AWS IoT SQL type, for error messages.
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "Null"
-	case undefinedT:
-		return "Undefined"
-	case bool:
-		return "Boolean"
-	case int64:
-		return "Int"
-	case float64:
-		return "Decimal"
-	case string:
-		return "String"
-	case []any:
-		return "Array"
-	case map[string]any, *object:
-		return "Object"
-	case rawBytes:
-		return "Binary"
-	}
-	return fmt.Sprintf("%T", v)
-}
