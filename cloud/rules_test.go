@@ -347,3 +347,25 @@ func TestBasicIngest(t *testing.T) {
 		t.Errorf("got %s %s: the Basic Ingest message reached a subscriber", m.Topic(), m.Payload())
 	}
 }
+
+// TestRulesSeeShadowTopics: a rule on the shadow's documents topic runs
+// when the shadow service publishes there, as on AWS.
+func TestRulesSeeShadowTopics(t *testing.T) {
+	sim := cloudtest.Start(t, "")
+	if _, err := sim.Rules().Create("shadow_docs", rules.Payload{
+		SQL:     "SELECT current.state.desired.alarm.armed AS armed FROM '$aws/things/+/shadow/update/documents'",
+		Actions: rules.Actions{{Republish: &rules.Republish{Topic: "armed/${topic(3)}"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	watcher := connect(t, sim, "watcher", allowAll, "armed/#")
+	if _, _, err := sim.CreateThing("box-3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Shadows().Update("box-3", "", []byte(`{"state":{"desired":{"alarm":{"armed":true}}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := watcher.next(t); m.Topic() != "armed/box-3" || string(m.Payload()) != `{"armed":true}` {
+		t.Errorf("got %s %s", m.Topic(), m.Payload())
+	}
+}

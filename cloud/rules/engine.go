@@ -211,6 +211,9 @@ func New(o Options) (*Engine, error) {
 		e.log.Warn("stored rule not run: replace or delete it", "rule", b)
 	}
 	e.publishActive()
+	if len(e.rules) > 0 {
+		e.log.Info("topic rules loaded", "rules", len(e.rules), "enabled", len(*e.active.Load()))
+	}
 	return e, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -391,4 +392,54 @@ func TestCreateRefusals(t *testing.T) {
 	if len(e.List()) != 0 {
 		t.Errorf("refused rules were stored: %v", e.List())
 	}
+}
+
+// TestFailuresAndDropsLogged: what the counters count is in iotsim's log
+// too, with the totals.
+func TestFailuresAndDropsLogged(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	s := newSink()
+	s.pubErr = errors.New("no route")
+	e := start(t, t.TempDir(), s, func(o *Options) { o.Logger = log })
+	if _, err := e.Create("r", payload(t, `{"sql":"SELECT * FROM 'a'","actions":[{"republish":{"topic":"b"}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	e.HandleMessage(Source{}, "a", []byte(`{}`))
+	waitMetrics(t, e, "r", func(m Metrics) bool { return m.ActionsFailed == 1 })
+	if got := buf.String(); !strings.Contains(got, `msg="rule action failed" rule=r action=republish resource=b topic=a err="no route" failed_total=1`) {
+		t.Errorf("log:\n%s", got)
+	}
+
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	e2, err := New(Options{DB: db, Publish: s.publish, QueueSize: 1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e2.Create("q", payload(t, `{"sql":"SELECT * FROM 'a'","actions":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	e2.HandleMessage(Source{}, "a", []byte(`{}`))
+	e2.HandleMessage(Source{}, "a", []byte(`{}`))
+	if got := buf.String(); !strings.Contains(got, `msg="rules queue full: message dropped" topic=a rules=[q] dropped_total=1 queue_size=1`) {
+		t.Errorf("log:\n%s", got)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
