@@ -9,6 +9,7 @@
 package cloud
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -30,6 +31,7 @@ import (
 	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/provisioning"
 	"github.com/iotagent/iotagent/cloud/registry"
+	"github.com/iotagent/iotagent/cloud/rules"
 	"github.com/iotagent/iotagent/cloud/s3"
 	"github.com/iotagent/iotagent/cloud/shadow"
 	"github.com/iotagent/iotagent/cloud/store"
@@ -77,6 +79,12 @@ type Options struct {
 	// MaxObjectBytes bounds an S3 object; zero means
 	// s3.DefaultMaxObjectBytes.
 	MaxObjectBytes int64
+	// RulesHTTPRemote lets the http action of topic rules post to hosts
+	// that are not loopback (iotsim serve --rules-http-remote).
+	RulesHTTPRemote bool
+	// RulesQueueSize bounds the messages waiting for the rules engine's
+	// workers; zero means rules.DefaultQueueSize.
+	RulesQueueSize int
 }
 
 // Endpoint is the content of DATA_DIR/endpoint.json: the contract that
@@ -113,6 +121,10 @@ type Sim struct {
 	defender     *defender.Service
 	stopDefender context.CancelFunc
 	defenderDone chan struct{}
+
+	rules     *rules.Engine
+	stopRules context.CancelFunc
+	rulesDone chan struct{}
 
 	jobs     *jobs.Service
 	objects  *s3.Store
@@ -203,8 +215,11 @@ func Start(o Options) (_ *Sim, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	if err := s.startRules(); err != nil {
+		return nil, err
+	}
 	publish := func(topic string, payload []byte) {
-		if err := s.broker.Publish(topic, payload, 1); err != nil {
+		if err := s.servicePublish(topic, payload); err != nil {
 			o.Logger.Warn("publish", "topic", topic, "err", err)
 		}
 	}
@@ -252,8 +267,14 @@ func Start(o Options) (_ *Sim, err error) {
 			Defender:  s.defender,
 			Jobs:      s.jobs,
 			Publish: func(topic string, payload []byte, qos byte, _ bool) error {
+				// iot-data Publish: rules see it as AWS's do; a Basic
+				// Ingest topic goes to its rule only.
+				if s.rules.HandleMessage(rules.Source{Principal: s.creds.AccessKeyID}, topic, payload) {
+					return nil
+				}
 				return s.broker.Publish(topic, payload, qos)
 			},
+			Rules:       s.rules,
 			Endpoint:    "localhost",
 			Logger:      o.Logger.With("component", "api"),
 			Now:         o.Now,
@@ -443,6 +464,10 @@ func (s *Sim) Close() error {
 			s.stopDefender()
 			<-s.defenderDone
 		}
+		if s.stopRules != nil {
+			s.stopRules()
+			<-s.rulesDone
+		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
 		}
@@ -561,9 +586,7 @@ func (s *Sim) startJobs() error {
 		DB:       s.db,
 		Registry: s.reg,
 		Files:    s.objects,
-		Publish: func(topic string, payload []byte) error {
-			return s.broker.Publish(topic, payload, 1)
-		},
+		Publish:  s.servicePublish,
 		PublishTo: func(clientID, topic string, payload []byte) error {
 			return s.broker.PublishTo(clientID, topic, payload, 1)
 		},
@@ -580,5 +603,61 @@ func (s *Sim) startJobs() error {
 		defer close(s.jobsDone)
 		_ = s.jobs.Run(ctx)
 	}()
+	return nil
+}
+
+// Rules is the rules engine.
+func (s *Sim) Rules() *rules.Engine { return s.rules }
+
+// startRules creates the rules engine, gives it every device publish
+// and starts its workers (stopped by Close).
+func (s *Sim) startRules() error {
+	var err error
+	s.rules, err = rules.New(rules.Options{
+		DB:      s.db,
+		Region:  s.opt.Region,
+		Account: s.opt.Account,
+		Publish: s.broker.Publish,
+		PutObject: func(bucket, key string, body []byte) error {
+			if s.objects == nil {
+				return errors.New("the object store is not running")
+			}
+			// AWS's S3 action writes into an existing bucket only.
+			if !s.objects.HasBucket(bucket) {
+				return fmt.Errorf("NoSuchBucket: the bucket %s does not exist in iotsim's object store", bucket)
+			}
+			_, err := s.objects.Put(bucket, key, "application/json", bytes.NewReader(body))
+			return err
+		},
+		AllowRemoteHTTP: s.opt.RulesHTTPRemote,
+		QueueSize:       s.opt.RulesQueueSize,
+		Logger:          s.opt.Logger.With("component", "rules"),
+		Now:             s.opt.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	toRules := func(p *broker.Principal, topic string, payload []byte) {
+		s.rules.HandleMessage(rules.Source{ClientID: p.ClientID, Principal: p.CertificateID}, topic, payload)
+	}
+	s.broker.Handle("#", toRules)
+	s.broker.Handle("$aws/#", toRules)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopRules, s.rulesDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.rulesDone)
+		_ = s.rules.Run(ctx)
+	}()
+	return nil
+}
+
+// servicePublish publishes a message of iotsim's own services (shadow,
+// jobs, defender replies) and lets the rules see it, as AWS's rules see
+// the shadow's $aws/things/+/shadow/... topics.
+func (s *Sim) servicePublish(topic string, payload []byte) error {
+	if err := s.broker.Publish(topic, payload, 1); err != nil {
+		return err
+	}
+	s.rules.HandleMessage(rules.Source{}, topic, payload)
 	return nil
 }

@@ -299,6 +299,9 @@ func TestReadme(t *testing.T) {
 	if out := e.run(bs, "iotsim-aws"); out != "" && (!strings.Contains(out, "box-1") || !strings.Contains(strings.ReplaceAll(out, " ", ""), `"interval_s":10`)) {
 		t.Errorf("aws CLI against iotsim:\n%s", out)
 	}
+	if out := e.run(bs, "iotsim-rules"); out != "" && !strings.Contains(out, `"ruleArn": "arn:aws:iot:us-east-1:123456789012:rule/chocolate_box_alarms"`) {
+		t.Errorf("topic rule with the aws CLI:\n%s", out)
+	}
 
 	e.run(bs, "agent-thing")
 	e.run(bs, "agent-run")

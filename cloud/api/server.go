@@ -64,6 +64,8 @@ type Options struct {
 	Jobs Jobs
 	// Templates stores provisioning templates (*registry.Registry).
 	Templates Templates
+	// Rules stores and runs topic rules (*rules.Engine).
+	Rules Rules
 	// Endpoint is DescribeEndpoint's answer: a bare host, no scheme or port.
 	Endpoint string
 	Logger   *slog.Logger

@@ -413,24 +413,31 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPublish hands authorized device publishes to the registered handlers.
+// A Basic Ingest message ($aws/rules/<rule>/...) is acknowledged and goes
+// to the handlers (the rules engine) only, never to subscribers, as AWS
+// has it.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
+	var fanout error
+	if strings.HasPrefix(pk.TopicName, rulesPrefix) {
+		fanout = packets.CodeSuccessIgnore
+	}
 	hs := *h.b.handlers.Load()
 	if len(hs) == 0 {
-		return pk, nil
+		return pk, fanout
 	}
 	c := h.b.conn(cl)
 	if c == nil {
-		return pk, nil
+		return pk, fanout
 	}
 	for _, e := range hs {
 		if Match(innerFilter(e.filter), pk.TopicName) {
 			e.h(c.p, pk.TopicName, pk.Payload)
 		}
 	}
-	return pk, nil
+	return pk, fanout
 }
 
 // OnQosComplete: a device's QoS 1 PUBLISH has been acknowledged; the

@@ -136,6 +136,7 @@ func serve(args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	auth := fs.String("auth", "sigv4", "REST and S3 authentication: sigv4 (requests signed with endpoint.json's credentials) or none (only on a loopback --http-addr)")
 	maxObject := fs.Int64("max-object-bytes", s3.DefaultMaxObjectBytes, "largest S3 object (OTA artifact) accepted; larger uploads get EntityTooLarge")
+	rulesRemote := fs.Bool("rules-http-remote", false, "let the http action of topic rules post to hosts that are not loopback (off: a rule cannot send device data off this machine)")
 	pprofAddr := fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (host:port), for profiling iotsim under load; off when empty")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -165,7 +166,7 @@ func serve(args []string, stderr io.Writer) error {
 	sim, err := cloud.Start(cloud.Options{
 		DataDir: *dataDir, MQTTAddr: *mqttAddr, ExtraMQTTAddrs: extra, HTTPAddr: *httpAddr,
 		Region: *region, Account: *account, Logger: log,
-		NoAuth: *auth == "none", MaxObjectBytes: *maxObject,
+		NoAuth: *auth == "none", MaxObjectBytes: *maxObject, RulesHTTPRemote: *rulesRemote,
 	})
 	if err != nil {
 		return err
