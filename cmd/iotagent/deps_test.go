@@ -8,7 +8,8 @@ import (
 )
 
 // TestNoSimulatorInTheAgent keeps iotsim (cloud/...), the MQTT broker,
-// regexp and debug/elf out of the device binary.
+// iotimage's disk image libraries (go-diskfs, xz), regexp and debug/elf
+// out of the device binary.
 func TestNoSimulatorInTheAgent(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
@@ -17,6 +18,10 @@ func TestNoSimulatorInTheAgent(t *testing.T) {
 	for _, dep := range strings.Fields(string(out)) {
 		if strings.HasPrefix(dep, "github.com/iotagent/iotagent/cloud") || strings.HasPrefix(dep, "github.com/mochi-mqtt/") {
 			t.Errorf("iotagent links %s", dep)
+		}
+		// cmd/iotimage is a workstation tool: its FAT and xz code stays out.
+		if strings.HasPrefix(dep, "github.com/diskfs/") || strings.HasPrefix(dep, "github.com/ulikunitz/") || strings.HasPrefix(dep, "github.com/iotagent/iotagent/cmd/iotimage") {
+			t.Errorf("iotagent links %s, which only iotimage needs", dep)
 		}
 		// regexp and debug/elf cost the binary about 250 and 100 KiB; the
 		// name checks and the OTA arch check do without them.

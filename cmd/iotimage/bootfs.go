@@ -67,7 +67,10 @@ type fatFS struct {
 	fs    filesystem.FileSystem
 	f     *os.File
 	start int64
+	size  int64
 	label string
+	// written: go-diskfs changed something (fat32Fix then runs).
+	written bool
 	// fixes are what fat32Fix corrected after go-diskfs's writes.
 	fixes []string
 }
@@ -86,14 +89,14 @@ func openFAT(f *os.File, name string, part partition) (*fatFS, error) {
 		return nil, fmt.Errorf("%s: %s holds FAT12 or FAT16; Raspberry Pi OS's boot partition is FAT32: %w", name, part, ErrNoFAT)
 	}
 	// Check the structure before go-diskfs reads it.
-	if _, err := readFAT32(f, int64(part.Start)); err != nil {
+	if _, err := readFAT32(f, int64(part.Start), int64(part.Size)); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", name, part, err)
 	}
 	fsys, err := fat32.Read(file.New(f, false), int64(part.Size), int64(part.Start), sectorSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: read the FAT file system of %s: %w", name, part, err)
 	}
-	return &fatFS{fs: fsys, f: f, start: int64(part.Start), label: strings.TrimSpace(fsys.Label())}, nil
+	return &fatFS{fs: fsys, f: f, start: int64(part.Start), size: int64(part.Size), label: strings.TrimSpace(fsys.Label())}, nil
 }
 
 // find returns the name of the entry in dir matching base (FAT names are
@@ -145,6 +148,7 @@ func (x *fatFS) ReadFile(name string) ([]byte, error) {
 // WriteFile removes an existing name first, so that a shorter file
 // leaves no clusters of the longer one behind.
 func (x *fatFS) WriteFile(name string, data []byte) error {
+	x.written = true
 	if err := x.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -163,6 +167,7 @@ func (x *fatFS) WriteFile(name string, data []byte) error {
 }
 
 func (x *fatFS) Remove(name string) error {
+	x.written = true
 	real, _, err := x.find(path.Dir(name), path.Base(name))
 	if err != nil {
 		return err
@@ -174,6 +179,7 @@ func (x *fatFS) Remove(name string) error {
 }
 
 func (x *fatFS) Mkdir(dir string) error {
+	x.written = true
 	if err := x.fs.Mkdir("/" + dir); err != nil {
 		return fmt.Errorf("make directory /%s: %w", dir, err)
 	}
@@ -203,10 +209,12 @@ func (x *fatFS) List(dir string) ([]string, error) {
 // card to stable storage.
 func (x *fatFS) Close() error {
 	var ferr error
-	if fx, err := readFAT32(x.f, x.start); err != nil {
-		ferr = err
-	} else {
-		x.fixes, ferr = fx.fix()
+	if x.written {
+		if fx, err := readFAT32(x.f, x.start, x.size); err != nil {
+			ferr = err
+		} else {
+			x.fixes, ferr = fx.fix()
+		}
 	}
 	if ferr != nil {
 		ferr = fmt.Errorf("check the FAT after writing: %w", ferr)

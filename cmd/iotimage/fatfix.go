@@ -14,7 +14,6 @@ import (
 // from no file are freed, and the FSInfo sector's free cluster count and
 // next free hint are recomputed. It reports what it changed.
 type fat32Fix struct {
-	rw    io.ReadWriteSeeker
 	at    io.ReaderAt
 	wa    io.WriterAt
 	start int64
@@ -36,7 +35,8 @@ type rwAt interface {
 // errBadFAT is a FAT32 file system whose structure does not add up.
 var errBadFAT = errors.New("damaged FAT32 file system")
 
-func readFAT32(f rwAt, start int64) (*fat32Fix, error) {
+// readFAT32 reads the FAT32 file system of size bytes at start in f.
+func readFAT32(f rwAt, start, size int64) (*fat32Fix, error) {
 	bs := make([]byte, 512)
 	if _, err := f.ReadAt(bs, start); err != nil {
 		return nil, fmt.Errorf("read the boot sector: %w", err)
@@ -56,6 +56,9 @@ func readFAT32(f rwAt, start int64) (*fat32Fix, error) {
 	dataSectors := tot - x.reserved - x.numFATs*int64(x.fatSz)
 	if dataSectors <= 0 || int64(x.fatSz)*x.bps/4 < dataSectors/x.spc+2 || x.rootClus < 2 {
 		return nil, fmt.Errorf("%w: %d sectors do not hold the FATs and data", errBadFAT, tot)
+	}
+	if tot*x.bps > size {
+		return nil, fmt.Errorf("%w: its %d sectors do not fit in the %d-byte partition", errBadFAT, tot, size)
 	}
 	x.nClusters = uint32(dataSectors / x.spc)
 	raw := make([]byte, int64(x.nClusters+2)*4)
@@ -204,13 +207,22 @@ func (x *fat32Fix) fix() ([]string, error) {
 		}
 		if binary.LittleEndian.Uint32(fi[0:]) == 0x41615252 && binary.LittleEndian.Uint32(fi[484:]) == 0x61417272 {
 			oldFree, oldNext := binary.LittleEndian.Uint32(fi[488:]), binary.LittleEndian.Uint32(fi[492:])
-			if oldFree != free || oldNext != next {
-				binary.LittleEndian.PutUint32(fi[488:], free)
+			changed := false
+			// The next-free hint is only a hint: kept unless out of range.
+			if oldNext != 0xffffffff && (oldNext < 2 || oldNext >= uint32(len(x.fat))) {
 				binary.LittleEndian.PutUint32(fi[492:], next)
+				changes = append(changes, fmt.Sprintf("FSInfo next free cluster %d -> %d", oldNext, next))
+				changed = true
+			}
+			if oldFree != free {
+				binary.LittleEndian.PutUint32(fi[488:], free)
+				changes = append(changes, fmt.Sprintf("FSInfo free clusters %d -> %d", oldFree, free))
+				changed = true
+			}
+			if changed {
 				if _, err := x.wa.WriteAt(fi, off); err != nil {
 					return changes, fmt.Errorf("write FSInfo: %w", err)
 				}
-				changes = append(changes, fmt.Sprintf("FSInfo free clusters %d -> %d", oldFree, free))
 			}
 		}
 	}

@@ -654,6 +654,7 @@ func write(bfs bootFS, o prepareOpts, in *inputs, res *result) error {
 	// Removals first (an old .deb makes room for the new one), then the
 	// files, meta-data last: a card pulled half-way has no new instance
 	// id, and prepare run again completes it.
+	slices.Sort(remove)
 	for _, p := range remove {
 		if err := bfs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s: %w", res.Target, err)
@@ -823,7 +824,15 @@ func copySparse(f *os.File, r io.Reader) (int64, error) {
 	buf := make([]byte, 1<<20)
 	var n int64
 	for {
-		k, err := io.ReadFull(r, buf)
+		// Fill buf; io.ReadFull would hide a truncated stream's
+		// io.ErrUnexpectedEOF behind a short last block.
+		k := 0
+		var err error
+		for k < len(buf) && err == nil {
+			var m int
+			m, err = r.Read(buf[k:])
+			k += m
+		}
 		if k > 0 {
 			chunk := buf[:k]
 			if allZero(chunk) {
@@ -835,7 +844,7 @@ func copySparse(f *os.File, r io.Reader) (int64, error) {
 			}
 			n += int64(k)
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if err == io.EOF {
 			return n, f.Truncate(n)
 		}
 		if err != nil {
