@@ -19,8 +19,8 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSIO
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/iotagent and bin/iotsim for this machine
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/iotagent ./cmd/iotsim
+build: ## build bin/iotagent, bin/iotsim and bin/iotimage for this machine
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/iotagent ./cmd/iotsim ./cmd/iotimage
 
 test: ## vet and run every test with the race detector
 	$(GO) vet ./...

@@ -72,8 +72,8 @@ func writeMBR(t *testing.T, img string, entries ...mbrEntry) {
 
 const (
 	testBootStart   = 8192          // sectors, as Raspberry Pi OS
-	testBootSectors = 80 * 1024 * 2 // 80 MiB
-	testImageSize   = 96 << 20
+	testBootSectors = 36 * 1024 * 2 // 36 MiB: FAT32 needs 65525 clusters
+	testImageSize   = 40 << 20
 	testBootOffset  = testBootStart * 512
 )
 

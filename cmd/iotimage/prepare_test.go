@@ -282,7 +282,7 @@ func TestPrepareRefusals(t *testing.T) {
 			p := makeImage(t)
 			os.Truncate(p, testBootOffset+1<<20)
 			return p
-		}, nil, exitRefused, []string{"raspios.img: no FAT partition: partition 1 (type 0x0c, 80 MiB at byte 4194304) ends at byte 88080384, past the end of the 5242880-byte image"}},
+		}, nil, exitRefused, []string{"raspios.img: no FAT partition: partition 1 (type 0x0c, 36 MiB at byte 4194304) ends at byte 41943040, past the end of the 5242880-byte image"}},
 		{"bad config", makeImage, func(f fixture) []string {
 			f.config = filepath.Join(f.dir, "bad.json")
 			return f.args()
