@@ -35,12 +35,13 @@ var setupSh []byte
 
 // settings are the optional device settings both hooks apply.
 type settings struct {
-	hostname    string
-	user        string
-	sshKeys     []string
-	wifiSSID    string
-	wifiPSK     string
-	wifiCountry string
+	hostname     string
+	user         string
+	passwordHash string // crypt(3); "" locks the password
+	sshKeys      []string
+	wifiSSID     string
+	wifiPSK      string
+	wifiCountry  string
 }
 
 // yq quotes s as a YAML double-quoted scalar (JSON's string syntax is a
@@ -67,7 +68,12 @@ func userDataFile(s settings) []byte {
 	if s.user != "" {
 		fmt.Fprintf(&b, "users:\n  - name: %s\n", yq(s.user))
 		b.WriteString("    groups: users,adm,dialout,audio,netdev,video,plugdev,input,gpio,spi,i2c,sudo\n")
-		b.WriteString("    shell: /bin/bash\n    lock_passwd: true\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n")
+		b.WriteString("    shell: /bin/bash\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n")
+		if s.passwordHash != "" {
+			fmt.Fprintf(&b, "    lock_passwd: false\n    passwd: %s\n", yq(s.passwordHash))
+		} else {
+			b.WriteString("    lock_passwd: true\n")
+		}
 		if len(s.sshKeys) > 0 {
 			b.WriteString("    ssh_authorized_keys:\n")
 			for _, k := range s.sshKeys {
@@ -154,13 +160,12 @@ elif [ "$FIRSTUSER" != "$NEW_USER" ]; then
 	usermod -m -d "/home/$NEW_USER" "$NEW_USER"
 	groupmod -n "$NEW_USER" "$FIRSTUSER"
 fi
-# SSH keys only: the password stays locked.
-usermod -L "$NEW_USER"
+%s
 echo "$NEW_USER ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/010_iotimage-nopasswd
 chmod 0440 /etc/sudoers.d/010_iotimage-nopasswd
 # No first-boot user wizard: the user exists.
 systemctl disable userconfig.service 2>/dev/null
-`, shq(s.user))
+`, shq(s.user), passwordLine(s.passwordHash))
 	}
 	if len(s.sshKeys) > 0 {
 		keys := strings.Join(s.sshKeys, "\n")
@@ -219,6 +224,14 @@ sed -i 's| systemd.run=%[1]s/%[3]s systemd.run_success_action=reboot systemd.uni
 exit 0
 `, deviceBoot, setupScript, firstrunFile, cmdlineFile)
 	return []byte(b.String())
+}
+
+// passwordLine sets the first user's password hash, or locks it.
+func passwordLine(hash string) string {
+	if hash == "" {
+		return "# No password (log in with the SSH key): locked.\nusermod -L \"$NEW_USER\""
+	}
+	return "echo \"$NEW_USER:\"" + shq(hash) + " | chpasswd -e"
 }
 
 // withCmdlineEntry returns cmdline.txt's single line with the firstrun

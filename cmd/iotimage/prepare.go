@@ -49,12 +49,12 @@ iotimage did not write (e.g. Raspberry Pi Imager's customisation) is
 refused unless --replace-user-data. See docs/flashing.md.`
 
 type prepareOpts struct {
-	image, out, bootDir, device      string
-	deb, config, claimCert, claimKey string
-	rootCA, hooks                    string
-	wifi, wifiPSKFile, wifiCountry   string
-	sshKey, hostname, user           string
-	yes, replaceUserData             bool
+	image, out, bootDir, device          string
+	deb, config, claimCert, claimKey     string
+	rootCA, hooks                        string
+	wifi, wifiPSKFile, wifiCountry       string
+	sshKey, hostname, user, passwordHash string
+	yes, replaceUserData                 bool
 }
 
 func prepareSetup(fs *flag.FlagSet) func(*inv) error {
@@ -75,7 +75,8 @@ func prepareSetup(fs *flag.FlagSet) func(*inv) error {
 	fs.StringVar(&o.wifiCountry, "wifi-country", "", "the Wi-Fi regulatory country `CC` (GB, DE, US, ...); the Pi keeps Wi-Fi off without one")
 	fs.StringVar(&o.sshKey, "ssh-key", "", "an authorized_keys `FILE`: SSH is enabled, for these keys only")
 	fs.StringVar(&o.hostname, "hostname", "", "the device's host `NAME`")
-	fs.StringVar(&o.user, "user", "", "the first user's `NAME` (password locked: log in with --ssh-key or on the console after setting one)")
+	fs.StringVar(&o.user, "user", "", "the first user's `NAME` (with sudo; its password is locked unless --password-hash-file)")
+	fs.StringVar(&o.passwordHash, "password-hash-file", "", "a `FILE` holding --user's password hash (openssl passwd -6, or mkpasswd), for the console and the serial console")
 	fs.BoolVar(&o.replaceUserData, "replace-user-data", false, "replace first-boot files someone else wrote (user-data, firstrun.sh and its cmdline.txt entry, a Wi-Fi network-config)")
 	return func(x *inv) error {
 		res, err := prepare(o, x.stdin, x.stderr)
@@ -206,6 +207,9 @@ func (o prepareOpts) check() error {
 	}
 	if (o.wifi == "") != (o.wifiPSKFile == "") {
 		probs = append(probs, "--wifi and --wifi-psk-file go together")
+	}
+	if o.passwordHash != "" && o.user == "" {
+		probs = append(probs, "--password-hash-file goes with --user")
 	}
 	if o.wifiCountry != "" && o.wifi == "" {
 		probs = append(probs, "--wifi-country goes with --wifi")
@@ -386,6 +390,9 @@ func stageConfig(name string, data []byte, in *inputs) ([]byte, []string, error)
 	}
 	var probs []error
 	var notes []string
+	if cfg.ThingName != "" {
+		notes = append(notes, fmt.Sprintf("thing_name is %q: every card made from this image connects as that one thing; leave it out for a batch (fleet provisioning names each thing)", cfg.ThingName))
+	}
 	for _, fe := range config.FieldErrors(err) {
 		if errors.Is(fe, fs.ErrNotExist) && !strings.Contains(fe.Problem, stage) {
 			notes = append(notes, fmt.Sprintf("%s: not checked here: %s (a path on the device)", fe.Path, fe.Problem))
@@ -446,6 +453,18 @@ func readSettings(o prepareOpts) (settings, error) {
 	if c := o.wifiCountry; c != "" && !(len(c) == 2 && c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' && c[1] <= 'Z') {
 		bad("--wifi-country %q: want an ISO 3166 code in capitals, e.g. GB", c)
 	}
+	if o.passwordHash != "" {
+		data, err := readLimited(o.passwordHash, 4096)
+		if err != nil {
+			bad("--password-hash-file: %w", err)
+		} else {
+			h := strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0])
+			s.passwordHash = h
+			if !validHash(h) {
+				bad("--password-hash-file %s: want a crypt(3) hash on its first line ($6$... from openssl passwd -6, $y$... from mkpasswd), not the password itself", o.passwordHash)
+			}
+		}
+	}
 	if o.sshKey != "" {
 		data, err := readLimited(o.sshKey, 64<<10)
 		if err != nil {
@@ -489,6 +508,19 @@ func validUser(u string) bool {
 	}
 	for _, c := range u {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validHash accepts a SHA-512, SHA-256 or yescrypt crypt(3) hash.
+func validHash(h string) bool {
+	if !(strings.HasPrefix(h, "$6$") || strings.HasPrefix(h, "$5$") || strings.HasPrefix(h, "$y$")) || len(h) < 20 || len(h) > 512 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("$./=", c)) {
 			return false
 		}
 	}

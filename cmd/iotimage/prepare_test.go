@@ -40,9 +40,13 @@ func (f fixture) settingsArgs(t *testing.T) []string {
 	t.Helper()
 	writeFile(t, filepath.Join(f.dir, "keys.pub"), "# alice\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample alice@laptop\n")
 	writeFile(t, filepath.Join(f.dir, "psk"), "correct horse battery\n")
-	return []string{"--hostname", "box-1", "--user", "alice", "--ssh-key", filepath.Join(f.dir, "keys.pub"),
+	writeFile(t, filepath.Join(f.dir, "hash"), testHash+"\n")
+	return []string{"--hostname", "box-1", "--user", "alice", "--password-hash-file", filepath.Join(f.dir, "hash"), "--ssh-key", filepath.Join(f.dir, "keys.pub"),
 		"--wifi", "Workshop", "--wifi-psk-file", filepath.Join(f.dir, "psk"), "--wifi-country", "GB"}
 }
+
+// testHash is openssl passwd -6 -salt saltsalt secret.
+const testHash = "$6$saltsalt$Rk4Hxx9vYH2JQdWcM0hO9I1q6.ZqO9ZcY8sZ8d9xkYpq6Ks6kQmU6n1I8Kx5bUo6r0i7kq7N2y8XlK3k0kQ6Z/"
 
 // TestPrepareImageTwice prepares a card image made by mkfs.vfat twice:
 // fsck.fat finds nothing after either run, mtools reads the contract's
@@ -153,7 +157,8 @@ print(json.dumps({n: yaml.safe_load(open(d + "/" + n)) for n in ["user-data", "m
 		t.Errorf("user-data hostname = %v", ud["hostname"])
 	}
 	users, _ := ud["users"].([]any)
-	if len(users) != 1 || users[0].(map[string]any)["name"] != "alice" || len(users[0].(map[string]any)["ssh_authorized_keys"].([]any)) != 1 {
+	if len(users) != 1 || users[0].(map[string]any)["name"] != "alice" || len(users[0].(map[string]any)["ssh_authorized_keys"].([]any)) != 1 ||
+		users[0].(map[string]any)["passwd"] != testHash || users[0].(map[string]any)["lock_passwd"] != false {
 		t.Errorf("user-data users = %v", ud["users"])
 	}
 	wifis, _ := got["network-config"]["network"].(map[string]any)["wifis"].(map[string]any)
@@ -463,6 +468,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"prepare", "--image", "a", "--boot-dir", "b"}, "give exactly one of --image, --boot-dir and --device"},
 		{[]string{"prepare", "--hooks", "rc.local"}, `--hooks "rc.local": want both, cloud-init or firstrun`},
 		{[]string{"prepare", "--wifi", "x"}, "--wifi and --wifi-psk-file go together"},
+		{[]string{"prepare", "--password-hash-file", "x"}, "--password-hash-file goes with --user"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 	}
 	for _, tt := range tests {

@@ -179,7 +179,7 @@ func TestSetupScriptFailures(t *testing.T) {
 // TestFirstrunScript: firstrun.sh is valid bash, ends by removing itself
 // and its exact cmdline.txt entry, and exits 0.
 func TestFirstrunScript(t *testing.T) {
-	for _, s := range []settings{{}, {hostname: "box-1", user: "alice", sshKeys: []string{"ssh-ed25519 AAAA it's"}, wifiSSID: `a "net" $x`, wifiPSK: "pa'ss$word`x`", wifiCountry: "GB"}} {
+	for _, s := range []settings{{}, {hostname: "box-1", user: "alice", passwordHash: testHash, sshKeys: []string{"ssh-ed25519 AAAA it's"}, wifiSSID: `a "net" $x`, wifiPSK: "pa'ss$word`x`", wifiCountry: "GB"}} {
 		script := firstrunScript(s)
 		p := filepath.Join(t.TempDir(), "firstrun.sh")
 		writeFile(t, p, string(script))
