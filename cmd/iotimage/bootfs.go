@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -138,9 +137,21 @@ func (x *fatFS) ReadFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("open /%s: %w", name, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(f)
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("read /%s: %w", name, err)
+	}
+	// One Read of exactly the file's size from its start: go-diskfs
+	// v1.9.4 reads past the end of a file when a Read starts inside a
+	// cluster (as io.ReadAll's second call does with clusters over 512
+	// bytes).
+	data := make([]byte, fi.Size())
+	n, err := f.Read(data)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read /%s: %w", name, err)
+	}
+	if int64(n) != fi.Size() {
+		return nil, fmt.Errorf("read /%s: %d of %d bytes", name, n, fi.Size())
 	}
 	return data, nil
 }
@@ -156,7 +167,11 @@ func (x *fatFS) WriteFile(name string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", name, err)
 	}
-	if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
+	// One Write of the whole file from its start (see ReadFile).
+	if n, err := f.Write(data); err != nil || n != len(data) {
+		if err == nil {
+			err = io.ErrShortWrite
+		}
 		f.Close()
 		return fmt.Errorf("write /%s: %w", name, err)
 	}

@@ -69,15 +69,7 @@ func TestFAT32Fix(t *testing.T) {
 // fsckClean reports whether fsck.fat -n finds nothing in the boot partition.
 func fsckClean(t *testing.T, img string) bool {
 	t.Helper()
-	data, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := t.TempDir() + "/bootfs.img"
-	if err := os.WriteFile(p, data[testBootOffset:testBootOffset+testBootSectors*512], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("fsck.fat", "-n", p).CombinedOutput()
+	out, err := exec.Command("fsck.fat", "-n", bootCopy(t, img)).CombinedOutput()
 	t.Logf("fsck.fat -n:\n%s", out)
 	return err == nil
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"os/exec"
@@ -73,7 +74,6 @@ func writeMBR(t *testing.T, img string, entries ...mbrEntry) {
 const (
 	testBootStart   = 8192          // sectors, as Raspberry Pi OS
 	testBootSectors = 36 * 1024 * 2 // 36 MiB: FAT32 needs 65525 clusters
-	testImageSize   = 40 << 20
 	testBootOffset  = testBootStart * 512
 )
 
@@ -83,7 +83,11 @@ const stockCmdline = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091
 // makeImage makes a Raspberry Pi OS-like card image: an MBR with a FAT32
 // partition 1 (label bootfs, made by mkfs.vfat) holding cmdline.txt,
 // config.txt and pi-gen's user-data template, and a Linux partition 2.
-func makeImage(t *testing.T) string {
+func makeImage(t *testing.T) string { return makeImageGeom(t, testBootSectors, 1) }
+
+// makeImageGeom is makeImage with a boot partition of bootSectors and
+// clusters of spc sectors.
+func makeImageGeom(t *testing.T, bootSectors, spc int) string {
 	t.Helper()
 	needTools(t, "mkfs.vfat", "mcopy")
 	dir := t.TempDir()
@@ -91,11 +95,12 @@ func makeImage(t *testing.T) string {
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(img, testImageSize); err != nil {
+	size := int64(testBootStart+bootSectors)*512 + 4<<20
+	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	writeMBR(t, img, mbrEntry{0x0c, testBootStart, testBootSectors}, mbrEntry{0x83, testBootStart + testBootSectors, (testImageSize / 512) - testBootStart - testBootSectors})
-	runCmd(t, "mkfs.vfat", "-F", "32", "-n", "bootfs", "--offset", fmt.Sprint(testBootStart), img, fmt.Sprint(testBootSectors/2))
+	writeMBR(t, img, mbrEntry{0x0c, testBootStart, uint32(bootSectors)}, mbrEntry{0x83, uint32(testBootStart + bootSectors), uint32(size/512) - testBootStart - uint32(bootSectors)})
+	runCmd(t, "mkfs.vfat", "-F", "32", "-s", fmt.Sprint(spc), "-n", "bootfs", "--offset", fmt.Sprint(testBootStart), img, fmt.Sprint(bootSectors/2))
 	for name, content := range map[string]string{
 		"cmdline.txt": stockCmdline,
 		"config.txt":  "[all]\nenable_uart=1\n",
@@ -129,18 +134,37 @@ func bootFiles(t *testing.T, img string) map[string]string {
 	return files
 }
 
-// fsckBoot runs fsck.fat -n on a copy of the boot partition.
-func fsckBoot(t *testing.T, img string) {
+// bootCopy copies the image's first partition to a file of its own
+// (fsck.fat takes no offset).
+func bootCopy(t *testing.T, img string) string {
 	t.Helper()
-	needTools(t, "fsck.fat")
-	data, err := os.ReadFile(img)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	p, _, err := bootPartition(f, fi.Size())
 	if err != nil {
 		t.Fatal(err)
 	}
 	part := filepath.Join(t.TempDir(), "bootfs.img")
-	if err := os.WriteFile(part, data[testBootOffset:testBootOffset+testBootSectors*512], 0o644); err != nil {
+	out, err := os.Create(part)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer out.Close()
+	if _, err := copySparse(out, io.NewSectionReader(f, int64(p.Start), int64(p.Size))); err != nil {
+		t.Fatal(err)
+	}
+	return part
+}
+
+// fsckBoot runs fsck.fat -n on a copy of the boot partition.
+func fsckBoot(t *testing.T, img string) {
+	t.Helper()
+	needTools(t, "fsck.fat")
+	part := bootCopy(t, img)
 	out, err := exec.Command("fsck.fat", "-n", part).CombinedOutput()
 	if err != nil {
 		t.Fatalf("fsck.fat -n: %v\n%s", err, out)
