@@ -655,7 +655,9 @@ func write(bfs bootFS, o prepareOpts, in *inputs, res *result) error {
 	// The instance id covers everything else, so that cloud-init runs the
 	// hook again exactly when something changed.
 	if cloudInit {
-		res.InstanceID = instanceID(want)
+		res.InstanceID = instanceID(want, func(n string) bool {
+			return n == userData || n == networkConfig || strings.HasPrefix(n, agentDir+"/") || strings.HasPrefix(n, setupDir+"/")
+		})
 		want[metaData] = metaDataFile(res.InstanceID, in.settings.hostname)
 	}
 
@@ -730,10 +732,15 @@ func wantFold(want map[string][]byte, p string) (string, bool) {
 	return "", false
 }
 
-func instanceID(files map[string][]byte) string {
+// instanceID is derived from the files of the cloud-init hook (those
+// for which part is true): the same content, the same id, whatever the
+// other hook's files do.
+func instanceID(files map[string][]byte, part func(string) bool) string {
 	names := make([]string, 0, len(files))
 	for n := range files {
-		names = append(names, n)
+		if part(n) {
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	h := sha256.New()

@@ -408,7 +408,10 @@ func TestPrepareBootDir(t *testing.T) {
 	}
 	stockNC := true
 	for _, tt := range tests {
-		mustPrep(t, append(f.args("--boot-dir", boot, "--hooks", tt.hooks), tt.extra...)...)
+		r1 := mustPrep(t, append(f.args("--boot-dir", boot, "--hooks", tt.hooks), tt.extra...)...)
+		if r2 := mustPrep(t, append(f.args("--boot-dir", boot, "--hooks", tt.hooks), tt.extra...)...); len(r2.Written)+len(r2.Removed) != 0 || r2.InstanceID != r1.InstanceID {
+			t.Errorf("--hooks %s again: wrote %q, removed %q, instance id %s then %s", tt.hooks, r2.Written, r2.Removed, r1.InstanceID, r2.InstanceID)
+		}
 		var got []string
 		filepath.WalkDir(boot, func(p string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
