@@ -46,7 +46,6 @@ type command struct {
 
 // inv is one invocation: the parsed flags' common part and the output.
 type inv struct {
-	args           []string
 	json           bool
 	stdin          io.Reader
 	stdout, stderr io.Writer

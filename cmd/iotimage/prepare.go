@@ -763,7 +763,7 @@ func openTarget(o prepareOpts, stdin io.Reader, stderr io.Writer) (string, bootF
 		}
 		return o.bootDir, dirFS{root: o.bootDir}, nil, nil
 	}
-	name := o.image
+	var name string
 	if o.device != "" {
 		name = o.device
 		if err := checkDevice(o.device); err != nil {
