@@ -923,18 +923,46 @@ func checkDevice(dev string) error {
 	if err != nil {
 		return nil // not Linux: nothing to check against
 	}
-	real, _ := filepath.EvalSymlinks(dev)
+	if src, dir, ok := mountOf(dev, mounts); ok {
+		return &refusedError{err: fmt.Errorf("--device %s: %s is mounted on %s", dev, src, dir),
+			hint: fmt.Sprintf("unmount it first (udisksctl unmount -b %s), or use --boot-dir %s", src, dir)}
+	}
+	return nil
+}
+
+// mountOf finds a mount of dev or one of its partitions in mounts (the
+// format of /proc/mounts).
+func mountOf(dev string, mounts []byte) (src, dir string, ok bool) {
+	names := []string{dev}
+	if real, err := filepath.EvalSymlinks(dev); err == nil && real != dev {
+		names = append(names, real)
+	}
 	for _, l := range strings.Split(string(mounts), "\n") {
 		f := strings.Fields(l)
 		if len(f) < 2 {
 			continue
 		}
-		if strings.HasPrefix(f[0], dev) || (real != "" && strings.HasPrefix(f[0], real)) {
-			return &refusedError{err: fmt.Errorf("--device %s: %s is mounted on %s", dev, f[0], f[1]),
-				hint: fmt.Sprintf("unmount it first (udisksctl unmount -b %s), or use --boot-dir %s", f[0], f[1])}
+		for _, n := range names {
+			// /dev/sdb: /dev/sdb, /dev/sdb1; /dev/mmcblk0: /dev/mmcblk0p1.
+			rest, found := strings.CutPrefix(f[0], n)
+			if !found {
+				continue
+			}
+			if last := n[len(n)-1]; last >= '0' && last <= '9' {
+				// mmcblk0p1, loop0p1, nvme0n1p1 (and loop10 is another device)
+				if rest != "" && !strings.HasPrefix(rest, "p") {
+					continue
+				}
+				rest = strings.TrimPrefix(rest, "p")
+			} else if strings.HasPrefix(rest, "p") {
+				continue
+			}
+			if strings.Trim(rest, "0123456789") == "" && (rest != "" || f[0] == n) {
+				return f[0], f[1], true
+			}
 		}
 	}
-	return nil
+	return "", "", false
 }
 
 // confirm asks on a terminal before a card is written, unless --yes.
