@@ -53,9 +53,9 @@ test-arm: ## unit tests for arm64 and armv7 under qemu-user-static, then an arm6
 # The virtual device (vm/, docs/testing.md): vm/image/build.sh builds the
 # Debian image once (cached by its inputs in ~/.cache/iotagent-vm) and
 # prints its directory.
-VMTEST = img=$$(./vm/image/build.sh) && $(GO) test -race -count=1 -v -run 'TestVirtualDevice' ./vm -vm.image "$$img"
-test-vm: ## the device scenarios in a Debian VM under qemu: systemd, the .deb, kernel GPIO and TPM, reboots, 5 power cuts
-	$(VMTEST) -timeout 40m
+VMTEST = img=$$(./vm/image/build.sh) && $(GO) test -race -count=1 -v ./vm -vm.image "$$img"
+test-vm: ## the device scenarios in a Debian VM under qemu (systemd, the .deb, kernel GPIO and TPM, reboots, 5 power cuts), then cards iotimage prepared
+	$(VMTEST) -timeout 45m
 test-vm-long: ## test-vm with 50 power cuts
 	$(VMTEST) -timeout 180m -vm.powercuts 50
 vm: ## boot the virtual chocolate box with a root shell on its serial console (poweroff ends it)
