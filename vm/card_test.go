@@ -52,6 +52,13 @@ func TestFlashedCard(t *testing.T) {
 
 func flashAndBoot(t *testing.T, iotimage, vmctl, deb, hooks string) {
 	dir := t.TempDir()
+	if *keep {
+		var err error
+		if dir, err = os.MkdirTemp("", "iotagent-card-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("card directory (kept): %s", dir)
+	}
 	sim := cloudtest.Start(t, "")
 	ep := sim.Endpoint()
 	card := filepath.Join(dir, "card.img")
@@ -111,7 +118,8 @@ func flashAndBoot(t *testing.T, iotimage, vmctl, deb, hooks string) {
 		}
 	}
 	if hooks == "cloud-init" && !strings.Contains(state, "cloud-init: status: done") {
-		t.Errorf("cloud-init did not finish:\n%s", state)
+		t.Errorf("cloud-init did not finish well:\n%s\n%s", state,
+			d.sh(t, time.Minute, "cloud-init status --long; grep -E 'WARNING|ERROR|Traceback' /var/log/cloud-init.log | tail -20"))
 	}
 	t.Logf("after the first boot:\n%s", state)
 
@@ -135,6 +143,6 @@ ls -A /boot/firmware/iotagent | grep -q . && echo "claim: still there: $(ls -A /
 grep -q systemd.run /boot/firmware/cmdline.txt && echo "cmdline: $(cat /boot/firmware/cmdline.txt)" || echo "cmdline: clean"
 echo "setup: done $(cat /var/lib/iotagent-setup/done 2>/dev/null)"
 echo "setup.log: $(md5sum < /boot/firmware/iotagent-setup/setup.log)"
-echo "cloud-init: $(cloud-init status 2>/dev/null | head -1)"
+echo "cloud-init: $(timeout 600 cloud-init status --wait 2>/dev/null | tail -1)"
 ls /boot/firmware
 `

@@ -152,7 +152,9 @@ func (m *Machine) launch() error {
 		cmdline = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
 		// A reboot ends QEMU (-no-reboot); the watcher starts it again
 		// with the command line the boot partition then holds.
-		disks = []string{"-drive", "file=" + m.o.Card + ",format=raw,if=virtio", "-no-reboot"}
+		// A poweroff pauses the VM instead (the Pi stays off): only a
+		// reboot starts it again.
+		disks = []string{"-drive", "file=" + m.o.Card + ",format=raw,if=virtio", "-no-reboot", "-action", "shutdown=pause"}
 	}
 	args := []string{
 		"-machine", "q35,accel=tcg", "-smp", "2", "-m", strconv.Itoa(m.o.MemoryMB),
