@@ -438,14 +438,25 @@ type Progress struct {
 }
 
 // Update reports IN_PROGRESS with details and restarts the step timer,
-// here and in the service.
+// here and in the service. It returns an error only when the job must
+// stop: the service says the execution is over (canceled, removed, in a
+// terminal state) or ctx ended. A report that does not get through (the
+// connection dropped before the PUBACK, no answer, RequestThrottled) is
+// logged and the job goes on: progress reports are best effort, and the
+// final status is durable and retried until the service has it. (A lost
+// report used to end the job FAILED with the transport's error.)
 func (p *Progress) Update(ctx context.Context, details map[string]string) error {
 	p.mu.Lock()
 	if p.timer != nil {
 		p.timer.Reset(p.r.o.StepTimeout)
 	}
 	p.mu.Unlock()
-	return p.send(ctx, StatusInProgress, details)
+	err := p.send(ctx, StatusInProgress, details)
+	if err == nil || terminalRejection(err) || ctx.Err() != nil {
+		return err
+	}
+	p.r.o.Logger.Warn("jobs: progress report not delivered; the job goes on", "job", p.jobID, "step", details["step"], "err", err)
+	return nil
 }
 
 // Mark records a marker for this job in the in-flight record, durably,

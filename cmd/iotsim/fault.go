@@ -185,4 +185,3 @@ func readFaults(file string) ([]broker.Fault, error) {
 	}
 	return fs, nil
 }
-
