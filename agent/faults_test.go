@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/agent"
+	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/broker"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
 	cloudjobs "github.com/iotagent/iotagent/cloud/jobs"
@@ -28,16 +29,34 @@ type faultRun struct {
 	injected                      map[string]int64
 }
 
+// faultEnv is where a run happens; the zero value is iotsim on loopback.
+type faultEnv struct {
+	// sim starts iotsim (nil: cloudtest.Start).
+	sim func(t *testing.T) *cloud.Sim
+	// serverName is the name the agent checks iotsim's certificate
+	// against when it connects to an IP address the certificate lacks.
+	serverName string
+	// during, if set, disturbs the run between its two rounds of work;
+	// it must call raise (the second round's alarms) once.
+	during func(t *testing.T, d *device, raise func())
+}
+
 // runUnderFaults starts iotsim and the agent, adds the faults through the
 // REST API, then raises alarms, changes desired state and queues jobs, and
 // waits until every alarm arrived, the shadow converged to the last
 // desired state and every job is terminal. It fails the test on a lost
 // alarm, a shadow that does not converge or a job that does not end.
-func runUnderFaults(t *testing.T, thing string, faults []broker.Fault, opt agent.Options) faultRun {
+func runUnderFaults(t *testing.T, thing string, faults []broker.Fault, opt agent.Options, env faultEnv) faultRun {
 	t.Helper()
-	sim := cloudtest.Start(t, "")
+	var sim *cloud.Sim
+	if env.sim != nil {
+		sim = env.sim(t)
+	} else {
+		sim = cloudtest.Start(t, "")
+	}
 	obs := observe(sim, thing)
 	d := newDevice(t, sim, thing)
+	d.cfg.MQTT.ServerName = env.serverName
 	d.cfg.Alarm.Armed = true
 	d.cfg.MQTT.BackoffMaxS = 1
 	d.cfg.MQTT.ConnectTimeoutS = 2
@@ -94,7 +113,11 @@ func runUnderFaults(t *testing.T, thing string, faults []broker.Fault, opt agent
 				}
 				return true, ""
 			})
-			go raise(alarms - alarms/2)
+			if env.during != nil {
+				env.during(t, d, func() { raise(alarms - alarms/2) })
+			} else {
+				go raise(alarms - alarms/2)
+			}
 		}
 		updateDesired(t, sim, thing, desired)
 		if i == 0 {
@@ -228,7 +251,7 @@ func TestAgentUnderFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			run := runUnderFaults(t, "box-"+tc.name, tc.faults, agent.Options{})
+			run := runUnderFaults(t, "box-"+tc.name, tc.faults, agent.Options{}, faultEnv{})
 			if run.delivered != run.raised {
 				t.Errorf("%d of %d alarms delivered", run.delivered, run.raised)
 			}
