@@ -90,3 +90,24 @@ func TestServeFaultsFile(t *testing.T) {
 		t.Errorf("readFaults = %+v, %v", fs, err)
 	}
 }
+
+// TestReadmeFaultsFile: the fault file README.md shows is valid.
+func TestReadmeFaultsFile(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "### Fault injection")
+	if !ok {
+		t.Fatal("README.md has no Fault injection section")
+	}
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	doc, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("the Fault injection section shows no fault file")
+	}
+	fs, err := broker.ParseFaults([]byte(doc))
+	if err != nil || len(fs) != 6 {
+		t.Errorf("README's fault file: %d faults, %v", len(fs), err)
+	}
+}
