@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,7 +45,12 @@ func readType(t *testing.T, c *rawClient, typ byte) packets.Packet {
 }
 
 func TestFaultDropAndDelayAcks(t *testing.T) {
-	e := newEnv(t, allowAll{})
+	logs := &logBuffer{}
+	logs.records(`msg="fault injected"`)
+	e := newEnvWith(t, func(o *Options) {
+		o.Authorizer = allowAll{}
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
 	cert, _ := e.device("dev")
 	c := e.rawConnected(cert, "dev")
 
@@ -117,6 +123,9 @@ func TestFaultDropAndDelayAcks(t *testing.T) {
 	}
 	if ev := r.Events[0]; ev.Fault != drop.ID || ev.Client != "dev" || ev.Topic != "a/1" || ev.Detail != "puback dropped" {
 		t.Errorf("first event = %+v", ev)
+	}
+	if n, _ := logs.records(`msg="fault injected"`); n != 5 {
+		t.Errorf("%d injections logged, want 5:\n%s", n, logs)
 	}
 	for _, f := range r.Faults {
 		if f.Count == 1 && f.Active {

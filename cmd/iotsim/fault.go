@@ -26,7 +26,8 @@ adds some at start) and go with it. See README.md, "Fault injection".`
 
 func faultCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(faultUsage)
+		fmt.Fprintln(stderr, faultUsage)
+		return errors.New("no fault command given")
 	}
 	switch args[0] {
 	case "add":
@@ -39,7 +40,8 @@ func faultCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, faultUsage)
 		return nil
 	}
-	return fmt.Errorf("unknown fault command %q\n%s", args[0], faultUsage)
+	fmt.Fprintln(stderr, faultUsage)
+	return fmt.Errorf("unknown fault command %q", args[0])
 }
 
 // faultClient returns a client of the iotsim serving dataDir; faults only
