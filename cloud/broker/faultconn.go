@@ -123,6 +123,9 @@ func splitPacket(p []byte) (n, hdr int, ok bool) {
 func (fc *faultConn) writeFaulty(p []byte) (int, error) {
 	set := fc.b.faults.set.Load()
 	client := fc.clientID()
+	if fc.marked.Load() == 0 && !set.aimsWrites(client) {
+		return fc.Conn.Write(p)
+	}
 	out := make([]byte, 0, len(p))
 	rest := p
 	for len(rest) > 0 {
@@ -182,6 +185,20 @@ func (fc *faultConn) writeFaulty(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// aimsWrites reports whether a fault acting on the deliveries written to
+// client (drop or delay of publish, duplicate) aims at it.
+func (s *faultSet) aimsWrites(client string) bool {
+	if s == nil {
+		return false
+	}
+	for _, a := range s.list {
+		if (a.Kind == FaultDuplicate || a.Packet == "publish") && (a.Client == "" || globMatch(a.Client, client)) {
+			return true
+		}
+	}
+	return false
 }
 
 // publishFault decides drop or delay of a delivery.

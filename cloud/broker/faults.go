@@ -451,25 +451,28 @@ func (b *Broker) injected(a *activeFault, client, topic, detail string) {
 }
 
 // globMatch matches s against pattern, where '*' matches any run of
-// characters (also none) and every other character itself.
+// characters (also none) and every other character itself. It does not
+// allocate: it runs on every write while a fault is active.
 func globMatch(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
+	first, rest, star := strings.Cut(pattern, "*")
+	if !star {
 		return pattern == s
 	}
-	if !strings.HasPrefix(s, parts[0]) {
+	if !strings.HasPrefix(s, first) {
 		return false
 	}
-	s = s[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, p := range parts[1 : len(parts)-1] {
-		i := strings.Index(s, p)
+	s = s[len(first):]
+	for {
+		part, more, ok := strings.Cut(rest, "*")
+		if !ok { // the last part must end s
+			return len(s) >= len(part) && strings.HasSuffix(s, part)
+		}
+		i := strings.Index(s, part)
 		if i < 0 {
 			return false
 		}
-		s = s[i+len(p):]
+		s, rest = s[i+len(part):], more
 	}
-	return strings.HasSuffix(s, last)
 }
 
 // ParseFaults reads a fault file: {"faults": [Fault, ...]}. Errors name the

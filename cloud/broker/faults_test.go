@@ -467,7 +467,7 @@ func TestGlobMatch(t *testing.T) {
 	}{
 		{"dev", "dev", true}, {"dev", "dev1", false}, {"*", "", true}, {"dev-*", "dev-1", true},
 		{"*-1", "dev-1", true}, {"*-1", "dev-2", false}, {"a*b*c", "axxbyyc", true}, {"a*b*c", "acb", false},
-		{"a*a", "a", false}, {"box-*-eu", "box-7-eu", true},
+		{"a*a", "a", false}, {"box-*-eu", "box-7-eu", true}, {"a*", "a", true}, {"*a*", "bab", true}, {"**", "x", true}, {"*b", "ab", true}, {"a*b", "ab", true},
 	} {
 		if got := globMatch(tc.p, tc.s); got != tc.want {
 			t.Errorf("globMatch(%q, %q) = %v", tc.p, tc.s, got)
