@@ -464,7 +464,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, fanout
 	}
 	if set := h.b.faults.set.Load(); set != nil && h.b.throttled(set, c, pk.TopicName, pk.Payload) {
-		return pk, nil
+		return pk, fanout
 	}
 	for _, e := range hs {
 		if Match(innerFilter(e.filter), pk.TopicName) {
