@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,9 +21,36 @@ import (
 	cloudjobs "github.com/iotagent/iotagent/cloud/jobs"
 )
 
-// faultLimit bounds each fault class's run: the agent's own retries
-// (the jobs runner's 30 s after a refused start-next) must fit.
-const faultLimit = 60 * time.Second
+// faultLimit bounds each fault class's run: the agent's own retries must
+// fit, on a loaded machine (the jobs runner's longest round: 15 s for the
+// subscriptions, 15 s for an answer, then a retry up to 30 s later).
+const faultLimit = 90 * time.Second
+
+// logTail keeps the agent's log of a run, shown when the test fails.
+type logTail struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 4<<20 {
+		l.b.Reset()
+		l.b.WriteString("[earlier lines dropped]\n")
+	}
+	return l.b.Write(p)
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.b.String()
+	if len(s) > 64<<10 {
+		s = "…" + s[len(s)-64<<10:]
+	}
+	return s
+}
 
 // faultRun is the outcome of one run of the agent under faults.
 type faultRun struct {
@@ -75,6 +104,13 @@ func runUnderFaults(t *testing.T, thing string, faults []broker.Fault, opt agent
 	if opt.AckTimeout == 0 {
 		opt.AckTimeout = 2 * time.Second
 	}
+	logs := &logTail{}
+	opt.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log (tail):\n%s", logs)
+		}
+	})
 	if opt.AuthBackoffMin == 0 {
 		opt.AuthBackoffMin = 100 * time.Millisecond
 	}
