@@ -48,6 +48,10 @@ type Options struct {
 	// connection right after a packet (an IoT policy that denies it); 0
 	// means the transport's default (5 s). Tests shorten it.
 	AuthBackoffMin time.Duration
+	// AckTimeout is how long a PUBLISH or SUBSCRIBE waits for the
+	// broker's acknowledgement; 0 means the transport's default (30 s).
+	// Tests of lost acknowledgements shorten it.
+	AckTimeout time.Duration
 }
 
 // Hardware is the device's sensors and outputs. Absent parts are nil.
@@ -229,6 +233,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		CleanSession:   a.cfg.MQTT.CleanSession,
 		BackoffMax:     time.Duration(a.cfg.MQTT.BackoffMaxS) * time.Second,
 		AuthBackoffMin: a.opt.AuthBackoffMin,
+		AckTimeout:     a.opt.AckTimeout,
 		Outbox:         a.ob,
 		OnQuarantine:   a.onQuarantine,
 		Logger:         a.log,

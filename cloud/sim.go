@@ -85,6 +85,9 @@ type Options struct {
 	// RulesQueueSize bounds the messages waiting for the rules engine's
 	// workers; zero means rules.DefaultQueueSize.
 	RulesQueueSize int
+	// Faults are injected from the start (iotsim serve --faults FILE,
+	// see broker.ParseFaults); more come and go through the REST API.
+	Faults []broker.Fault
 }
 
 // Endpoint is the content of DATA_DIR/endpoint.json: the contract that
@@ -245,6 +248,11 @@ func Start(o Options) (_ *Sim, err error) {
 	s.jit = provisioning.NewJIT(s.prov, s.reg, func(topic string, payload []byte) error {
 		return s.broker.Publish(topic, payload, 1)
 	}, o.Now)
+	for i, f := range o.Faults {
+		if _, err := s.broker.AddFault(f); err != nil {
+			return nil, fmt.Errorf("faults[%d]: %w", i, err)
+		}
+	}
 	if o.BeforeListen != nil {
 		o.BeforeListen(s)
 	}
@@ -266,6 +274,7 @@ func Start(o Options) (_ *Sim, err error) {
 			Templates: s.reg,
 			Defender:  s.defender,
 			Jobs:      s.jobs,
+			Faults:    s.broker,
 			Publish: func(topic string, payload []byte, qos byte, _ bool) error {
 				// iot-data Publish: rules see it as AWS's do; a Basic
 				// Ingest topic goes to its rule only.

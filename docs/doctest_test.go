@@ -303,6 +303,10 @@ func TestReadme(t *testing.T) {
 		t.Errorf("topic rule with the aws CLI:\n%s", out)
 	}
 
+	if out := e.run(bs, "iotsim-faults"); !strings.Contains(out, `"kind": "throttle-jobs"`) || !strings.Contains(out, `"cleared": 1`) {
+		t.Errorf("iotsim fault commands:\n%s", out)
+	}
+
 	e.run(bs, "agent-thing")
 	e.run(bs, "agent-run")
 	out = e.run(bs, "technician")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -98,11 +99,16 @@ type Options struct {
 	// RequestTimeout bounds the wait for an accepted/rejected answer;
 	// default 15 s.
 	RequestTimeout time.Duration
-	// RetryAfter is how long after a failed start-next to try again;
-	// default 30 s. Kick (on every reconnect) tries at once.
-	RetryAfter time.Duration
-	Clock      clockwork.Clock // default the real clock
-	Logger     *slog.Logger    // default discard
+	// RetryMin and RetryAfter bound the wait after a failed cycle (a
+	// start-next or update throttled, refused or unanswered): the first
+	// retry comes after RetryMin (default 1 s), each further one after
+	// twice the last, up to RetryAfter (default 30 s), each wait a random
+	// half to all of that so that a fleet throttled together does not
+	// retry together. Kick (on every reconnect, on notify-next) tries at
+	// once.
+	RetryMin, RetryAfter time.Duration
+	Clock                clockwork.Clock // default the real clock
+	Logger               *slog.Logger    // default discard
 }
 
 // Runner runs jobs one at a time.
@@ -136,6 +142,10 @@ func New(o Options) (*Runner, error) {
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = 30 * time.Second
 	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	o.RetryMin = min(o.RetryMin, o.RetryAfter)
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
 	}
@@ -172,24 +182,40 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 	r.Kick()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.kick:
 		}
-		if err := r.cycle(ctx); err != nil {
-			if errors.Is(err, ErrKeepInProgress) {
-				<-ctx.Done() // the agent is restarting: run nothing more
-				return nil
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			r.o.Logger.Warn("jobs: will retry", "err", err, "after", r.o.RetryAfter)
-			r.o.Clock.AfterFunc(r.o.RetryAfter, r.Kick)
+		err := r.cycle(ctx)
+		switch {
+		case err == nil:
+			failures = 0
+		case errors.Is(err, ErrKeepInProgress):
+			<-ctx.Done() // the agent is restarting: run nothing more
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		default:
+			wait := r.retryWait(failures)
+			failures++
+			r.o.Logger.Warn("jobs: will retry", "err", err, "after", wait.Round(time.Millisecond))
+			r.o.Clock.AfterFunc(wait, r.Kick)
 		}
 	}
+}
+
+// retryWait is the wait before the retry after failures failed cycles in
+// a row: RetryMin doubled per failure up to RetryAfter, then a random half
+// to all of it.
+func (r *Runner) retryWait(failures int) time.Duration {
+	d := r.o.RetryAfter
+	if failures < 30 {
+		d = min(r.o.RetryMin<<failures, r.o.RetryAfter)
+	}
+	return d/2 + mrand.N(d/2+1)
 }
 
 // cycle runs jobs until none is pending.
@@ -438,14 +464,25 @@ type Progress struct {
 }
 
 // Update reports IN_PROGRESS with details and restarts the step timer,
-// here and in the service.
+// here and in the service. It returns an error only when the job must
+// stop: the service says the execution is over (canceled, removed, in a
+// terminal state) or ctx ended. A report that does not get through (the
+// connection dropped before the PUBACK, no answer, RequestThrottled) is
+// logged and the job goes on: progress reports are best effort, and the
+// final status is durable and retried until the service has it. (A lost
+// report used to end the job FAILED with the transport's error.)
 func (p *Progress) Update(ctx context.Context, details map[string]string) error {
 	p.mu.Lock()
 	if p.timer != nil {
 		p.timer.Reset(p.r.o.StepTimeout)
 	}
 	p.mu.Unlock()
-	return p.send(ctx, StatusInProgress, details)
+	err := p.send(ctx, StatusInProgress, details)
+	if err == nil || terminalRejection(err) || ctx.Err() != nil {
+		return err
+	}
+	p.r.o.Logger.Warn("jobs: progress report not delivered; the job goes on", "job", p.jobID, "step", details["step"], "err", err)
+	return nil
 }
 
 // Mark records a marker for this job in the in-flight record, durably,

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -60,9 +61,13 @@ type Options struct {
 	// the connection dies under it, so Run may take this long to return
 	// if a connection died during an outbox burst just before ctx ended.
 	ConnectTimeout time.Duration
-	CleanSession   bool          // default false: persistent session
-	BackoffMin     time.Duration // default 500 ms
-	BackoffMax     time.Duration // default 2 min
+	CleanSession   bool // default false: persistent session
+	// AckTimeout is how long a PUBLISH or SUBSCRIBE waits for its
+	// acknowledgement before the connection is given up as broken.
+	// Default 30 s.
+	AckTimeout time.Duration
+	BackoffMin time.Duration // default 500 ms
+	BackoffMax time.Duration // default 2 min
 	// DrainRate limits outbox publishes per second (AWS allows 100
 	// publishes/s per connection, in and out combined, and discards the
 	// excess). 0 means 50; negative means unlimited.
@@ -286,7 +291,7 @@ func New(o Options) (*Client, error) {
 		sleep:         sleepCtx,
 		now:           time.Now,
 		minConnectGap: minConnectGap,
-		ackTimeout:    defaultAckTimeout,
+		ackTimeout:    cmp.Or(o.AckTimeout, defaultAckTimeout),
 		subKick:       make(chan struct{}, 1),
 		wake:          make(chan struct{}, 1),
 		connCh:        make(chan struct{}),

@@ -23,5 +23,10 @@
 // UnrecognizedClient, InvalidSignature, IncompleteSignature). Options.NoAuth
 // turns verification off (iotsim serve --auth none).
 //
+// iotsim's own operations live under /iotsim/ (signed like the rest): the
+// on-demand audit and fault injection (IotsimAddFault, IotsimListFaults,
+// IotsimDeleteFault, IotsimClearFaults on /iotsim/faults, see
+// broker.Fault).
+//
 // Client is a small typed client for iotsim's admin subcommands.
 package api

@@ -62,6 +62,9 @@ type Options struct {
 	Defender Defender
 	// Jobs serves the Jobs control plane (*jobs.Service).
 	Jobs Jobs
+	// Faults is iotsim's fault injector (*broker.Broker), for the
+	// /iotsim/faults operations.
+	Faults Faults
 	// Templates stores provisioning templates (*registry.Registry).
 	Templates Templates
 	// Rules stores and runs topic rules (*rules.Engine).

@@ -32,9 +32,24 @@ func BenchmarkConnect(b *testing.B) {
 
 // BenchmarkPublishFanout measures one QoS 0 device publish delivered to 10
 // subscribers, each delivery passing the Receive check and AWS matching.
-func BenchmarkPublishFanout(b *testing.B) {
+// With no fault added, fault injection costs one atomic load per write and
+// per packet read.
+func BenchmarkPublishFanout(b *testing.B) { benchmarkPublishFanout(b, nil) }
+
+// BenchmarkPublishFanoutFaultElsewhere is BenchmarkPublishFanout while a
+// fault aimed at another client is active: every write is parsed.
+func BenchmarkPublishFanoutFaultElsewhere(b *testing.B) {
+	benchmarkPublishFanout(b, &Fault{Kind: FaultDrop, Packet: "publish", Client: "someone-else"})
+}
+
+func benchmarkPublishFanout(b *testing.B, f *Fault) {
 	const subscribers = 10
 	e := newEnv(b, allowAll{})
+	if f != nil {
+		if _, err := e.b.AddFault(*f); err != nil {
+			b.Fatal(err)
+		}
+	}
 	got := make(chan struct{}, subscribers*64)
 	for i := range subscribers {
 		id := fmt.Sprintf("sub%d", i)

@@ -82,7 +82,8 @@ type Broker struct {
 	metrics  metrics  // per-client counters for Device Defender
 	cas      caCache  // parsed registered CA certificates (clientauth.go)
 	verified verifyCache
-	held     withheld // queued messages kept from a session's new owner (session.go)
+	held     withheld   // queued messages kept from a session's new owner (session.go)
+	faults   faultState // injected faults (faults.go)
 	stats    counters
 	// Rate limits of the log records a peer can cause (ratelog.go).
 	refusalLog, codeLog sampler
@@ -215,6 +216,7 @@ func (b *Broker) Start() error {
 	for i, addr := range b.o.Addrs {
 		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log, &b.stats)
 		l.ended = b.connEnded
+		l.wrap = func(tc *tls.Conn) net.Conn { return &faultConn{Conn: tc, b: b} }
 		if err := b.srv.AddListener(l); err != nil {
 			for _, prev := range b.listeners {
 				_ = prev.ln.Close()
@@ -457,6 +459,11 @@ type conn struct {
 	// publishAllowed is the MQTT 5 PUBLISH decision taken in OnPacketRead,
 	// read by OnACLCheck on the same goroutine.
 	publishAllowed atomic.Bool
+	// faultReads counts the packets read while a fault was active
+	// (FaultCloseAfter); since is when the CONNACK went out.
+	faultReads atomic.Int64
+	since      time.Time
+
 	// parked is a delivery set aside while a device packet with the same
 	// packet id is processed (see Broker.park).
 	parked atomic.Pointer[packets.Packet]

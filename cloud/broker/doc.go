@@ -42,6 +42,14 @@
 //     and $aws/events/subscriptions/{subscribed,unsubscribed}/<clientId>.
 //   - When a certificate leaves ACTIVE, every connection using it is closed
 //     at once.
+//   - Faults on demand (faults.go, faultconn.go): AddFault makes the broker
+//     drop or delay an acknowledgement or delivery, refuse or throttle
+//     CONNECTs, close connections after N packets, on a PUBLISH or at an
+//     age, deliver twice, throttle the Shadow and Jobs services, or expire
+//     a persistent session, for the client ids and topics a Fault aims at.
+//     Every injection is logged, counted and listed by Faults. Writes go
+//     through a net.Conn wrapper that passes them on untouched while no
+//     fault is active.
 //
 // Services (shadow, jobs, ...) plug in with Handle (see every authorized
 // device PUBLISH on a filter), Publish (to all authorized subscribers) and

@@ -242,6 +242,8 @@ func (c *rawClient) send(pk packets.Packet) error {
 		err = pk.DisconnectEncode(&buf)
 	case packets.Puback:
 		err = pk.PubackEncode(&buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&buf)
 	default:
 		err = fmt.Errorf("cannot encode %d", pk.FixedHeader.Type)
 	}

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -79,7 +78,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return fmt.Errorf("%w: %s", errRefused, logField(why))
 	}
 
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	tc, ok := tlsConn(cl.Net.Conn)
 	if !ok {
 		return refuse(packets.ErrNotAuthorized, false, "not a TLS connection")
 	}
@@ -108,6 +107,13 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(packets.ErrClientIdentifierNotValid, true, "empty client id")
 	case len(clientID) > MaxClientIDBytes || strings.HasPrefix(clientID, "$"):
 		return refuse(packets.ErrClientIdentifierNotValid, false, "client id not allowed")
+	}
+
+	set := b.faults.set.Load()
+	if set != nil {
+		if no, code, always, why := b.connectFault(set, clientID); no {
+			return refuse(connackCode(code, v5), always, why)
+		}
 	}
 
 	things := rc.Things // the certificate's things, as read above
@@ -146,6 +152,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.ServerKeepalive = true
 	}
 	c := &conn{p: p, v5: v5, session: newSessionID(), st: st, version: st.version.Add(1)}
+	if fc, ok := cl.Net.Conn.(*faultConn); ok {
+		fc.client.Store(&clientID)
+		if set != nil {
+			b.ackFault(set, fc, packets.Connack, "connack", 0, clientID, nil, false)
+		}
+	}
 	b.conns.Store(cl, c)
 	b.pending.Store(cl.Net.Conn, cl)
 	return nil
@@ -183,8 +195,20 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c == nil {
 		return
 	}
+	c.since = h.b.now()
+	if fc, ok := cl.Net.Conn.(*faultConn); ok && fc.expired.Load() {
+		cl.Properties.Clean = false // the new session is persistent all the same
+		h.b.dropWithheld(cl.ID, "session expired (fault)")
+	}
 	c.established.Store(true)
 	h.b.emitPresence(c, true, "")
+	if set := h.b.faults.set.Load(); set.has(FaultDisconnect) {
+		for _, a := range set.list {
+			if a.Kind == FaultDisconnect && a.aims(c.p.ClientID, "", false) {
+				h.b.armDisconnect(a, cl, c)
+			}
+		}
+	}
 }
 
 // OnDisconnect emits the disconnected event with AWS's reason.
@@ -237,6 +261,13 @@ func disconnectReason(c *conn, cl *mqtt.Client, err error) string {
 // SUBSCRIBE before mochi processes them. Returning ErrRejectPacket makes
 // mochi close the connection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if set := h.b.faults.set.Load(); set != nil {
+		if pk.FixedHeader.Type == packets.Connect {
+			h.expireSession(set, cl, &pk)
+		} else if err := h.faultsOnRead(set, cl, h.b.conn(cl), &pk); err != nil {
+			return pk, err
+		}
+	}
 	if c := h.b.conn(cl); c != nil {
 		h.b.unpark(cl, c) // the previous packet is done with
 		switch pk.FixedHeader.Type {
@@ -430,6 +461,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	c := h.b.conn(cl)
 	if c == nil {
+		return pk, fanout
+	}
+	if set := h.b.faults.set.Load(); set != nil && h.b.throttled(set, c, pk.TopicName, pk.Payload) {
 		return pk, fanout
 	}
 	for _, e := range hs {

@@ -41,6 +41,8 @@ type tlsListener struct {
 	// ended, if set, is called with each connection handed to mochi once
 	// mochi is done with it.
 	ended func(net.Conn)
+	// wrap, if set, wraps each connection before mochi gets it.
+	wrap func(*tls.Conn) net.Conn
 
 	ln     net.Listener
 	ctx    context.Context
@@ -149,11 +151,15 @@ func (l *tlsListener) serveConn(c net.Conn, establish listeners.EstablishFn) {
 	}
 	// The handshake deadline stays until CONNECT is read; mochi then sets the
 	// keep-alive deadline.
-	if err := establish(l.id, tc); err != nil {
+	var nc net.Conn = tc
+	if l.wrap != nil {
+		nc = l.wrap(tc)
+	}
+	if err := establish(l.id, nc); err != nil {
 		l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "err", err)
 	}
 	if l.ended != nil {
-		l.ended(tc)
+		l.ended(nc)
 	}
 }
 

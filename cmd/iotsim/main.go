@@ -18,6 +18,7 @@ import (
 
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/api"
+	"github.com/iotagent/iotagent/cloud/broker"
 	"github.com/iotagent/iotagent/cloud/pki"
 	"github.com/iotagent/iotagent/cloud/provisioning"
 	"github.com/iotagent/iotagent/cloud/registry"
@@ -32,11 +33,15 @@ const usage = `iotsim: a local AWS IoT Core for development, tests and demos.
 Usage:
   iotsim serve [flags]                          run the simulator
         [--pprof-addr HOST:PORT]                (net/http/pprof profiles, for profiling)
+        [--faults FILE]                         (faults to inject from the start, see fault)
   iotsim thing create NAME --cert-out DIR       register a thing with a new certificate and key
   iotsim claim create NAME --cert-out DIR       mint a claim certificate for fleet provisioning
         [--template T]                          (provisioning-only policy for template T)
   iotsim shadow get THING [--name S]            print a shadow document
   iotsim shadow update THING [--name S] DOC     update a shadow (DOC is JSON, or @file)
+  iotsim fault add --kind KIND [flags]          inject a protocol fault into the running simulator
+  iotsim fault list                             print the faults and the latest injections (JSON)
+  iotsim fault clear [ID]                       remove one fault, or all
   iotsim env                                    print shell exports for the aws CLI:
                                                 eval "$(iotsim env)"; aws iot list-things
   iotsim version                                print the version
@@ -80,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return errors.New(`usage: iotsim shadow get|update THING [--name S] [DOC]`)
 		}
 		return shadowCmd(rest[0], rest[1:], stdout, stderr)
+	case "fault":
+		return faultCmd(rest, stdout, stderr)
 	case "env":
 		return envCmd(rest, stdout, stderr)
 	case "version":
@@ -137,6 +144,7 @@ func serve(args []string, stderr io.Writer) error {
 	auth := fs.String("auth", "sigv4", "REST and S3 authentication: sigv4 (requests signed with endpoint.json's credentials) or none (only on a loopback --http-addr)")
 	maxObject := fs.Int64("max-object-bytes", s3.DefaultMaxObjectBytes, "largest S3 object (OTA artifact) accepted; larger uploads get EntityTooLarge")
 	rulesRemote := fs.Bool("rules-http-remote", false, "let the http action of topic rules post to hosts that are not loopback (off: a rule cannot send device data off this machine)")
+	faultsFile := fs.String("faults", "", `inject the faults in this JSON file ({"faults": [...]}, see "iotsim fault") from the start`)
 	pprofAddr := fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (host:port), for profiling iotsim under load; off when empty")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -148,6 +156,13 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if *maxObject <= 0 {
 		return fmt.Errorf("--max-object-bytes %d: want a positive size", *maxObject)
+	}
+	var faults []broker.Fault
+	if *faultsFile != "" {
+		var err error
+		if faults, err = readFaults(*faultsFile); err != nil {
+			return err
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -166,7 +181,7 @@ func serve(args []string, stderr io.Writer) error {
 	sim, err := cloud.Start(cloud.Options{
 		DataDir: *dataDir, MQTTAddr: *mqttAddr, ExtraMQTTAddrs: extra, HTTPAddr: *httpAddr,
 		Region: *region, Account: *account, Logger: log,
-		NoAuth: *auth == "none", MaxObjectBytes: *maxObject, RulesHTTPRemote: *rulesRemote,
+		NoAuth: *auth == "none", MaxObjectBytes: *maxObject, RulesHTTPRemote: *rulesRemote, Faults: faults,
 	})
 	if err != nil {
 		return err
