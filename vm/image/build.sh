@@ -26,8 +26,10 @@ security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What a Raspberry Pi OS Lite system has that the agent meets: systemd with
 # udev, dbus and logind, polkit (the reboot job), the TPM's udev rules
 # (group tss), the tools fsck needs for both file systems, and cloud-init,
-# which Raspberry Pi OS (Trixie) runs from the boot partition's files.
-packages=systemd-sysv,udev,dbus,polkitd,linux-image-amd64,kmod,ca-certificates,adduser,init-system-helpers,tpm-udev,dosfstools,e2fsprogs,iproute2,procps,less,cloud-init
+# which Raspberry Pi OS (Trixie) runs from the boot partition's files, with
+# what its modules use there: locales, sudo, openssh-server (installed and
+# disabled, as on Raspberry Pi OS Lite until SSH is turned on).
+packages=systemd-sysv,udev,dbus,polkitd,linux-image-amd64,kmod,ca-certificates,adduser,init-system-helpers,tpm-udev,dosfstools,e2fsprogs,iproute2,procps,less,cloud-init,locales,sudo,openssh-server
 size=3G
 
 log() { printf '%s build-image: %s\n' "$(date +%T)" "$*" >&2; }
@@ -97,6 +99,7 @@ for g in gpio i2c; do chroot "$root" addgroup --system --quiet "$g"; done
 chroot "$root" passwd --delete root >/dev/null
 systemctl --root="$root" enable systemd-networkd.service systemd-networkd-wait-online.service \
 	gpio-sim-board.service vmctl.service serial-getty@ttyS0.service >&2
+systemctl --root="$root" disable ssh.service >&2
 rm -rf "$root/var/cache/apt/archives/"*.deb
 t3=$SECONDS
 log "set-up: $((t3 - t2)) s"
