@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,9 +153,7 @@ func (m *Machine) launch() error {
 		cmdline = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
 		// A reboot ends QEMU (-no-reboot); the watcher starts it again
 		// with the command line the boot partition then holds.
-		// A poweroff pauses the VM instead (the Pi stays off): only a
-		// reboot starts it again.
-		disks = []string{"-drive", "file=" + m.o.Card + ",format=raw,if=virtio", "-no-reboot", "-action", "shutdown=pause"}
+		disks = []string{"-drive", "file=" + m.o.Card + ",format=raw,if=virtio", "-no-reboot"}
 	}
 	args := []string{
 		"-machine", "q35,accel=tcg", "-smp", "2", "-m", strconv.Itoa(m.o.MemoryMB),
@@ -216,7 +215,7 @@ func (m *Machine) watch(cmd *exec.Cmd, done chan error) {
 	m.ctl.close()
 	m.ctl, m.qemu = nil, nil
 	m.stopTPM()
-	if m.o.Card != "" && err == nil {
+	if m.o.Card != "" && err == nil && m.rebooted() {
 		if lerr := m.launch(); lerr == nil {
 			return
 		} else {
@@ -225,6 +224,24 @@ func (m *Machine) watch(cmd *exec.Cmd, done chan error) {
 	}
 	m.on = false
 	close(m.exited)
+}
+
+// rebooted reports whether the guest's last words on its console were a
+// reboot ("reboot: Restarting system"), not a power off ("reboot: Power
+// down"): with -no-reboot QEMU exits the same way for both, and a Pi that
+// powers off stays off.
+func (m *Machine) rebooted() bool {
+	f, err := os.Open(m.console)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 8192 {
+		_, _ = f.Seek(st.Size()-8192, io.SeekStart)
+	}
+	tail, _ := io.ReadAll(f)
+	i := bytes.LastIndex(tail, []byte("reboot: "))
+	return i >= 0 && bytes.HasPrefix(tail[i:], []byte("reboot: Restarting system"))
 }
 
 // netdev is QEMU's user network, restricted: the guest reaches only

@@ -100,6 +100,10 @@ chroot "$root" passwd --delete root >/dev/null
 systemctl --root="$root" enable systemd-networkd.service systemd-networkd-wait-online.service \
 	gpio-sim-board.service vmctl.service serial-getty@ttyS0.service >&2
 systemctl --root="$root" disable ssh.service >&2
+# Raspberry Pi OS comes with its locale generated; cloud-init's locale
+# module sets en_US.UTF-8 unless told otherwise.
+sed -i -E 's/^# *((en_GB|en_US)\.UTF-8 UTF-8)/\1/' "$root/etc/locale.gen"
+chroot "$root" locale-gen >&2
 rm -rf "$root/var/cache/apt/archives/"*.deb
 t3=$SECONDS
 log "set-up: $((t3 - t2)) s"
