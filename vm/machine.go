@@ -240,8 +240,7 @@ func (m *Machine) rebooted() bool {
 		_, _ = f.Seek(st.Size()-8192, io.SeekStart)
 	}
 	tail, _ := io.ReadAll(f)
-	i := bytes.LastIndex(tail, []byte("reboot: "))
-	return i >= 0 && bytes.HasPrefix(tail[i:], []byte("reboot: Restarting system"))
+	return bytes.LastIndex(tail, []byte("reboot: Restarting system")) > bytes.LastIndex(tail, []byte("reboot: Power down"))
 }
 
 // netdev is QEMU's user network, restricted: the guest reaches only
