@@ -110,11 +110,22 @@ func TestThrottledStartNextRetriesSoon(t *testing.T) {
 	if !svc.fired.Load() {
 		t.Fatal("start-next was not throttled")
 	}
-	clock.Advance(time.Second)
-	select {
-	case <-svc.changed:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("job %+v not done 1 s after a throttled start-next", svc.Exec("ok-1"))
+	// The timer seen may be the throttled request's own, not yet stopped,
+	// with the retry's registered just after: step the clock 100 ms at a
+	// time, up to 2 s (the retry comes at most 1 s after it is set; the old
+	// runner waited 30 s).
+	advanced := time.Duration(0)
+	for done := false; !done; {
+		select {
+		case <-svc.changed:
+			done = true
+		case <-time.After(20 * time.Millisecond):
+			if advanced >= 2*time.Second {
+				t.Fatalf("job %+v not done %s after a throttled start-next", svc.Exec("ok-1"), advanced)
+			}
+			clock.Advance(100 * time.Millisecond)
+			advanced += 100 * time.Millisecond
+		}
 	}
 	if e := svc.Exec("ok-1"); e.status != StatusSucceeded {
 		t.Errorf("job ended %s %v", e.status, e.details)
