@@ -298,6 +298,9 @@ func firstBoot(t *testing.T, d *device) {
 // rebootAndWait reboots the guest and waits for vmctl in the new boot.
 func (d *device) rebootAndWait(t *testing.T) {
 	t.Helper()
+	// The boot running now (the device may have rebooted by itself since
+	// d.boot, as firstrun.sh does).
+	d.boot = strings.TrimSpace(d.sh(t, time.Minute, "cat /proc/sys/kernel/random/boot_id"))
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_, _ = d.m.Exec(ctx, "systemctl", "--no-block", "reboot")
