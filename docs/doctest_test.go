@@ -200,7 +200,9 @@ func (e *env) run(bs map[string]block, name string) string {
 		e.start(b)
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Only a guard against a hang: make demo builds three binaries from a
+	// cold cache first, which took over 3 minutes on a loaded 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	out, err := e.command(ctx, e.script(b.body)).CombinedOutput()
 	if err != nil {
