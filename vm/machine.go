@@ -62,8 +62,8 @@ type Machine struct {
 	bootOffset       int64 // of the boot partition in the card
 
 	mu       sync.Mutex
-	on       bool // powered on: Start until PowerCut, Shutdown or a poweroff
-	stopping bool // the next exit of QEMU is ours (PowerCut, Shutdown)
+	on       bool // powered on: Start until PowerCut, Close or a poweroff
+	stopping bool // the next exit of QEMU is ours (PowerCut, Close)
 	qemu     *exec.Cmd
 	qemuDone chan error
 	swtpm    *exec.Cmd
@@ -210,7 +210,7 @@ func (m *Machine) watch(cmd *exec.Cmd, done chan error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.qemu != cmd || m.stopping {
-		return // PowerCut or Shutdown handles it
+		return // PowerCut or Close handles it
 	}
 	m.ctl.close()
 	m.ctl, m.qemu = nil, nil
@@ -326,50 +326,6 @@ func (m *Machine) kill() {
 	m.stopTPM()
 	m.on = false
 	close(m.exited)
-}
-
-// Shutdown powers the guest off cleanly (systemctl poweroff) and waits for
-// QEMU to exit, killing it after timeout.
-func (m *Machine) Shutdown(timeout time.Duration) error {
-	if !m.Running() {
-		return nil
-	}
-	m.mu.Lock()
-	m.stopping = true // with a card, the exit is not a reboot
-	exited := m.exited
-	m.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, _ = m.Exec(ctx, "systemctl", "--no-block", "poweroff")
-	cancel()
-	var err error
-	select {
-	case <-m.qemuExit():
-	case <-time.After(timeout):
-		err = fmt.Errorf("vm: no poweroff within %s; killed", timeout)
-	}
-	m.mu.Lock()
-	m.kill()
-	m.mu.Unlock()
-	<-exited
-	return err
-}
-
-// qemuExit is the current QEMU's exit (a closed channel when none runs).
-func (m *Machine) qemuExit() <-chan struct{} {
-	m.mu.Lock()
-	done := m.qemuDone
-	m.mu.Unlock()
-	c := make(chan struct{})
-	if done == nil {
-		close(c)
-		return c
-	}
-	go func() {
-		err := <-done
-		done <- err
-		close(c)
-	}()
-	return c
 }
 
 // Running reports whether the machine is on (with a card, also while QEMU
