@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -116,9 +117,12 @@ func (c *Client) sent(s *session, p *sentPkt, tok mqtt.Token) {
 }
 
 // closedByBroker reports whether a connection-lost error is the peer
-// closing the connection (EOF), rather than a network failure.
+// closing the connection, rather than a network failure: EOF on a read,
+// or a reset or broken pipe on a write that came after the peer's close
+// (paho may be writing the next packet when the broker closes after one).
 func closedByBroker(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // blame returns the packet a broker's close of s is attributed to, or nil.

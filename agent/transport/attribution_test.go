@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,5 +335,26 @@ func TestSubscribeDeniedBacksOffAndNamesFilter(t *testing.T) {
 	case d := <-waits.d:
 		t.Errorf("a backoff wait (%v) after the fix: the connection did not stay up", d)
 	default:
+	}
+}
+
+// A close after a publish can reach the client as a reset or broken pipe
+// on its next write instead of EOF on a read (TestPoisonMessageQuarantined
+// saw "write: connection reset by peer" in a loaded CI run and blamed
+// nothing); both are the broker's close. A timeout is not.
+func TestClosedByBrokerOnWriteErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{io.EOF, true},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNRESET)}, true},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
+		{syscall.ECONNREFUSED, false},
+	} {
+		if got := closedByBroker(c.err); got != c.want {
+			t.Errorf("closedByBroker(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
