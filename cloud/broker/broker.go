@@ -203,6 +203,20 @@ func (b *Broker) Handle(filter string, h Handler) {
 	b.handlers.Store(&hs)
 }
 
+// closeListenerClients disconnects the clients of listener id (server
+// shutting down). It is mochi's Server.closeListenerClients without
+// Clients.GetByListener, which read-locks the client map a second time
+// (through Len) and so deadlocks when a client ending its connection waits
+// for the write lock in between (mochi v2.7.9; a Broker.Close hung for 12
+// minutes in a CI run).
+func (b *Broker) closeListenerClients(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 // Start listens on every address and serves. It returns once listening.
 func (b *Broker) Start() error {
 	b.mu.Lock()
@@ -217,6 +231,7 @@ func (b *Broker) Start() error {
 		l := newTLSListener(fmt.Sprintf("mqtts%d", i), addr, b.tls, b.log, &b.stats)
 		l.ended = b.connEnded
 		l.wrap = func(tc *tls.Conn) net.Conn { return &faultConn{Conn: tc, b: b} }
+		l.closeClients = b.closeListenerClients
 		if err := b.srv.AddListener(l); err != nil {
 			for _, prev := range b.listeners {
 				_ = prev.ln.Close()

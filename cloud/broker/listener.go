@@ -43,6 +43,8 @@ type tlsListener struct {
 	ended func(net.Conn)
 	// wrap, if set, wraps each connection before mochi gets it.
 	wrap func(*tls.Conn) net.Conn
+	// closeClients, if set, replaces the CloseFn mochi passes to Close.
+	closeClients func(listenerID string)
 
 	ln     net.Listener
 	ctx    context.Context
@@ -187,6 +189,9 @@ func (l *tlsListener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 	if already {
 		return
+	}
+	if l.closeClients != nil {
+		closeClients = l.closeClients // the broker's, without mochi's deadlock
 	}
 	closeClients(l.id)
 	l.cancel()

@@ -127,7 +127,8 @@ func TestRepublishWithTemplates(t *testing.T) {
 	e.HandleMessage(Source{ClientID: "box-1"}, "telemetry/box-1", []byte(`{"armed":true}`))               // other topic
 	s.wait(t, 1)
 	want := []msg{{"notifications/box-1/MOTION", `{"armed":true,"kind":"motion","thing":"box-1"}`, 1}}
-	waitMetrics(t, e, "alarms", func(m Metrics) bool { return m.Evaluated == 2 })
+	// The action is counted after it returns, so after the sink saw it.
+	waitMetrics(t, e, "alarms", func(m Metrics) bool { return m.Evaluated == 2 && m.ActionsSucceeded+m.ActionsFailed == 1 })
 	s.mu.Lock()
 	if d := cmp.Diff(want, s.pubs); d != "" {
 		t.Errorf("published (-want +got):\n%s", d)
