@@ -280,7 +280,7 @@ func TestAgentUnderFaults(t *testing.T) {
 		{"drop-delivery", []broker.Fault{{Kind: broker.FaultDrop, Packet: "publish", Topic: "$aws/things/+/jobs/start-next/accepted", Count: 1}}},
 		{"expire-session", []broker.Fault{{Kind: broker.FaultExpireSession, Count: 1}, {Kind: broker.FaultDisconnect, Count: 1}}},
 		{"lossy-acks", []broker.Fault{{Kind: broker.FaultDrop, Packet: "puback", Probability: 0.3, Duration: ms(6000)}}},
-		{"flapping", []broker.Fault{{Kind: broker.FaultDisconnect, After: ms(400), Duration: ms(5000)}, {Kind: broker.FaultExpireSession, Probability: 0.5, Duration: ms(5000)}}},
+		{"flapping", []broker.Fault{{Kind: broker.FaultDisconnect, After: ms(400), Duration: ms(5000)}, {Kind: broker.FaultExpireSession, Duration: ms(5000)}}},
 		{"slow-suback", []broker.Fault{{Kind: broker.FaultDelay, Packet: "suback", Delay: ms(2500), Count: 2}, {Kind: broker.FaultDisconnect, Count: 1}}},
 		{"duplicate-and-late", []broker.Fault{{Kind: broker.FaultDuplicate, Probability: 0.5}, {Kind: broker.FaultDelay, Packet: "publish", Delay: ms(500), Probability: 0.3}}},
 		{"disconnect", []broker.Fault{{Kind: broker.FaultDisconnect, After: ms(300), Count: 3}}},
