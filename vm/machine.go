@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/iotagent/iotagent/vm/vmctlproto"
 )
 
 // GuestHost is the address QEMU's guestfwd rules listen on in the guest;
@@ -437,23 +439,11 @@ func (m *Machine) SetLine(ctx context.Context, n int, high bool) error {
 	return err
 }
 
-// Request and Response are vmctl's protocol: one JSON object a line each
-// way over the virtio-serial port.
-type Request struct {
-	ID       int64    `json:"id"`
-	Argv     []string `json:"argv"`
-	Stdin    []byte   `json:"stdin,omitempty"`
-	TimeoutS float64  `json:"timeout_s,omitempty"`
-}
-
-// Response is vmctl's answer to the Request with the same ID.
-type Response struct {
-	ID     int64  `json:"id"`
-	Exit   int    `json:"exit"`
-	Stdout []byte `json:"stdout"`
-	Stderr []byte `json:"stderr"`
-	Error  string `json:"error,omitempty"`
-}
+// Request and Response are vmctl's protocol (package vmctlproto).
+type (
+	Request  = vmctlproto.Request
+	Response = vmctlproto.Response
+)
 
 // ctlConn is the connection to QEMU's end of the vmctl port. Answers are
 // matched to calls by ID; answers to calls nobody waits for any more (a

@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/iotagent/iotagent/vm/vmctlproto"
 )
 
 const (
@@ -40,22 +42,10 @@ const (
 	maxOutput   = 4 << 20
 )
 
-// request and response are vm.Request and vm.Response (kept apart so that
-// this program depends on nothing of the project's).
-type request struct {
-	ID       int64    `json:"id"`
-	Argv     []string `json:"argv"`
-	Stdin    []byte   `json:"stdin,omitempty"`
-	TimeoutS float64  `json:"timeout_s,omitempty"`
-}
-
-type response struct {
-	ID     int64  `json:"id"`
-	Exit   int    `json:"exit"`
-	Stdout []byte `json:"stdout"`
-	Stderr []byte `json:"stderr"`
-	Error  string `json:"error,omitempty"`
-}
+type (
+	request  = vmctlproto.Request
+	response = vmctlproto.Response
+)
 
 func main() {
 	log.SetFlags(0)
