@@ -59,7 +59,7 @@ pkg: github.com/iotagent/iotagent/agent/outbox
 cpu: AMD EPYC
 BenchmarkAppend-2   	    1000	   1200000 ns/op	    2048 B/op	      30 allocs/op
 BenchmarkAppend-2   	    1000	   1000000 ns/op	    2040 B/op	      30 allocs/op
-BenchmarkDrain-2    	   50000	     20000 ns/op
+BenchmarkDrain-2    	   50000	     20000 ns/op	    5000 msgs/s
 PASS
 ok  	github.com/iotagent/iotagent/agent/outbox	3.1s
 pkg: github.com/iotagent/iotagent/cloud/shadow
@@ -75,11 +75,25 @@ func TestParseGoBench(t *testing.T) {
 	}
 	want := []GoBench{
 		{Pkg: "agent/outbox", Name: "Append", NsPerOp: []float64{1.2e6, 1e6}, BytesPerOp: []float64{2048, 2040}, AllocsPerOp: []float64{30, 30}},
-		{Pkg: "agent/outbox", Name: "Drain", NsPerOp: []float64{20000}},
+		{Pkg: "agent/outbox", Name: "Drain", NsPerOp: []float64{20000}, Other: map[string][]float64{"msgs/s": {5000}}},
 		{Pkg: "cloud/shadow", Name: "Merge", NsPerOp: []float64{2100}, BytesPerOp: []float64{900}, AllocsPerOp: []float64{12}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestRatios(t *testing.T) {
+	gb := []GoBench{
+		{Pkg: "cloud", Name: "PublishLatencyRules/rules=0", NsPerOp: []float64{100, 200, 300}},
+		{Pkg: "cloud", Name: "PublishLatencyRules/rules=10", NsPerOp: []float64{250, 500, 900}},
+	}
+	got := ratios(gb)
+	if len(got) != 1 || !strings.Contains(got[0], "2.50×") {
+		t.Errorf("ratios = %q, want one line with 2.50×", got)
+	}
+	if got := ratios(gb[:1]); len(got) != 0 {
+		t.Errorf("ratios without the numerator = %q, want none", got)
 	}
 }
 

@@ -15,6 +15,9 @@ import (
 type GoBench struct {
 	Pkg, Name                        string
 	NsPerOp, BytesPerOp, AllocsPerOp []float64
+	// Other holds what a benchmark reports with b.ReportMetric, by unit
+	// ("msgs/s"), one value per run.
+	Other map[string][]float64
 }
 
 // parseGoBench reads `go test -bench -benchmem` output: "pkg: P" lines name
@@ -72,6 +75,16 @@ func parseGoBench(r io.Reader) ([]GoBench, error) {
 		}
 		if v, ok := vals["allocs/op"]; ok {
 			g.AllocsPerOp = append(g.AllocsPerOp, v)
+		}
+		for unit, v := range vals {
+			switch unit {
+			case "ns/op", "B/op", "allocs/op":
+				continue
+			}
+			if g.Other == nil {
+				g.Other = map[string][]float64{}
+			}
+			g.Other[unit] = append(g.Other[unit], v)
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -79,7 +79,7 @@ var allSteps = []step{
 }
 
 // benchPkgs are the packages whose benchmarks cover the hot paths.
-var benchPkgs = []string{"./agent/...", "./cloud/shadow", "./cloud/broker", "./cloud/policy", "./ota", "./sensors/..."}
+var benchPkgs = []string{"./agent/...", "./cloud", "./cloud/shadow", "./cloud/broker", "./cloud/policy", "./ota", "./sensors/..."}
 
 func main() {
 	o := &opts{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -109,12 +110,22 @@ func (r *Report) Markdown() string {
 	}
 	if len(r.GoBench) > 0 {
 		b.WriteString("\n### Go benchmarks (`go test -bench -benchmem`)\n\n")
-		b.WriteString("| package | benchmark | ns/op median | ns/op min – max | B/op | allocs/op | runs |\n|---|---|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| package | benchmark | ns/op median | ns/op min – max | B/op | allocs/op | runs | other (median) |\n|---|---|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range r.GoBench {
 			ns := summarize(g.NsPerOp)
-			fmt.Fprintf(&b, "| %s | %s | %s | %s – %s | %s | %s | %d |\n", g.Pkg, g.Name,
+			var other []string
+			for _, unit := range slices.Sorted(maps.Keys(g.Other)) {
+				other = append(other, fmtNum(summarize(g.Other[unit]).Median)+" "+unit)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s – %s | %s | %s | %d | %s |\n", g.Pkg, g.Name,
 				fmtNum(ns.Median), fmtNum(ns.Min), fmtNum(ns.Max),
-				fmtNum(summarize(g.BytesPerOp).Median), fmtNum(summarize(g.AllocsPerOp).Median), ns.N)
+				fmtNum(summarize(g.BytesPerOp).Median), fmtNum(summarize(g.AllocsPerOp).Median), ns.N, cell(strings.Join(other, ", ")))
+		}
+		if lines := ratios(r.GoBench); len(lines) > 0 {
+			b.WriteString("\n### Ratios\n\n")
+			for _, l := range lines {
+				fmt.Fprintf(&b, "- %s\n", l)
+			}
 		}
 	}
 	if len(r.NotYet) > 0 {
@@ -160,4 +171,33 @@ func replaceGenerated(doc []byte, body string) ([]byte, error) {
 	}
 	out.Write(rest[j:])
 	return out.Bytes(), nil
+}
+
+// goRatios are the comparisons BENCHMARKS.md states as ratios of two Go
+// benchmarks' median ns/op (a ratio survives a noisy shared machine
+// better than either figure).
+var goRatios = []struct{ what, pkg, num, den string }{
+	{"iotsim's QoS 1 publish round trip with 10 active rules vs none", "cloud", "PublishLatencyRules/rules=10", "PublishLatencyRules/rules=0"},
+}
+
+// ratios renders goRatios for the benchmarks that ran.
+func ratios(gb []GoBench) []string {
+	median := func(pkg, name string) (float64, bool) {
+		for _, g := range gb {
+			if g.Pkg == pkg && g.Name == name && len(g.NsPerOp) > 0 {
+				return summarize(g.NsPerOp).Median, true
+			}
+		}
+		return 0, false
+	}
+	var out []string
+	for _, q := range goRatios {
+		n, ok1 := median(q.pkg, q.num)
+		d, ok2 := median(q.pkg, q.den)
+		if !ok1 || !ok2 || d == 0 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %.2f× (%s %s / %s, median ns/op)", q.what, n/d, q.pkg, q.num, q.den))
+	}
+	return out
 }
