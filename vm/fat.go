@@ -1,15 +1,15 @@
 package vm
 
 import (
-	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/iotagent/iotagent/internal/mbr"
 )
 
 // MakeFAT writes a FAT file system image of sizeMiB with label holding
@@ -89,21 +89,15 @@ func BootPartitionOffset(img string) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	var mbr [512]byte
-	if _, err := io.ReadFull(f, mbr[:]); err != nil {
-		return 0, fmt.Errorf("%s: read the MBR: %w", img, err)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
 	}
-	if mbr[510] != 0x55 || mbr[511] != 0xaa {
-		return 0, fmt.Errorf("%s: no MBR partition table (no 55 AA signature)", img)
+	p, _, err := mbr.Boot(f, fi.Size())
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", img, err)
 	}
-	for i := 0; i < 4; i++ {
-		e := mbr[446+16*i:]
-		switch e[4] {
-		case 0x01, 0x04, 0x06, 0x0b, 0x0c, 0x0e:
-			return int64(binary.LittleEndian.Uint32(e[8:12])) * 512, nil
-		}
-	}
-	return 0, fmt.Errorf("%s: no FAT partition in the MBR", img)
+	return int64(p.Start), nil
 }
 
 func mtools(args ...string) error {

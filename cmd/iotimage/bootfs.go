@@ -16,6 +16,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/iotagent/iotagent/internal/atomicfile"
+	"github.com/iotagent/iotagent/internal/mbr"
 )
 
 // bootFS is the boot partition being prepared: a mounted directory
@@ -75,23 +76,23 @@ type fatFS struct {
 }
 
 // openFAT opens the FAT file system of part in f.
-func openFAT(f *os.File, name string, part partition) (*fatFS, error) {
-	bs := make([]byte, sectorSize)
+func openFAT(f *os.File, name string, part mbr.Partition) (*fatFS, error) {
+	bs := make([]byte, mbr.SectorSize)
 	if _, err := f.ReadAt(bs, int64(part.Start)); err != nil {
 		return nil, fmt.Errorf("%s: read the boot sector of %s: %w", name, part, err)
 	}
-	if bs[510] != 0x55 || bs[511] != 0xaa || binary.LittleEndian.Uint16(bs[11:]) != sectorSize {
-		return nil, fmt.Errorf("%s: %s is typed FAT but holds no FAT file system with 512-byte sectors (not formatted?): %w", name, part, ErrNoFAT)
+	if bs[510] != 0x55 || bs[511] != 0xaa || binary.LittleEndian.Uint16(bs[11:]) != mbr.SectorSize {
+		return nil, fmt.Errorf("%s: %s is typed FAT but holds no FAT file system with 512-byte sectors (not formatted?): %w", name, part, mbr.ErrNoFAT)
 	}
 	// FAT32 has no fixed root directory: its root entry count is 0.
 	if binary.LittleEndian.Uint16(bs[17:]) != 0 || binary.LittleEndian.Uint16(bs[22:]) != 0 {
-		return nil, fmt.Errorf("%s: %s holds FAT12 or FAT16; Raspberry Pi OS's boot partition is FAT32: %w", name, part, ErrNoFAT)
+		return nil, fmt.Errorf("%s: %s holds FAT12 or FAT16; Raspberry Pi OS's boot partition is FAT32: %w", name, part, mbr.ErrNoFAT)
 	}
 	// Check the structure before go-diskfs reads it.
 	if _, err := readFAT32(f, int64(part.Start), int64(part.Size)); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", name, part, err)
 	}
-	fsys, err := fat32.Read(file.New(f, false), int64(part.Size), int64(part.Start), sectorSize)
+	fsys, err := fat32.Read(file.New(f, false), int64(part.Size), int64(part.Start), mbr.SectorSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: read the FAT file system of %s: %w", name, part, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/iotagent/iotagent/internal/mbr"
 )
 
 // TestFAT32Fix writes with go-diskfs alone, then corrects with fat32Fix:
@@ -15,7 +17,7 @@ func TestFAT32Fix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	part := partition{Index: 1, Type: 0x0c, Start: testBootOffset, Size: testBootSectors * 512}
+	part := mbr.Partition{Index: 1, Type: 0x0c, Start: testBootOffset, Size: testBootSectors * 512}
 	x, err := openFAT(f, img, part)
 	if err != nil {
 		t.Fatal(err)

@@ -1,37 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
 )
-
-func FuzzParseMBR(f *testing.F) {
-	sec := make([]byte, 512)
-	sec[510], sec[511] = 0x55, 0xaa
-	copy(sec[446:], []byte{0x80, 0, 0, 0, 0x0c, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0x08, 0})
-	f.Add(sec)
-	gpt := bytes.Clone(sec)
-	gpt[446+4] = 0xee
-	f.Add(gpt)
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		parts, err := parseMBR(data)
-		if err != nil {
-			return
-		}
-		if len(parts) == 0 || len(parts) > 4 {
-			t.Fatalf("%d partitions", len(parts))
-		}
-		for _, p := range parts {
-			if p.Index < 1 || p.Index > 4 || p.Type == 0 || p.Size == 0 {
-				t.Fatalf("bad partition %+v", p)
-			}
-		}
-		_, _, _ = bootPartition(bytes.NewReader(data), int64(len(data)))
-	})
-}
 
 func FuzzReadDeb(f *testing.F) {
 	f.Add([]byte("!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\n"))

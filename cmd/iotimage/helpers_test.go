@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iotagent/iotagent/internal/mbr"
 )
 
 // needTools skips (or fails under CI=true) without dosfstools and mtools.
@@ -144,7 +146,7 @@ func bootCopy(t *testing.T, img string) string {
 	}
 	defer f.Close()
 	fi, _ := f.Stat()
-	p, _, err := bootPartition(f, fi.Size())
+	p, _, err := mbr.Boot(f, fi.Size())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/iotagent/iotagent/agent/config"
+	"github.com/iotagent/iotagent/internal/mbr"
 	"github.com/iotagent/iotagent/tpm"
 )
 
@@ -784,7 +785,7 @@ func openTarget(o prepareOpts, stdin io.Reader, stderr io.Writer) (string, bootF
 		f.Close()
 		return "", nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	part, _, err := bootPartition(f, size)
+	part, _, err := mbr.Boot(f, size)
 	if err != nil {
 		f.Close()
 		return "", nil, nil, &refusedError{err: fmt.Errorf("%s: %w", name, err), hint: "give a Raspberry Pi OS image (.img or .img.xz from raspberrypi.com/software/operating-systems), whose first partition is the FAT boot partition"}
@@ -799,12 +800,12 @@ func openTarget(o prepareOpts, stdin io.Reader, stderr io.Writer) (string, bootF
 	if err != nil {
 		f.Close()
 		var re *refusedError
-		if errors.Is(err, ErrNoFAT) && !errors.As(err, &re) {
+		if errors.Is(err, mbr.ErrNoFAT) && !errors.As(err, &re) {
 			err = &refusedError{err: err, hint: "give a Raspberry Pi OS image, whose first partition is the FAT boot partition"}
 		}
 		return "", nil, nil, err
 	}
-	pj := &partJSON{Index: part.Index, Type: fatTypes[part.Type], Start: part.Start, Size: part.Size, Label: bfs.label}
+	pj := &partJSON{Index: part.Index, Type: mbr.FATTypes[part.Type], Start: part.Start, Size: part.Size, Label: bfs.label}
 	return name, bfs, pj, nil
 }
 
@@ -966,7 +967,7 @@ func mountOf(dev string, mounts []byte) (src, dir string, ok bool) {
 }
 
 // confirm asks on a terminal before a card is written, unless --yes.
-func confirm(o prepareOpts, dev string, size int64, part partition, stdin io.Reader, stderr io.Writer) error {
+func confirm(o prepareOpts, dev string, size int64, part mbr.Partition, stdin io.Reader, stderr io.Writer) error {
 	if o.yes {
 		return nil
 	}

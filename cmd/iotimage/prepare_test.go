@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/iotagent/iotagent/internal/mbr"
 )
 
 // prep runs iotimage with args and returns its exit code, stdout and stderr.
@@ -491,13 +492,13 @@ func TestPrepareDevice(t *testing.T) {
 	}
 	o := prepareOpts{device: "/dev/sdz"}
 	var errb bytes.Buffer
-	err := confirm(o, "/dev/sdz", 32<<30, partition{Index: 1, Type: 0x0c}, strings.NewReader("yes\n"), &errb)
+	err := confirm(o, "/dev/sdz", 32<<30, mbr.Partition{Index: 1, Type: 0x0c}, strings.NewReader("yes\n"), &errb)
 	var re *refusedError
 	if !errors.As(err, &re) || !strings.Contains(re.hint, "--yes") {
 		t.Errorf("no terminal: %v (hint %q), want refused with a hint at --yes", err, re.hint)
 	}
 	o.yes = true
-	if err := confirm(o, "/dev/sdz", 32<<30, partition{}, strings.NewReader(""), &errb); err != nil {
+	if err := confirm(o, "/dev/sdz", 32<<30, mbr.Partition{}, strings.NewReader(""), &errb); err != nil {
 		t.Errorf("--yes: %v", err)
 	}
 }

@@ -1,4 +1,7 @@
-package main
+// Package mbr reads the MBR partition table of a disk image: the layout of
+// a Raspberry Pi OS card (a FAT32 boot partition, then the root file
+// system). cmd/iotimage prepares such cards; package vm boots them.
+package mbr
 
 import (
 	"encoding/binary"
@@ -7,41 +10,42 @@ import (
 	"io"
 )
 
-// Why an image is refused. prepare maps them to exitRefused.
+// Why an image is refused; test with errors.Is.
 var (
 	ErrNotMBR = errors.New("not an MBR disk image")
 	ErrGPT    = errors.New("a GPT disk (only a protective MBR)")
 	ErrNoFAT  = errors.New("no FAT partition")
 )
 
-const sectorSize = 512
+// SectorSize is the MBR's sector size in bytes.
+const SectorSize = 512
 
-// partition is one primary entry of an MBR partition table.
-type partition struct {
+// Partition is one primary entry of an MBR partition table.
+type Partition struct {
 	Index int    // 1-based, as Linux numbers them (mmcblk0p1)
 	Type  byte   // 0x0c is FAT32 with LBA, as Raspberry Pi OS's bootfs
 	Start uint64 // in bytes
 	Size  uint64 // in bytes
 }
 
-func (p partition) String() string {
+func (p Partition) String() string {
 	return fmt.Sprintf("partition %d (type 0x%02x, %d MiB at byte %d)", p.Index, p.Type, p.Size>>20, p.Start)
 }
 
-// fatTypes are the MBR partition types of FAT file systems.
-var fatTypes = map[byte]string{0x01: "FAT12", 0x04: "FAT16", 0x06: "FAT16", 0x0b: "FAT32", 0x0c: "FAT32 (LBA)", 0x0e: "FAT16 (LBA)"}
+// FATTypes are the MBR partition types of FAT file systems.
+var FATTypes = map[byte]string{0x01: "FAT12", 0x04: "FAT16", 0x06: "FAT16", 0x0b: "FAT32", 0x0c: "FAT32 (LBA)", 0x0e: "FAT16 (LBA)"}
 
-// parseMBR reads the four primary entries of the MBR in the first sector.
+// Parse reads the four primary entries of the MBR in the first sector.
 // Empty entries are left out. It refuses a sector without the 0x55AA
 // signature (ErrNotMBR) and a protective MBR of a GPT disk (ErrGPT).
-func parseMBR(sector []byte) ([]partition, error) {
-	if len(sector) < sectorSize {
+func Parse(sector []byte) ([]Partition, error) {
+	if len(sector) < SectorSize {
 		return nil, fmt.Errorf("%w: %d bytes, shorter than one sector", ErrNotMBR, len(sector))
 	}
 	if sector[510] != 0x55 || sector[511] != 0xaa {
 		return nil, fmt.Errorf("%w: no boot signature 55 aa at byte 510 (found %02x %02x)", ErrNotMBR, sector[510], sector[511])
 	}
-	var parts []partition
+	var parts []Partition
 	for i := range 4 {
 		e := sector[446+16*i : 446+16*(i+1)]
 		if e[0] != 0 && e[0] != 0x80 {
@@ -56,7 +60,7 @@ func parseMBR(sector []byte) ([]partition, error) {
 		if typ == 0xee {
 			return nil, fmt.Errorf("%w: partition entry %d is of type 0xee", ErrGPT, i+1)
 		}
-		parts = append(parts, partition{Index: i + 1, Type: typ, Start: uint64(lba) * sectorSize, Size: uint64(n) * sectorSize})
+		parts = append(parts, Partition{Index: i + 1, Type: typ, Start: uint64(lba) * SectorSize, Size: uint64(n) * SectorSize})
 	}
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: the partition table is empty", ErrNotMBR)
@@ -64,22 +68,22 @@ func parseMBR(sector []byte) ([]partition, error) {
 	return parts, nil
 }
 
-// bootPartition finds the boot partition in the image r of size bytes:
+// Boot finds the boot partition in the image r of size bytes:
 // the first FAT partition of its MBR that lies inside the image.
-func bootPartition(r io.ReaderAt, size int64) (partition, []partition, error) {
-	sector := make([]byte, sectorSize)
+func Boot(r io.ReaderAt, size int64) (Partition, []Partition, error) {
+	sector := make([]byte, SectorSize)
 	if _, err := r.ReadAt(sector, 0); err != nil {
 		if errors.Is(err, io.EOF) {
-			return partition{}, nil, fmt.Errorf("%w: %d bytes, shorter than one sector", ErrNotMBR, size)
+			return Partition{}, nil, fmt.Errorf("%w: %d bytes, shorter than one sector", ErrNotMBR, size)
 		}
-		return partition{}, nil, fmt.Errorf("read the partition table: %w", err)
+		return Partition{}, nil, fmt.Errorf("read the partition table: %w", err)
 	}
-	parts, err := parseMBR(sector)
+	parts, err := Parse(sector)
 	if err != nil {
-		return partition{}, nil, err
+		return Partition{}, nil, err
 	}
 	for _, p := range parts {
-		if _, ok := fatTypes[p.Type]; !ok {
+		if _, ok := FATTypes[p.Type]; !ok {
 			continue
 		}
 		if p.Start+p.Size > uint64(size) {
@@ -91,7 +95,7 @@ func bootPartition(r io.ReaderAt, size int64) (partition, []partition, error) {
 	for _, p := range parts {
 		found = append(found, p.String())
 	}
-	return partition{}, parts, fmt.Errorf("%w: found %s", ErrNoFAT, joinAnd(found))
+	return Partition{}, parts, fmt.Errorf("%w: found %s", ErrNoFAT, joinAnd(found))
 }
 
 func joinAnd(s []string) string {
