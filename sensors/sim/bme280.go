@@ -31,9 +31,9 @@ const (
 // device answers (Linux reports this as ENXIO or EREMOTEIO).
 var ErrNACK = errors.New("sim i2c: no device acknowledged the address")
 
-// ErrOutOfRange is returned by the BME280Bus setters for a value outside
+// ErrOutOfRange is returned by the simulated parts' setters for a value outside
 // the sensor's operating range or not a finite number.
-var ErrOutOfRange = errors.New("sim bme280: value outside the sensor's range")
+var ErrOutOfRange = errors.New("sim: value outside the part's range")
 
 // Operating range (datasheet §1).
 const (
@@ -55,8 +55,10 @@ const (
 // whose oversampling is "skipped" reads 0x80000 (0x8000 for humidity), as
 // on the chip. It is safe for concurrent use.
 type BME280Bus struct {
-	addr uint16
-	cal  calibration
+	addr   uint16
+	cal    calibration
+	chipID byte
+	noHum  bool // a BMP280: no humidity registers
 
 	mu    sync.Mutex
 	regs  [256]byte
@@ -79,9 +81,26 @@ var _ i2c.BusCloser = (*BME280Bus)(nil)
 // reporting the given values. Values outside the operating range
 // (-40..85 °C, 0..100 %RH, 30..110 kPa) are clamped; NaN becomes the low end.
 func NewBME280(addr uint16, tempC, humidityPct, pressureKPa float64) *BME280Bus {
-	b := &BME280Bus{addr: addr, cal: datasheetCalibration}
+	b := &BME280Bus{addr: addr, cal: datasheetCalibration, chipID: chipIDBME280}
 	b.tempC = clamp(tempC, minTempC, maxTempC)
 	b.rh = clamp(humidityPct, minRH, maxRH)
+	b.kPa = clamp(pressureKPa, minKPa, maxKPa)
+	b.powerOnLocked()
+	b.updateRawLocked()
+	return b
+}
+
+// chipIDBMP280 is a BMP280's chip id.
+const chipIDBMP280 = 0x58
+
+// NewBMP280 returns a bus with a Bosch BMP280 at addr: the BME280's
+// temperature and pressure, with chip id 0x58 and without the humidity
+// registers (ctrl_hum, the calibration at 0xE1 and the humidity data read
+// 0; SetHumidity fails). Values outside the range are clamped as in
+// NewBME280.
+func NewBMP280(addr uint16, tempC, pressureKPa float64) *BME280Bus {
+	b := &BME280Bus{addr: addr, cal: datasheetCalibration, chipID: chipIDBMP280, noHum: true}
+	b.tempC = clamp(tempC, minTempC, maxTempC)
 	b.kPa = clamp(pressureKPa, minKPa, maxKPa)
 	b.powerOnLocked()
 	b.updateRawLocked()
@@ -97,13 +116,18 @@ func clamp(v, lo, hi float64) float64 {
 
 func (b *BME280Bus) powerOnLocked() {
 	b.regs = [256]byte{}
-	b.regs[regChipID] = chipIDBME280
+	b.regs[regChipID] = b.chipID
 	c88 := b.cal.block88()
 	copy(b.regs[regCalib00:], c88[:])
-	cE1 := b.cal.blockE1()
-	copy(b.regs[regCalib26:], cE1[:])
 	// Data registers power up as 0x80000 / 0x8000.
 	copy(b.regs[regData:], []byte{0x80, 0, 0, 0x80, 0, 0, 0x80, 0})
+	if b.noHum {
+		b.regs[regCalib00+25] = 0 // 0xA1 (dig_H1) is not on a BMP280
+		b.regs[regData+6], b.regs[regData+7] = 0, 0
+	} else {
+		cE1 := b.cal.blockE1()
+		copy(b.regs[regCalib26:], cE1[:])
+	}
 	b.busy = 0
 	b.hum = 0
 }
@@ -130,12 +154,32 @@ func (b *BME280Bus) SetTemperature(c float64) error {
 
 // SetHumidity changes the relative humidity (%) the next measurement returns.
 func (b *BME280Bus) SetHumidity(pct float64) error {
+	if b.noHum {
+		return fmt.Errorf("set humidity on a BMP280: it has no humidity sensor: %w", ErrOutOfRange)
+	}
 	return b.set(pct, minRH, maxRH, "humidity %RH", &b.rh)
 }
 
 // SetPressure changes the pressure (kPa) the next measurement returns.
 func (b *BME280Bus) SetPressure(kPa float64) error {
 	return b.set(kPa, minKPa, maxKPa, "pressure kPa", &b.kPa)
+}
+
+// Set implements sensors.SimControl: "temperature_c", "humidity_pct"
+// (not on a BMP280) or "pressure_kpa".
+func (b *BME280Bus) Set(name string, v float64) error {
+	switch name {
+	case "temperature_c":
+		return b.SetTemperature(v)
+	case "humidity_pct":
+		return b.SetHumidity(v)
+	case "pressure_kpa":
+		return b.SetPressure(v)
+	}
+	if b.noHum {
+		return fmt.Errorf("sim bmp280: no reading %q (it has temperature_c, pressure_kpa)", name)
+	}
+	return fmt.Errorf("sim bme280: no reading %q (it has temperature_c, humidity_pct, pressure_kpa)", name)
 }
 
 // SetErr makes every transaction fail with err (a disconnected sensor) until
@@ -162,7 +206,12 @@ func (b *BME280Bus) Transactions() int {
 }
 
 // String implements i2c.Bus.
-func (b *BME280Bus) String() string { return fmt.Sprintf("sim-i2c(bme280@%#x)", b.addr) }
+func (b *BME280Bus) String() string {
+	if b.noHum {
+		return fmt.Sprintf("sim-i2c(bmp280@%#x)", b.addr)
+	}
+	return fmt.Sprintf("sim-i2c(bme280@%#x)", b.addr)
+}
 
 // SetSpeed implements i2c.Bus; the speed is ignored.
 func (b *BME280Bus) SetSpeed(physic.Frequency) error { return nil }
@@ -215,7 +264,9 @@ func (b *BME280Bus) writeLocked(reg, v byte) {
 			b.powerOnLocked()
 		}
 	case regCtrlHum:
-		b.regs[reg] = v & 0x07
+		if !b.noHum {
+			b.regs[reg] = v & 0x07
+		}
 	case regConfig:
 		b.regs[reg] = v &^ 0x02
 	case regCtrlMeas:
@@ -247,5 +298,7 @@ func (b *BME280Bus) measureLocked() {
 	d := b.regs[regData : regData+8]
 	d[0], d[1], d[2] = byte(p>>12), byte(p>>4), byte(p<<4)
 	d[3], d[4], d[5] = byte(t>>12), byte(t>>4), byte(t<<4)
-	d[6], d[7] = byte(h>>8), byte(h)
+	if !b.noHum {
+		d[6], d[7] = byte(h>>8), byte(h)
+	}
 }
