@@ -97,8 +97,8 @@ func Host(bus i2c.BusCloser) sensors.Host {
 // I2CCase describes an I²C driver for I2CErrors.
 type I2CCase struct {
 	Type string
-	// Addr is where Chip sits, Other another valid address of the part,
-	// Invalid one it cannot have.
+	// Addr is where Chip sits, Other another valid address of the part
+	// (0 if it has one address), Invalid one it cannot have.
 	Addr, Other, Invalid uint16
 	// Chip returns a new simulated chip.
 	Chip func() sim.Device
@@ -119,9 +119,15 @@ func I2CErrors(t *testing.T, c I2CCase) {
 	}
 	bus := func() *sim.I2CBus { b, _ := busChip(); return b }
 	t.Run("no device at the address", func(t *testing.T) {
-		err := OpenErr(t, part(c.Other), Host(bus()))
+		// A bus with the chip elsewhere, or (for a part with one
+		// address) an empty bus.
+		addr, b := c.Other, bus()
+		if addr == 0 {
+			addr, b = c.Addr, sim.NewI2CBus("empty")
+		}
+		err := OpenErr(t, part(addr), Host(b))
 		WantErr(t, err, sensors.ErrNoDevice, `part "probe"`, c.Type, `I²C bus "1"`, "NACK", "check the wiring", "pull-ups")
-		WantErr(t, err, sim.ErrNACK, hex(c.Other))
+		WantErr(t, err, sim.ErrNACK, hex(addr))
 	})
 	t.Run("an address the part cannot have", func(t *testing.T) {
 		err := OpenErr(t, part(c.Invalid), Host(bus()))
