@@ -302,3 +302,11 @@ func (b *BME280Bus) measureLocked() {
 		d[6], d[7] = byte(h>>8), byte(h)
 	}
 }
+
+// Device returns the chip as a Device, to attach to an I2CBus (at any
+// address; it answers there).
+func (b *BME280Bus) Device() Device { return boschDevice{b} }
+
+type boschDevice struct{ b *BME280Bus }
+
+func (d boschDevice) Tx(w, r []byte) error { return d.b.Tx(d.b.addr, w, r) }
