@@ -103,7 +103,7 @@ func parse(p sensors.Part) (options, []*channel, error) {
 		if c.Name == "" {
 			c.Name = "ain" + strings.ReplaceAll(c.Input, "-", "_") + "_v"
 		}
-		if !validName(c.Name) {
+		if !drv.ValidName(c.Name) {
 			return o, nil, bad("channels[%d].name %q: want 1..64 of a-z, 0-9 and _", i, c.Name)
 		}
 		if seen[c.Name] {
@@ -138,18 +138,6 @@ func parse(p sensors.Part) (options, []*channel, error) {
 		chans = append(chans, ch)
 	}
 	return o, chans, nil
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 type part struct {

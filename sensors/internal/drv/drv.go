@@ -234,3 +234,17 @@ func Checked(v sensors.Values, ranges map[string][2]float64) (sensors.Values, er
 	}
 	return v, nil
 }
+
+// ValidName reports whether s can name a reading: 1..64 of a-z, 0-9 and
+// _ (it becomes a shadow key and a telemetry field).
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
