@@ -165,6 +165,9 @@ func Open(ctx context.Context, p sensors.Part, h sensors.Host) (sensors.Sampler,
 		}
 	}
 	label := fmt.Sprintf("part %q (exec %s)", p.Name, argv[0])
+	if p.Sim && o.SimArgv == nil {
+		label = fmt.Sprintf("part %q (exec, simulated by cat)", p.Name)
+	}
 	if p.Bus != "" || p.Address != 0 || p.Device != "" {
 		return nil, fmt.Errorf("%s: a command has no bus, address or device: %w", label, sensors.ErrOptions)
 	}
@@ -234,6 +237,7 @@ func (s *part) Read(ctx context.Context) (sensors.Values, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.label, err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.o.timeout)
 	defer cancel()
 	cmd := osexec.CommandContext(ctx, s.path, s.args...)
@@ -246,6 +250,8 @@ func (s *part) Read(ctx context.Context) (sensors.Values, error) {
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	switch {
+	case parent.Err() != nil:
+		return nil, fmt.Errorf("%s: killed: %w", s.label, parent.Err())
 	case stdout.overflow:
 		return nil, fmt.Errorf("%s: stdout exceeds max_output_bytes (%d): %w", s.label, s.o.MaxOutputBytes, sensors.ErrCorrupt)
 	case ctx.Err() == context.DeadlineExceeded:

@@ -178,6 +178,22 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// A Read canceled by its caller (the agent stopping) kills the command.
+func TestCanceled(t *testing.T) {
+	s := openCmd(t, map[string]any{"env": map[string]string{"EXEC_TEST": "1", "EXEC_SLEEP": "30s"}})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Read(ctx)
+	drvtest.WantErr(t, err, context.DeadlineExceeded, `part "soil"`, "killed")
+	if strings.Contains(err.Error(), "within 10s") {
+		t.Errorf("error %q blames the part's timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Read returned after %v", d)
+	}
+}
+
 // The command gets a small environment, not the agent's.
 func TestEnvironment(t *testing.T) {
 	t.Setenv("HOME", "/root")

@@ -89,7 +89,7 @@ func OpenI2C(p sensors.Part, h sensors.Host, def uint16, valid []uint16) (*I2C, 
 		for i, a := range valid {
 			v[i] = fmt.Sprintf("%#02x", a)
 		}
-		return nil, fmt.Errorf("%s: a %s has address %s, not %#02x: %w", label, p.Type, strings.Join(v, ", "), addr, sensors.ErrOptions)
+		return nil, fmt.Errorf("%s: a %s answers at %s, not %#02x: %w", label, p.Type, strings.Join(v, ", "), addr, sensors.ErrOptions)
 	}
 	if h.OpenI2C == nil {
 		return nil, fmt.Errorf("%s: this host has no I²C (periph's drivers not initialised): %w", label, sensors.ErrNoDevice)
