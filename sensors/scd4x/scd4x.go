@@ -71,18 +71,18 @@ func (s *part) start() error {
 	return nil
 }
 
-// dataReady asks the chip whether a measurement is waiting
-// (get_data_ready_status), so that a chip that stopped answering fails at
-// once rather than after periph's 6 s of polling.
-func (s *part) dataReady() (bool, error) {
+// probe asks the chip for its data-ready status (get_data_ready_status),
+// so that a chip that stopped answering fails at once rather than after
+// periph's 6 s of polling; periph's Sense then waits for the data.
+func (s *part) probe() error {
 	var r [3]byte
 	if err := s.d.Bus.Tx(s.d.Addr, []byte{0xe4, 0xb8}, r[:]); err != nil {
-		return false, s.d.Err("get the data-ready status", err)
+		return s.d.Err("get the data-ready status", err)
 	}
 	if sim.SensirionCRC(r[:2]) != r[2] {
-		return false, fmt.Errorf("%s: data-ready status % x: CRC mismatch: %w; check the wiring and the pull-ups", s.d.Label, r, sensors.ErrCorrupt)
+		return fmt.Errorf("%s: data-ready status % x: CRC mismatch: %w; check the wiring and the pull-ups", s.d.Label, r, sensors.ErrCorrupt)
 	}
-	return (uint16(r[0])<<8|uint16(r[1]))&0x7ff != 0, nil
+	return nil
 }
 
 // Read returns the latest measurement, waiting for it (up to 5 s) when
@@ -98,12 +98,10 @@ func (s *part) Read(ctx context.Context) (sensors.Values, error) {
 		s.restart = false
 	}
 	s.d.Tap.Reset()
-	ready, err := s.dataReady()
-	if err != nil {
+	if err := s.probe(); err != nil {
 		s.restart = errors.Is(err, sensors.ErrNoDevice)
 		return nil, err
 	}
-	_ = ready // not ready: periph's Sense polls until it is
 	var env scd4x.Env
 	if err := s.dev.Sense(&env); err != nil {
 		switch {
@@ -123,7 +121,7 @@ func (s *part) Read(ctx context.Context) (sensors.Values, error) {
 		"temperature_c": drv.Celsius(env.Temperature),
 		"humidity_pct":  float64(env.Humidity) / float64(physic.PercentRH),
 	}
-	v, err = drv.Checked(v, map[string][2]float64{"co2_ppm": {0, 40000}, "temperature_c": {-10, 60}, "humidity_pct": {0, 100}})
+	v, err := drv.Checked(v, map[string][2]float64{"co2_ppm": {0, 40000}, "temperature_c": {-10, 60}, "humidity_pct": {0, 100}})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.d.Label, err)
 	}
