@@ -26,6 +26,7 @@ import (
 
 	"github.com/iotagent/iotagent/cloud/api"
 	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/console"
 	"github.com/iotagent/iotagent/cloud/defender"
 	"github.com/iotagent/iotagent/cloud/jobs"
 	"github.com/iotagent/iotagent/cloud/pki"
@@ -88,6 +89,13 @@ type Options struct {
 	// Faults are injected from the start (iotsim serve --faults FILE,
 	// see broker.ParseFaults); more come and go through the REST API.
 	Faults []broker.Fault
+	// ConsoleAddr is the web console's listener; "" means "127.0.0.1:0"
+	// (a free loopback port). An address other hosts can reach is used
+	// as given, with a warning: the console's token then crosses the
+	// network in clear text.
+	ConsoleAddr string
+	// NoConsole turns the web console off.
+	NoConsole bool
 }
 
 // Endpoint is the content of DATA_DIR/endpoint.json: the contract that
@@ -104,6 +112,10 @@ type Endpoint struct {
 	AWSAccessKeyID     string `json:"aws_access_key_id"`
 	AWSSecretAccessKey string `json:"aws_secret_access_key"`
 	Region             string `json:"region"`
+	// ConsoleURL opens the web console: it carries the console's token,
+	// so endpoint.json stays readable by its owner only. Empty when the
+	// console is off.
+	ConsoleURL string `json:"console_url,omitempty"`
 }
 
 // Sim is a running simulator.
@@ -133,6 +145,13 @@ type Sim struct {
 	objects  *s3.Store
 	stopJobs context.CancelFunc
 	jobsDone chan struct{}
+
+	presence     *console.Presence
+	stopPresence func()
+	console      *console.Console
+	consoleSrv   *http.Server
+	consoleLn    net.Listener
+	consoleDone  chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -253,6 +272,11 @@ func Start(o Options) (_ *Sim, err error) {
 			return nil, fmt.Errorf("faults[%d]: %w", i, err)
 		}
 	}
+	// The fleet's connection state misses no lifecycle event.
+	s.presence = console.NewPresence(o.Logger.With("component", "console"))
+	if s.stopPresence, err = s.presence.Watch(s.broker); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	if o.BeforeListen != nil {
 		o.BeforeListen(s)
 	}
@@ -304,16 +328,24 @@ func Start(o Options) (_ *Sim, err error) {
 		}
 	}()
 
-	if err := s.writeEndpoint(); err != nil {
+	consoleURL, err := s.startConsole()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.writeEndpoint(consoleURL); err != nil {
 		return nil, err
 	}
 	o.Logger.Info("iotsim ready", "mqtt", s.broker.Addrs(), "http", s.endpoint.HTTPEndpoint, "data_dir", dir)
+	if consoleURL != "" {
+		o.Logger.Info("web console: open the console_url of endpoint.json (it carries the login token)",
+			"console", "http://"+s.consoleAddr(), "endpoint_json", filepath.Join(dir, "endpoint.json"))
+	}
 	return s, nil
 }
 
 // writeEndpoint creates the claim identity on first start and writes
 // endpoint.json atomically.
-func (s *Sim) writeEndpoint() error {
+func (s *Sim) writeEndpoint(consoleURL string) error {
 	dir := s.opt.DataDir
 	rootCA := filepath.Join(dir, "ca", "ca.pem")
 	claimCert := filepath.Join(dir, "claim", "claim.crt")
@@ -345,6 +377,7 @@ func (s *Sim) writeEndpoint() error {
 		AWSAccessKeyID:       s.creds.AccessKeyID,
 		AWSSecretAccessKey:   s.creds.SecretAccessKey,
 		Region:               s.opt.Region,
+		ConsoleURL:           consoleURL,
 	}
 	b, err := json.MarshalIndent(s.endpoint, "", "  ")
 	if err != nil {
@@ -457,6 +490,18 @@ func (s *Sim) CA() *pki.CA { return s.ca }
 func (s *Sim) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.console != nil {
+			s.console.Close() // ends the live streams, which Shutdown would wait for
+		}
+		if s.consoleSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, s.consoleSrv.Shutdown(ctx))
+			cancel()
+			<-s.consoleDone
+		}
+		if s.stopPresence != nil {
+			s.stopPresence()
+		}
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, s.http.Shutdown(ctx))
@@ -669,4 +714,52 @@ func (s *Sim) servicePublish(topic string, payload []byte) error {
 	}
 	s.rules.HandleMessage(rules.Source{}, topic, payload)
 	return nil
+}
+
+// Console is the web console, nil when it is off.
+func (s *Sim) Console() *console.Console { return s.console }
+
+func (s *Sim) consoleAddr() string { return s.consoleLn.Addr().String() }
+
+// startConsole serves the web console on its own listener (loopback
+// unless configured otherwise) and returns its login URL, "" when off.
+func (s *Sim) startConsole() (string, error) {
+	if s.opt.NoConsole {
+		return "", nil
+	}
+	addr := s.opt.ConsoleAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	token, err := console.LoadOrCreateToken(s.opt.DataDir)
+	if err != nil {
+		return "", err
+	}
+	s.console, err = console.New(console.Options{
+		Token: token, Broker: s.broker, Registry: s.reg, Shadows: s.shadows, Jobs: s.jobs,
+		Defender: s.defender, Rules: s.rules, Presence: s.presence,
+		Logger: s.opt.Logger.With("component", "console"), Now: s.opt.Now,
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := s.console.Start(); err != nil {
+		return "", fmt.Errorf("console: %w", err)
+	}
+	if s.consoleLn, err = net.Listen("tcp", addr); err != nil {
+		return "", fmt.Errorf("console listener: %w", err)
+	}
+	if !isLoopback(addr) {
+		s.opt.Logger.Warn("the web console listens beyond loopback over plain HTTP: its token and every page cross the network in clear text",
+			"console_addr", addr)
+	}
+	s.consoleSrv = &http.Server{Handler: s.console, ReadHeaderTimeout: 10 * time.Second}
+	s.consoleDone = make(chan struct{})
+	go func() {
+		defer close(s.consoleDone)
+		if err := s.consoleSrv.Serve(s.consoleLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.opt.Logger.Error("console server", "err", err)
+		}
+	}()
+	return console.URL(s.consoleAddr(), token), nil
 }

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
+	"github.com/iotagent/iotagent/cloud/console"
 )
 
 func TestEndpointJSONContract(t *testing.T) {
@@ -22,7 +24,7 @@ func TestEndpointJSONContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := []string{"mqtt_endpoint", "http_endpoint", "root_ca", "claim_cert", "claim_key", "provisioning_template",
-		"aws_access_key_id", "aws_secret_access_key", "region"}
+		"aws_access_key_id", "aws_secret_access_key", "region", "console_url"}
 	for _, k := range keys {
 		if m[k] == "" {
 			t.Errorf("endpoint.json lacks %q: %s", k, b)
@@ -31,9 +33,9 @@ func TestEndpointJSONContract(t *testing.T) {
 	if len(m) != len(keys) {
 		t.Errorf("endpoint.json has %d keys, want exactly the %d of the contract: %s", len(m), len(keys), b)
 	}
-	for _, f := range []string{"endpoint.json", cloud.CredentialsFile} {
+	for _, f := range []string{"endpoint.json", cloud.CredentialsFile, console.TokenFile} {
 		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v, want mode 0600 (it holds the secret key)", f, err)
+			t.Errorf("%s: %v, want mode 0600 (it holds a secret)", f, err)
 		}
 	}
 	for _, k := range []string{"root_ca", "claim_cert", "claim_key"} {
@@ -45,6 +47,14 @@ func TestEndpointJSONContract(t *testing.T) {
 	}
 	if m["mqtt_endpoint"] != sim.MQTTAddrs()[0] {
 		t.Errorf("mqtt_endpoint = %q, want the listener %q", m["mqtt_endpoint"], sim.MQTTAddrs()[0])
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, console.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := console.URL(strings.TrimPrefix(m["console_url"][:strings.Index(m["console_url"], "/console")], "http://"), strings.TrimSpace(string(tok))); m["console_url"] != want ||
+		!strings.HasPrefix(want, "http://127.0.0.1:") {
+		t.Errorf("console_url = %q, want %q: a loopback URL with the token of %s", m["console_url"], want, console.TokenFile)
 	}
 	if fi, err := os.Stat(m["claim_key"]); err == nil && fi.Mode().Perm() != 0o600 {
 		t.Errorf("claim key mode %v, want 0600", fi.Mode().Perm())

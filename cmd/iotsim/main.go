@@ -34,6 +34,8 @@ Usage:
   iotsim serve [flags]                          run the simulator
         [--pprof-addr HOST:PORT]                (net/http/pprof profiles, for profiling)
         [--faults FILE]                         (faults to inject from the start, see fault)
+        [--console-addr HOST:PORT|off]          (web console, default a free loopback port; its URL
+                                                 with the login token is endpoint.json's console_url)
   iotsim thing create NAME --cert-out DIR       register a thing with a new certificate and key
   iotsim claim create NAME --cert-out DIR       mint a claim certificate for fleet provisioning
         [--template T]                          (provisioning-only policy for template T)
@@ -145,6 +147,7 @@ func serve(args []string, stderr io.Writer) error {
 	maxObject := fs.Int64("max-object-bytes", s3.DefaultMaxObjectBytes, "largest S3 object (OTA artifact) accepted; larger uploads get EntityTooLarge")
 	rulesRemote := fs.Bool("rules-http-remote", false, "let the http action of topic rules post to hosts that are not loopback (off: a rule cannot send device data off this machine)")
 	faultsFile := fs.String("faults", "", `inject the faults in this JSON file ({"faults": [...]}, see "iotsim fault") from the start`)
+	consoleAddr := fs.String("console-addr", "127.0.0.1:0", "web console listener (host:port; the default picks a free loopback port; off turns the console off); its login link, with the token, is endpoint.json's console_url")
 	pprofAddr := fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (host:port), for profiling iotsim under load; off when empty")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -182,6 +185,7 @@ func serve(args []string, stderr io.Writer) error {
 		DataDir: *dataDir, MQTTAddr: *mqttAddr, ExtraMQTTAddrs: extra, HTTPAddr: *httpAddr,
 		Region: *region, Account: *account, Logger: log,
 		NoAuth: *auth == "none", MaxObjectBytes: *maxObject, RulesHTTPRemote: *rulesRemote, Faults: faults,
+		ConsoleAddr: *consoleAddr, NoConsole: *consoleAddr == "off",
 	})
 	if err != nil {
 		return err
