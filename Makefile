@@ -14,7 +14,7 @@ DIST     := dist
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-.PHONY: help build test demo lint cross fuzz clean
+.PHONY: help build test demo demo-console lint cross fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ test: ## vet and run every test with the race detector
 
 demo: build ## run iotsim and a simulated chocolate box end to end
 	$(GO) run ./scripts/demo --bin $(BIN)
+
+DEMOFLAGS ?=
+demo-console: build ## make demo with the cloud side: the alarm rule, a webhook, the web console (DEMOFLAGS=--keep-running keeps it up)
+	$(GO) run ./scripts/demo --bin $(BIN) --console $(DEMOFLAGS)
 
 lint: ## gofmt, go vet and staticcheck (the version pinned in STATICCHECK_VERSION)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

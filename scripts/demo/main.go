@@ -3,6 +3,14 @@
 // `iotsim thing create`, the real iotagent binary with simulated sensors,
 // the alarm armed through desired state, a motion event, the alarm message
 // and the final shadow document. `make demo` runs it.
+//
+// With --console (`make demo-console`) it is the whole chocolate security
+// system: iotsim gets the topic rule of docs/cloud-side (alarms republished
+// to notifications/<box>) plus an http action posting them to a local
+// webhook that stands in for the backend's function; the web console's URL
+// is printed; the alarm is armed through the console, as a person clicking
+// Arm would, and the demo checks that the alarm reaches the console's live
+// view and the webhook. --keep-running leaves it all running until Ctrl-C.
 package main
 
 import (
@@ -16,6 +24,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -33,12 +42,22 @@ const thing = "chocolate-box-1"
 // machine's iotsim.
 var agentBin, agentExec string
 
+// The cloud side (--console).
+var (
+	withConsole, keepRunning bool
+	consoleAddr, ruleFile    string
+)
+
 func main() {
 	bin := flag.String("bin", "bin", "directory holding the iotagent and iotsim binaries")
 	cfg := flag.String("config", "configs/chocolate-box.json", "agent config (the simulated chocolate box)")
 	keep := flag.Bool("keep", false, "keep the temporary directory for inspection")
 	flag.StringVar(&agentBin, "agent", "", "iotagent binary to run (default BIN/iotagent), e.g. dist/iotagent-linux-arm64")
 	flag.StringVar(&agentExec, "agent-exec", "", "run the agent through this program, e.g. qemu-aarch64-static")
+	flag.BoolVar(&withConsole, "console", false, "the cloud side too: the alarm rule, a local webhook and the web console (make demo-console)")
+	flag.StringVar(&consoleAddr, "console-addr", "127.0.0.1:0", "with --console: the web console's address")
+	flag.StringVar(&ruleFile, "rule", "docs/cloud-side/chocolate-box-alarms.json", "with --console: the topic rule (AWS's create-topic-rule payload)")
+	flag.BoolVar(&keepRunning, "keep-running", false, "with --console: keep iotsim, the agent and the webhook running after the scripted run, until Ctrl-C")
 	flag.Parse()
 	if err := run(*bin, *cfg, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
@@ -66,13 +85,20 @@ func run(bin, cfg string, keep bool) error {
 
 	step("starting iotsim in %s", simDir)
 	sim, err := cloud.Start(cloud.Options{DataDir: simDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), ConsoleAddr: consoleAddr, NoConsole: !withConsole})
 	if err != nil {
 		return err
 	}
 	defer sim.Close()
 	ep := sim.Endpoint()
 	fmt.Printf("    mqtt %s  http %s\n", ep.MQTTEndpoint, ep.HTTPEndpoint)
+	var cs *cloudSide
+	if withConsole {
+		if cs, err = startCloudSide(ctx, sim); err != nil {
+			return err
+		}
+		defer cs.close()
+	}
 
 	// Watch what the device sends, as the AWS IoT console's test client would.
 	alarms := make(chan []byte, 8)
@@ -121,6 +147,11 @@ func run(bin, cfg string, keep bool) error {
 	}
 	agent := exec.Command(argv[0], argv[1:]...)
 	agent.Stdout, agent.Stderr = logFile, logFile
+	if keepRunning {
+		// Ctrl-C in the terminal is the demo's to handle: it stops the
+		// agent with SIGTERM, as in the scripted run.
+		agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if err := agent.Start(); err != nil {
 		return err
 	}
@@ -155,9 +186,16 @@ func run(bin, cfg string, keep bool) error {
 	}
 	fmt.Printf("    connected and shadow synced after %s\n", time.Since(start).Round(time.Millisecond))
 
-	step("arming the alarm through desired state")
-	if _, err := iotsim(ctx, bin, simDir, "shadow", "update", thing, `{"state":{"desired":{"alarm":{"armed":true}}}}`); err != nil {
-		return err
+	if cs != nil {
+		step("arming the alarm in the web console (as clicking Arm does)")
+		if err := cs.arm(ctx); err != nil {
+			return err
+		}
+	} else {
+		step("arming the alarm through desired state")
+		if _, err := iotsim(ctx, bin, simDir, "shadow", "update", thing, `{"state":{"desired":{"alarm":{"armed":true}}}}`); err != nil {
+			return err
+		}
 	}
 	if err := wait("the agent to report armed", func(r map[string]any) bool {
 		a, _ := r["alarm"].(map[string]any)
@@ -178,6 +216,11 @@ func run(bin, cfg string, keep bool) error {
 		return fail(errors.New("timed out waiting for the alarm message"))
 	}
 	fmt.Printf("    alarm on alarms/%s: %s\n", thing, alarm)
+	if cs != nil {
+		if err := cs.check(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	if err := wait("the agent to report the alarm", func(r map[string]any) bool {
 		a, _ := r["alarm"].(map[string]any)
 		return a != nil && a["state"] == "on"
@@ -212,6 +255,21 @@ func run(bin, cfg string, keep bool) error {
 		}
 	}
 
+	if cs != nil && keepRunning {
+		fmt.Printf("\nstill running (--keep-running): open the console at\n\n    %s\n\n"+
+			"arm, disarm and watch alarms/# there; write 1 to %s for motion. Ctrl-C stops.\n",
+			ep.ConsoleURL, filepath.Join(agentDir, "sim", "motion"))
+		cancel() // the scripted run's deadline no longer applies
+		stop, stopCancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		select {
+		case <-stop.Done():
+		case err := <-agentDone:
+			stopCancel()
+			return fail(fmt.Errorf("iotagent exited: %v", err))
+		}
+		stopCancel()
+	}
+
 	step("stopping")
 	_ = agent.Process.Signal(syscall.SIGTERM)
 	select {
@@ -224,6 +282,9 @@ func run(bin, cfg string, keep bool) error {
 	}
 	fmt.Printf("\ndemo passed in %s: thing created, agent connected over mutual TLS, alarm armed through the shadow, motion raised an alarm (%d telemetry messages seen)\n",
 		time.Since(start).Round(time.Millisecond), telemetry.Load())
+	if cs != nil {
+		fmt.Println("cloud side: the rule republished the alarm to notifications/" + thing + " and posted it to the webhook; the console's live view showed it")
+	}
 	return nil
 }
 
