@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +58,7 @@ func (e *env) files(doc string) {
 }
 
 // The documents with marked blocks, from the repository root.
-var documents = []string{"README.md", "docs/manufacturing.md", "docs/raspberry-pi.md"}
+var documents = []string{"README.md", "docs/manufacturing.md", "docs/raspberry-pi.md", "docs/cloud-side.md"}
 
 func blocks(t *testing.T, root string) map[string]block {
 	t.Helper()
@@ -387,5 +390,34 @@ func TestManufacturing(t *testing.T) {
 	out, err := e.command(context.Background(), e.script("bin/iotagent status --json --config configs/chocolate-box.json --state-dir /tmp/jitp-state")).Output()
 	if err != nil || !strings.Contains(string(out), `"thing": "box-0001"`) || strings.Contains(string(out), `"diagnosis"`) {
 		t.Errorf("the JITP device under iotagent-device: %v\n%s", err, out)
+	}
+}
+
+// TestCloudSide follows docs/cloud-side.md: the alarm rule's file with the
+// aws CLI against iotsim, and the console's login link, which opens the
+// console.
+func TestCloudSide(t *testing.T) {
+	e := newEnv(t)
+	bs := blocks(t, e.root)
+	if out, err := exec.Command("cp", "-r", filepath.Join(e.root, "docs"), e.dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy docs: %v\n%s", err, out)
+	}
+	e.run(bs, "cloud-serve")
+	if out := e.run(bs, "cloud-rule"); e.ran["cloud-rule"] && !strings.Contains(out, "FROM 'alarms/+'") {
+		t.Errorf("the rule of docs/cloud-side with the aws CLI:\n%s", out)
+	}
+	link := strings.TrimSpace(e.run(bs, "cloud-console"))
+	if !strings.HasPrefix(link, "http://127.0.0.1:") || !strings.Contains(link, "/console?token=") {
+		t.Fatalf("iotsim console printed %q, want the login link", link)
+	}
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar, Timeout: time.Minute}).Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "<title>iotsim console</title>") || strings.Contains(resp.Request.URL.String(), "token") {
+		t.Errorf("the login link gave %s at %s:\n%s", resp.Status, resp.Request.URL, body)
 	}
 }

@@ -46,6 +46,7 @@ Usage:
   iotsim fault clear [ID]                       remove one fault, or all
   iotsim env                                    print shell exports for the aws CLI:
                                                 eval "$(iotsim env)"; aws iot list-things
+  iotsim console                                print the web console's login URL (it carries the token)
   iotsim version                                print the version
 
 Every command takes --data-dir DIR (default ./iotsim-data). The admin
@@ -91,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return faultCmd(rest, stdout, stderr)
 	case "env":
 		return envCmd(rest, stdout, stderr)
+	case "console":
+		return consoleCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "iotsim", version.String())
 		return nil
@@ -241,6 +244,25 @@ func envCmd(args []string, stdout, stderr io.Writer) error {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(stdout, "export %s=%s\n", k, shellQuote(v))
 	}
+	return nil
+}
+
+// consoleCmd prints the running simulator's console_url.
+func consoleCmd(args []string, stdout, stderr io.Writer) error {
+	fs, dataDir := newFlags("console", "iotsim console [--data-dir D]", stderr)
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("console takes no arguments, got %q", pos)
+	}
+	ep, err := cloud.ReadEndpoint(*dataDir)
+	if err != nil {
+		return fmt.Errorf("%w (start `iotsim serve --data-dir %s` first)", err, *dataDir)
+	}
+	if ep.ConsoleURL == "" {
+		return fmt.Errorf("%s/endpoint.json has no console_url: iotsim serve runs with --console-addr off, or is older than the console", *dataDir)
+	}
+	fmt.Fprintln(stdout, ep.ConsoleURL)
 	return nil
 }
 

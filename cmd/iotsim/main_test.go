@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
 	"github.com/iotagent/iotagent/cloud/provisioning"
 )
@@ -163,5 +164,25 @@ func TestServeAuthNoneRefusedOnNonLoopback(t *testing.T) {
 	}
 	if _, err := iotsim(t, "serve", "--data-dir", t.TempDir(), "--auth", "maybe"); err == nil {
 		t.Error("serve --auth maybe was accepted")
+	}
+}
+
+// TestConsoleCommand prints the console's login URL of a running iotsim,
+// and says why when there is none.
+func TestConsoleCommand(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := iotsim(t, "console", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "iotsim serve") {
+		t.Errorf("console before serve: %v, want a hint to run iotsim serve", err)
+	}
+	sim := cloudtest.Start(t, dir)
+	out, err := iotsim(t, "console", "--data-dir", dir)
+	if err != nil || out != sim.Endpoint().ConsoleURL+"\n" || !strings.Contains(out, "?token=") {
+		t.Errorf("console = %q, %v; want %q", out, err, sim.Endpoint().ConsoleURL)
+	}
+	sim.Close()
+	off := t.TempDir()
+	cloudtest.StartWith(t, cloud.Options{DataDir: off, NoConsole: true})
+	if _, err := iotsim(t, "console", "--data-dir", off); err == nil || !strings.Contains(err.Error(), "--console-addr off") {
+		t.Errorf("console with the console off: %v", err)
 	}
 }
