@@ -743,9 +743,6 @@ func (s *Sim) startConsole() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := s.console.Start(); err != nil {
-		return "", fmt.Errorf("console: %w", err)
-	}
 	if s.consoleLn, err = net.Listen("tcp", addr); err != nil {
 		return "", fmt.Errorf("console listener: %w", err)
 	}

@@ -127,7 +127,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	sim := startSim(t)
 	const thing = "chocolate-box-1"
 	if _, err := sim.Rules().Create("alarms_to_notifications", rules.Payload{
-		SQL: "SELECT *, topic(2) AS thing FROM 'alarms/+'",
+		SQL:     "SELECT *, topic(2) AS thing FROM 'alarms/+'",
 		Actions: rules.Actions{{Republish: &rules.Republish{Topic: "notifications/${topic(2)}"}}},
 	}); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package console
 import (
 	"embed"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -63,16 +64,17 @@ type Options struct {
 	Now          func() time.Time
 }
 
-// Console serves the web console. Create it with New, Start it, then serve
-// Handler.
+// Console serves the web console. Create it with New and serve it (it is
+// an http.Handler); Close ends its live views.
 type Console struct {
 	o   Options
 	log *slog.Logger
 	mux *http.ServeMux
 	hub hub
 
-	mu    sync.Mutex
-	stops []func()
+	mu      sync.Mutex // guards the fields below and the tap's life
+	closed  bool
+	stopTap func() // the broker tap of the live views, nil when none is open
 }
 
 // New checks o and builds the console. It starts nothing.
@@ -102,40 +104,64 @@ func New(o Options) (*Console, error) {
 	return c, nil
 }
 
-// Start taps the broker for the live views.
-func (c *Console) Start() error {
-	// mochi's "#" matches $aws topics too; each view's filters decide
-	// with AWS's matching.
-	stop, err := c.o.Broker.Tap("#", c.hub.publish)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.stops = append(c.stops, stop)
-	c.mu.Unlock()
-	return nil
-}
-
-// Close removes the taps and ends every live view. It is idempotent.
+// Close ends every live view and removes the broker tap. It is
+// idempotent; live views opened after it are refused.
 func (c *Console) Close() {
 	c.mu.Lock()
-	stops := c.stops
-	c.stops = nil
-	c.mu.Unlock()
-	for _, s := range stops {
-		s()
-	}
+	defer c.mu.Unlock()
+	c.closed = true
 	c.hub.closeAll()
+	if c.stopTap != nil {
+		c.stopTap()
+		c.stopTap = nil
+	}
 }
 
-// Handler serves the console under Path; every request needs the token.
-func (c *Console) Handler() http.Handler { return c }
+// errClosed: the console is closing.
+var errClosed = errors.New("console: closed")
+
+// addViewer opens a live view. The broker is tapped only while a view is
+// open: with no console page open, the console costs the broker nothing.
+func (c *Console) addViewer(filters []string) (*viewer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosed
+	}
+	v := c.hub.add(filters)
+	if c.stopTap == nil {
+		// mochi's "#" matches $aws topics too; each view's filters
+		// decide with AWS's matching. Retained messages, which mochi
+		// hands a new subscription at once, are not shown: the first
+		// view would get them and the next ones not.
+		c.hub.muted.Store(true)
+		stop, err := c.o.Broker.Tap("#", c.hub.publish)
+		c.hub.muted.Store(false)
+		if err != nil {
+			c.hub.remove(v)
+			return nil, fmt.Errorf("console: live view: %w", err)
+		}
+		c.stopTap = stop
+	}
+	return v, nil
+}
+
+func (c *Console) removeViewer(v *viewer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hub.remove(v)
+	if c.hub.n.Load() == 0 && c.stopTap != nil {
+		c.stopTap()
+		c.stopTap = nil
+	}
+}
 
 // URL is the login link of a console listening on hostPort.
 func URL(hostPort, token string) string {
 	return "http://" + hostPort + Path + "?token=" + url.QueryEscape(token)
 }
 
+// ServeHTTP serves the console under Path; every request needs the token.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", contentSecurityPolicy)

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/iotagent/iotagent/cloud"
-	"github.com/iotagent/iotagent/cloud/console"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
+	"github.com/iotagent/iotagent/cloud/console"
 )
 
 // TestConsoleNeedsTheToken: no page, asset, API call or live stream
@@ -41,8 +41,10 @@ func TestConsoleNeedsTheToken(t *testing.T) {
 	}
 	for _, p := range paths {
 		for name, mod := range map[string]func(*http.Request){
-			"no token":     nil,
-			"wrong cookie": func(r *http.Request) { r.AddCookie(&http.Cookie{Name: console.CookieName, Value: strings.Repeat("0", 64)}) },
+			"no token": nil,
+			"wrong cookie": func(r *http.Request) {
+				r.AddCookie(&http.Cookie{Name: console.CookieName, Value: strings.Repeat("0", 64)})
+			},
 			"wrong bearer": func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token[:63]+"x") },
 			"empty cookie": func(r *http.Request) { r.AddCookie(&http.Cookie{Name: console.CookieName, Value: ""}) },
 		} {

@@ -1,10 +1,23 @@
 package console
 
 import (
-	"fmt"
+	"bufio"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/iotagent/iotagent/cloud/broker"
+	"github.com/iotagent/iotagent/cloud/defender"
+	"github.com/iotagent/iotagent/cloud/jobs"
+	"github.com/iotagent/iotagent/cloud/registry"
+	"github.com/iotagent/iotagent/cloud/rules"
+	"github.com/iotagent/iotagent/cloud/shadow"
 )
 
 // TestSlowViewerDropsNotBlocks: a viewer that reads nothing costs the
@@ -123,4 +136,94 @@ func FuzzParseFilters(f *testing.F) {
 			matchAny([]string{f}, "$aws/things/x/shadow/update")
 		}
 	})
+}
+
+// fakeTapper counts the broker taps and hands out the latest one's
+// function.
+type fakeTapper struct {
+	mu   sync.Mutex
+	taps int
+	fn   broker.TapFunc
+}
+
+func (f *fakeTapper) Tap(_ string, fn broker.TapFunc) (func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.taps++
+	f.fn = fn
+	fn("retained/x", []byte("retained")) // what mochi does with a retained message
+	return func() { f.mu.Lock(); f.taps--; f.mu.Unlock() }, nil
+}
+
+func (f *fakeTapper) open() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.taps
+}
+
+// TestTapOnlyWhileViewed: the broker is tapped while a live view is open,
+// once however many are open, and not at all when none is (a console
+// nobody looks at costs the publish path nothing); retained messages
+// handed over at tap time are not shown.
+func TestTapOnlyWhileViewed(t *testing.T) {
+	ft := &fakeTapper{}
+	c, err := New(Options{Token: "t0k3n", Broker: ft, Registry: &registry.Registry{}, Shadows: &shadow.Service{},
+		Jobs: &jobs.Service{}, Defender: &defender.Service{}, Rules: &rules.Engine{}, Presence: NewPresence(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	open := func(filter string) (*http.Response, *bufio.Reader) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/console/api/stream?filter="+url.QueryEscape(filter), nil)
+		req.Header.Set("Authorization", "Bearer t0k3n")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("open stream: %v %v", resp, err)
+		}
+		r := bufio.NewReader(resp.Body)
+		if l, _ := r.ReadString('\n'); l != "event: ready\n" {
+			t.Fatalf("first line %q, want the ready event", l)
+		}
+		return resp, r
+	}
+	if ft.open() != 0 {
+		t.Fatal("tapped before any view")
+	}
+	a, ra := open("#")
+	b, _ := open("alarms/#")
+	if ft.open() != 1 {
+		t.Errorf("%d taps with two views, want 1", ft.open())
+	}
+	ft.mu.Lock()
+	fn := ft.fn
+	ft.mu.Unlock()
+	fn("alarms/box", []byte("motion"))
+	for {
+		l, err := ra.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(l, "retained") {
+			t.Fatalf("a retained message was shown: %s", l)
+		}
+		if strings.HasPrefix(l, "data: ") && strings.Contains(l, `"topic":"alarms/box"`) {
+			break
+		}
+	}
+	a.Body.Close()
+	b.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for ft.open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d taps after every view closed, want 0", ft.open())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/console/api/stream?filter=a", nil)
+	req.Header.Set("Authorization", "Bearer t0k3n")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a view after Close: %v %v, want 503", resp.Status, err)
+	}
 }

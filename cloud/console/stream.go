@@ -48,6 +48,7 @@ type hub struct {
 	mu      sync.RWMutex
 	viewers map[*viewer]struct{}
 	dropped atomic.Int64 // all viewers' drops since start
+	muted   atomic.Bool  // set while the tap is made: mochi's retained messages are not shown
 }
 
 func (h *hub) add(filters []string) *viewer {
@@ -80,7 +81,7 @@ func (h *hub) closeAll() {
 
 // publish is the broker tap: it runs in the publish path.
 func (h *hub) publish(topic string, payload []byte) {
-	if h.n.Load() == 0 {
+	if h.n.Load() == 0 || h.muted.Load() {
 		return
 	}
 	var m *message
@@ -140,8 +141,12 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("streaming unsupported"))
 		return
 	}
-	v := c.hub.add(filters)
-	defer c.hub.remove(v)
+	v, err := c.addViewer(filters)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer c.removeViewer(v)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
