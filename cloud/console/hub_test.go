@@ -227,3 +227,20 @@ func TestTapOnlyWhileViewed(t *testing.T) {
 		t.Errorf("a view after Close: %v %v, want 503", resp.Status, err)
 	}
 }
+
+// BenchmarkHubPublish is the cost a live view adds to a broker publish:
+// a view whose filters do not match, and one that matches but has fallen
+// behind (the message is dropped and counted).
+func BenchmarkHubPublish(b *testing.B) {
+	payload := []byte(`{"temperature_c":21.5,"humidity_pct":45}`)
+	for _, bc := range []struct{ name, filter string }{{"no-match", "alarms/#"}, {"match-full", "telemetry/#"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := hub{buffer: 1}
+			h.add([]string{bc.filter, "$aws/things/+/shadow/#"})
+			b.ReportAllocs()
+			for b.Loop() {
+				h.publish("telemetry/box-1", payload)
+			}
+		})
+	}
+}
