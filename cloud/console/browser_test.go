@@ -207,6 +207,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		jsString("alarms/"+thing+",notifications/"+thing))
 	waitJS(ctx, t, "the alarm's payload", `document.querySelector('#messages').textContent.includes('"alarm": "motion"')`)
 	screenshot(ctx, t, "messages")
+	run(ctx, t, "watch a bad filter", chromedp.SetValue(chromedp.CSS(`#filters`), "alarms/#/x"), chromedp.Click(chromedp.CSS(`#watch`)))
+	waitJS(ctx, t, "the bad filter named", `document.querySelector('#status').textContent.includes('live view refused') && document.querySelector('#status').textContent.includes('"alarms/#/x"')`)
 
 	// A job from a document typed in the page reaches the device.
 	run(ctx, t, "create a job", chromedp.Navigate(base+"/#/jobs"), chromedp.WaitVisible(chromedp.CSS(`#job-create`)),

@@ -52,7 +52,8 @@ function status(text, isError) {
 // each message, the header shows whether the stream is up and its drops.
 function live(filters, onMessage, onDrops) {
   const q = filters.map((f) => "filter=" + encodeURIComponent(f)).join("&");
-  const es = new EventSource(API + "stream?" + q);
+  const url = API + "stream?" + q;
+  const es = new EventSource(url);
   const badge = document.getElementById("live");
   es.addEventListener("ready", () => { badge.textContent = "live"; badge.className = "live on"; });
   es.addEventListener("message", (ev) => onMessage(JSON.parse(ev.data)));
@@ -61,7 +62,17 @@ function live(filters, onMessage, onDrops) {
     badge.textContent = "live, " + d + " dropped";
     if (onDrops) onDrops(d);
   });
-  es.onerror = () => { badge.textContent = "reconnecting"; badge.className = "live off"; };
+  es.onerror = () => {
+    if (es.readyState !== EventSource.CLOSED) { badge.textContent = "reconnecting"; badge.className = "live off"; return; }
+    // Refused (a bad filter, the token gone): say why.
+    badge.textContent = "offline"; badge.className = "live off";
+    fetch(url, { credentials: "same-origin" }).then(async (r) => {
+      const text = await r.text();
+      let msg = text;
+      try { msg = JSON.parse(text).error; } catch (e) { /* plain text */ }
+      status("live view refused: " + msg, true);
+    }).catch((e) => status("live view: " + e.message, true));
+  };
   return () => { es.close(); badge.textContent = "offline"; badge.className = "live off"; };
 }
 
