@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/iotagent/iotagent/cloud/defender"
 	"github.com/iotagent/iotagent/cloud/rules"
 )
 
@@ -188,7 +189,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	run(ctx, t, "a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
 	waitJS(ctx, t, "no sideways scrolling on a phone", `document.documentElement.scrollWidth <= window.innerWidth && document.querySelector('#arm').getBoundingClientRect().right <= window.innerWidth`)
 	screenshot(ctx, t, "thing-phone")
-	run(ctx, t, "back to the desktop", chromedp.EmulateReset())
+	run(ctx, t, "back to the desktop", chromedp.EmulateViewport(1100, 900))
 
 	// A desired edit of a named shadow, typed as JSON.
 	if _, err := sim.Shadows().Update(thing, "config", []byte(`{"state":{"reported":{"interval":60}}}`)); err != nil {
@@ -224,7 +225,23 @@ func TestConsoleInABrowser(t *testing.T) {
 	run(ctx, t, "open the rules", chromedp.Navigate(base+"/#/rules"), chromedp.WaitVisible(chromedp.CSS(`[data-rule="alarms_to_notifications"]`)))
 	waitJS(ctx, t, "the rule's counters", `[...document.querySelectorAll('[data-rule="alarms_to_notifications"] .counter')].slice(0, 2).map(e => e.textContent).join() === '1,1'`)
 	screenshot(ctx, t, "rules")
+	// A Device Defender violation: the box listens on 4 TCP ports, its
+	// security profile allows none.
+	one := int64(1)
+	if _, err := sim.Defender().CreateSecurityProfile(defender.SecurityProfile{Name: "box_ports", Behaviors: []defender.Behavior{{
+		Name: "no_listening_ports", Metric: "aws:num-listening-tcp-ports",
+		Criteria: &defender.Criteria{ComparisonOperator: "less-than", Value: &defender.MetricValue{Count: &one}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Defender().AttachSecurityProfile("box_ports", "arn:aws:iot:us-east-1:123456789012:all/things"); err != nil {
+		t.Fatal(err)
+	}
+	dev.publish(t, "$aws/things/"+thing+"/defender/metrics/json",
+		`{"header":{"report_id":1,"version":"1.0"},"metrics":{"listening_tcp_ports":{"ports":[],"total":4}}}`)
 	run(ctx, t, "open Device Defender", chromedp.Navigate(base+"/#/defender"), chromedp.WaitVisible(chromedp.CSS(`#violations`)))
+	waitJS(ctx, t, "the violation", `[...document.querySelectorAll('#violations tbody tr')].some(r => r.textContent.startsWith(`+
+		jsString(thing+"box_portsno_listening_ports (aws:num-listening-tcp-ports)")+`))`)
+	screenshot(ctx, t, "defender")
 
 	// The fleet sees the device go.
 	run(ctx, t, "back to the fleet", chromedp.Navigate(base+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS(sel+` .state.connected`)))

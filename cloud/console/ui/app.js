@@ -83,9 +83,12 @@ function debounce(fn, ms) {
 }
 
 function poll(fn, ms) {
+  const badge = document.getElementById("live");
+  badge.textContent = "refreshed every " + ms / 1000 + " s";
+  badge.className = "live on";
   fn();
   const t = setInterval(fn, ms);
-  return () => clearInterval(t);
+  return () => { clearInterval(t); badge.textContent = "offline"; badge.className = "live off"; };
 }
 
 // ---- fleet ----
