@@ -36,6 +36,10 @@ var (
 	ErrInvalid = errors.New("transport: invalid argument")
 	// ErrRunning is returned by a second concurrent Run.
 	ErrRunning = errors.New("transport: already running")
+	// ErrNoAck: a PUBACK or SUBACK did not come within the ack timeout.
+	// MQTT resends an unacknowledged PUBLISH only on a new connection, so
+	// the client gives the connection up and reconnects.
+	ErrNoAck = errors.New("transport: no acknowledgement")
 )
 
 // Handler receives a message. It must not block: the transport calls
@@ -195,7 +199,7 @@ type session struct {
 	dead     chan struct{} // closed at the first read/write error or Close of the socket
 	deadOnce sync.Once
 	done     chan struct{}   // closed when the session ends
-	fail     chan error      // capacity 1: the drainer wants a reconnect
+	fail     chan error      // capacity 1: an acknowledgement did not come; reconnect (giveUp)
 	subbed   map[string]byte // filter -> granted QoS; session goroutine only
 	live     atomic.Int32    // filters the broker acknowledged (not refused)
 
@@ -337,9 +341,12 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) error {
 
 // Publish sends one message now and, for QoS 1, waits for its PUBACK. It
 // returns ErrNotConnected at once when offline, and an error wrapping
-// ErrNotConnected if the connection ends before the PUBACK. Use it for
-// request/response traffic (shadow, jobs); queue telemetry and alarms in the
-// outbox instead.
+// ErrNotConnected if the connection ends before the PUBACK. A PUBACK that
+// does not come within the ack timeout ends the connection too (the error
+// wraps ErrNoAck and ErrNotConnected): MQTT resends a PUBLISH only on a new
+// connection, and a caller that waited on would wait as long as this
+// connection lives. Use it for request/response traffic (shadow, jobs);
+// queue telemetry and alarms in the outbox instead.
 func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
 	if err := validatePublish(topic, qos, payload); err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
@@ -382,6 +389,12 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []
 	case <-s.done:
 		return fmt.Errorf("publish %s: connection closed: %w", topic, ErrNotConnected)
 	}
+	var ackWait <-chan time.Time // QoS 0: paho's token ends with the write
+	if qos > 0 {
+		t := time.NewTimer(c.ackTimeout)
+		defer t.Stop()
+		ackWait = t.C
+	}
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
@@ -401,6 +414,20 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []
 	case <-s.dead:
 		c.pubFailures.Add(1)
 		return fmt.Errorf("publish %s: connection lost before PUBACK: %w", topic, ErrNotConnected)
+	case <-ackWait:
+		c.pubFailures.Add(1)
+		err := fmt.Errorf("publish %s: %w within %v; reconnecting: %w", topic, ErrNoAck, c.ackTimeout, ErrNotConnected)
+		giveUp(s, err)
+		return err
+	}
+}
+
+// giveUp asks the session's connection to end with err (serve reconnects).
+// Only the first reason is kept.
+func giveUp(s *session, err error) {
+	select {
+	case s.fail <- err:
+	default:
 	}
 }
 
@@ -788,7 +815,7 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 		go func() {
 			defer c.bg.Done()
 			if err := c.drain(sctx, s, ob); err != nil {
-				s.fail <- err
+				giveUp(s, err)
 			}
 		}()
 	}
@@ -807,7 +834,7 @@ func (c *Client) serve(ctx context.Context, s *session) (ready bool) {
 			return true
 		case err := <-s.fail:
 			c.setLastError(err)
-			c.log.Warn("mqtt reconnecting after outbox failure", "err", err)
+			c.log.Warn("mqtt reconnecting: an acknowledgement did not come", "err", err)
 			return true
 		case <-c.subKick:
 			if err := c.subscribePending(sctx, s); err != nil {
@@ -907,7 +934,7 @@ func (c *Client) wait(ctx context.Context, s *session, tok mqtt.Token) error {
 	case <-s.dead:
 		return ErrNotConnected
 	case <-t.C:
-		return fmt.Errorf("no acknowledgement within %v", c.ackTimeout)
+		return fmt.Errorf("%w within %v", ErrNoAck, c.ackTimeout)
 	}
 }
 

@@ -494,6 +494,34 @@ func TestNoPubackReconnectsAndResends(t *testing.T) {
 	}
 }
 
+// TestPublishNoPubackReconnects: a direct Publish whose PUBACK never comes
+// returns after the ack timeout, and the client reconnects (MQTT resends
+// only on a new connection). It used to wait as long as the connection
+// lived: a jobs update stalled its job (issue 16's lossy-acks).
+func TestPublishNoPubackReconnects(t *testing.T) {
+	p := newPKI(t)
+	srv := startRawServer(t, p)
+	c := newTestClient(t, p, srv.addr, nil)
+	c.ackTimeout = 50 * time.Millisecond
+	stop := runClient(t, c)
+	recv(t, srv.connects, "CONNECT")
+	waitConnected(t, c)
+	errc := make(chan error, 1)
+	go func() { errc <- c.Publish(context.Background(), "$aws/things/x/jobs/j/update", 1, []byte("u")) }()
+	if got := recv(t, srv.pubs, "PUBLISH"); got != "u" {
+		t.Errorf("PUBLISH %q, want u", got)
+	}
+	err := recv(t, errc, "Publish to return")
+	if !errors.Is(err, ErrNoAck) || !errors.Is(err, ErrNotConnected) {
+		t.Errorf("Publish: %v, want ErrNoAck and ErrNotConnected", err)
+	}
+	recv(t, srv.connects, "the reconnect")
+	if got := c.Stats().PublishFailures; got != 1 {
+		t.Errorf("PublishFailures = %d, want 1", got)
+	}
+	stop()
+}
+
 func TestPublishHonoursContext(t *testing.T) {
 	p := newPKI(t)
 	srv := startRawServer(t, p)
