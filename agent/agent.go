@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -49,7 +50,7 @@ type Options struct {
 	// means the transport's default (5 s). Tests shorten it.
 	AuthBackoffMin time.Duration
 	// AckTimeout is how long a PUBLISH or SUBSCRIBE waits for the
-	// broker's acknowledgement; 0 means the transport's default (30 s).
+	// broker's acknowledgement; 0 means the config's mqtt.ack_timeout_s.
 	// Tests of lost acknowledgements shorten it.
 	AckTimeout time.Duration
 }
@@ -233,7 +234,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		CleanSession:   a.cfg.MQTT.CleanSession,
 		BackoffMax:     time.Duration(a.cfg.MQTT.BackoffMaxS) * time.Second,
 		AuthBackoffMin: a.opt.AuthBackoffMin,
-		AckTimeout:     a.opt.AckTimeout,
+		AckTimeout:     cmp.Or(a.opt.AckTimeout, time.Duration(a.cfg.MQTT.AckTimeoutS)*time.Second),
 		Outbox:         a.ob,
 		OnQuarantine:   a.onQuarantine,
 		Logger:         a.log,

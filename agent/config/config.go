@@ -123,6 +123,10 @@ type MQTT struct {
 	CleanSession    bool   `json:"clean_session"`     // false keeps a persistent session
 	ConnectTimeoutS int    `json:"connect_timeout_s"` // TCP+TLS+CONNACK deadline
 	BackoffMaxS     int    `json:"backoff_max_s"`     // ceiling of the reconnect backoff
+	// AckTimeoutS is how long a PUBACK or SUBACK may take before the
+	// connection is given up and made again (MQTT resends an
+	// unacknowledged QoS 1 PUBLISH only on a new connection).
+	AckTimeoutS int `json:"ack_timeout_s"`
 }
 
 // TLSServerName is the name the agent sends as SNI and checks the server's
@@ -264,6 +268,7 @@ func Default() Config {
 			KeepAliveS:      60,
 			ConnectTimeoutS: 10,
 			BackoffMaxS:     120,
+			AckTimeoutS:     30,
 		},
 		Identity: Identity{KeyStore: "file", TPM: TPM{Device: DefaultTPMDevice, Handle: DefaultTPMHandle}},
 		Topics: Topics{

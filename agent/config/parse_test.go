@@ -25,7 +25,7 @@ func TestDefault(t *testing.T) {
 	want := Config{
 		StateDir: "/var/lib/iotagent",
 		Log:      Log{Level: "info", Format: "text"},
-		MQTT:     MQTT{Port: 8883, KeepAliveS: 60, ConnectTimeoutS: 10, BackoffMaxS: 120},
+		MQTT:     MQTT{Port: 8883, KeepAliveS: 60, ConnectTimeoutS: 10, BackoffMaxS: 120, AckTimeoutS: 30},
 		Identity: Identity{
 			Cert:     "/var/lib/iotagent/identity/device.crt",
 			KeyStore: "file",

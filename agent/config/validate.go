@@ -122,6 +122,7 @@ func (c *Config) Validate() error {
 	inRange(&p, "mqtt.keepalive_s", c.MQTT.KeepAliveS, 30, 1200)
 	inRange(&p, "mqtt.connect_timeout_s", c.MQTT.ConnectTimeoutS, 1, 300)
 	inRange(&p, "mqtt.backoff_max_s", c.MQTT.BackoffMaxS, 1, 3600)
+	inRange(&p, "mqtt.ack_timeout_s", c.MQTT.AckTimeoutS, 1, 300)
 
 	// Identity.
 	checkFile(&p, "identity.cert", c.Identity.Cert, false)

@@ -100,6 +100,7 @@ func TestValidate(t *testing.T) {
 		{"keepalive 1200", func(c *Config) { c.MQTT.KeepAliveS = 1200 }, nil, ""},
 		{"keepalive 1201", func(c *Config) { c.MQTT.KeepAliveS = 1201 }, []string{"mqtt.keepalive_s"}, ""},
 		{"connect timeout 0", func(c *Config) { c.MQTT.ConnectTimeoutS = 0 }, []string{"mqtt.connect_timeout_s"}, ""},
+		{"ack timeout 0", func(c *Config) { c.MQTT.AckTimeoutS = 0 }, []string{"mqtt.ack_timeout_s"}, ""},
 		{"backoff 0", func(c *Config) { c.MQTT.BackoffMaxS = 0 }, []string{"mqtt.backoff_max_s"}, ""},
 		{"backoff 3601", func(c *Config) { c.MQTT.BackoffMaxS = 3601 }, []string{"mqtt.backoff_max_s"}, ""},
 
