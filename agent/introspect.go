@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -150,7 +151,7 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 func (a *Agent) agentSection() localapi.Agent {
 	a.mu.Lock()
 	out := localapi.Agent{Version: a.opt.Version, Thing: a.cfg.ThingName, PID: os.Getpid(),
-		StartedAt: a.api.started, LogConfig: a.st.LogLevel}
+		StartedAt: a.api.started, LogConfig: a.st.LogLevel, Goroutines: runtime.NumGoroutine()}
 	a.mu.Unlock()
 	out.LogLevel = out.LogConfig
 	if a.opt.Level != nil {

@@ -106,7 +106,7 @@ func TestLocalAPI(t *testing.T) {
 		t.Errorf("outbox %+v, %v", ob, err)
 	}
 	var ag localapi.Agent
-	if err := c.Get(bg, localapi.SectionAgent, &ag); err != nil || ag.Version != "test-api" || ag.LogLevel != "info" || ag.PID != os.Getpid() {
+	if err := c.Get(bg, localapi.SectionAgent, &ag); err != nil || ag.Version != "test-api" || ag.LogLevel != "info" || ag.PID != os.Getpid() || ag.Goroutines <= 0 {
 		t.Errorf("agent %+v, %v", ag, err)
 	}
 

@@ -107,6 +107,10 @@ type Agent struct {
 	// Degraded lists why a healthy agent is at risk of losing data (the
 	// disk refuses writes, ...).
 	Degraded []string `json:"degraded,omitempty"`
+	// Goroutines is how many goroutines the agent runs now: a number that
+	// keeps growing while the agent does the same work is a leak (make
+	// soak watches it).
+	Goroutines int `json:"goroutines"`
 }
 
 // Identity is the "identity" section: who the device is to AWS.

@@ -54,7 +54,7 @@ func TestStatusGolden(t *testing.T) {
 	st["sensors"] = json.RawMessage(`{"code":"timeout","error":"context deadline exceeded"}`)
 	// and a full disk: messages wait in memory
 	disk := `the disk refuses writes since 2025-06-01T08:58:00Z (no space left on device); messages wait in memory (up to 1000)`
-	st["agent"] = json.RawMessage(`{"version":"1.4.0","thing":"chocolate-box-1","pid":812,"started_at":"2025-06-01T08:00:00Z","log_level":"info","healthy":true,"degraded":["outbox: ` + disk + `"]}`)
+	st["agent"] = json.RawMessage(`{"version":"1.4.0","thing":"chocolate-box-1","pid":812,"goroutines":57,"started_at":"2025-06-01T08:00:00Z","log_level":"info","healthy":true,"degraded":["outbox: ` + disk + `"]}`)
 	st["outbox"] = json.RawMessage(`{"depth":2,"bytes":412,"max_messages":10000,"max_bytes":16777216,"dropped":3,"dropped_telemetry":2,"dropped_warning":1,"dropped_alarm":0,"corrupt":0,"degraded":"` + disk + `","memory":14,"memory_max":1000}`)
 	golden(t, "status-offline.golden", renderStatus(st, fixedNow))
 }

@@ -73,7 +73,7 @@ func renderStatus(st map[string]json.RawMessage, now time.Time) string {
 		if ag.LogConfig != "" && ag.LogConfig != ag.LogLevel {
 			level += " (configured " + ag.LogConfig + ", until restart)"
 		}
-		line("Agent", "iotagent %s, pid %d, up %s, %s; log level %s", ag.Version, ag.PID, ago(now, ag.StartedAt), health, level)
+		line("Agent", "iotagent %s, pid %d (%d goroutines), up %s, %s; log level %s", ag.Version, ag.PID, ag.Goroutines, ago(now, ag.StartedAt), health, level)
 	}
 	var id localapi.Identity
 	if decode("Identity", localapi.SectionIdentity, &id) {
