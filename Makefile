@@ -81,6 +81,19 @@ BENCHFLAGS ?=
 bench: build cross ## measure agent and iotsim (BENCHFLAGS="--quick" for a smoke run) and update BENCHMARKS.md
 	$(GO) run ./scripts/bench --bin $(BIN) --dist $(DIST) --out BENCHMARKS.md $(BENCHFLAGS)
 
+# make chaos: the real agent against iotsim serve under every fault class
+# (scripts/chaos, docs/testing.md "Chaos and soak"). CHAOS_TIME bounds the
+# run: half for the classes' active time, half for settling; CI runs
+# CHAOS_TIME=3m (about 2.5 min).
+CHAOS_TIME ?= 8m
+SOAK_TIME ?= 1h
+CHAOSFLAGS ?=
+.PHONY: chaos soak
+chaos: build ## the agent binary against iotsim serve under every fault class (CHAOS_TIME=8m, ~6 min): 0 alarms lost, shadow and jobs settle, no leaks
+	$(GO) run ./scripts/chaos --bin $(BIN) --time $(CHAOS_TIME) $(CHAOSFLAGS)
+soak: build ## make chaos round after round for SOAK_TIME (1h); reports the agent's RSS drift after a 5-minute warm-up (goal under 1 MiB)
+	$(GO) run ./scripts/chaos --bin $(BIN) --soak $(SOAK_TIME) $(CHAOSFLAGS)
+
 N ?= 200
 PARALLEL ?= 32
 REHEARSALFLAGS ?=
