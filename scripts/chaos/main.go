@@ -30,21 +30,21 @@ import (
 
 // opts are the command's flags.
 type opts struct {
-	bin, config   string
-	total         time.Duration // chaos: the budget for every class
-	soak          time.Duration // soak: run rounds this long (0: chaos)
-	warmup        time.Duration // soak: RSS samples before this are left out
-	sample        time.Duration // soak: RSS sampling interval
-	classTime     time.Duration // active time per class (0: derived from total)
-	alarmEvery    time.Duration
-	desiredEvery  time.Duration
-	settleLimit   time.Duration
-	only          *regexp.Regexp
-	keep          bool
-	maxRSSDrift   int64 // soak: KiB (0: report only)
-	rssNoise      int64 // chaos: KiB of RSS growth that is noise
+	bin, config    string
+	total          time.Duration // chaos: the budget for every class
+	soak           time.Duration // soak: run rounds this long (0: chaos)
+	warmup         time.Duration // soak: RSS samples before this are left out
+	sample         time.Duration // soak: RSS sampling interval
+	classTime      time.Duration // active time per class (0: derived from total)
+	alarmEvery     time.Duration
+	desiredEvery   time.Duration
+	settleLimit    time.Duration
+	only           *regexp.Regexp
+	keep           bool
+	maxRSSDrift    int64 // soak: KiB (0: report only)
+	rssNoise       int64 // chaos: KiB of RSS growth that is noise
 	goroutineNoise int
-	fdNoise       int
+	fdNoise        int
 }
 
 func main() {

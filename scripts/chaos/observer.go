@@ -75,7 +75,7 @@ func observe(ctx context.Context, ep cloud.Endpoint, cli *api.Client, name, thin
 	o := &observer{alarms: map[alarmKey]int{}}
 	filters := map[string]byte{"alarms/" + thing: 1, "telemetry/" + thing: 1, "warnings/" + thing: 1}
 	subscribed := make(chan error, 1)
-	opts := mqtt.NewClientOptions().AddBroker("ssl://"+ep.MQTTEndpoint).SetClientID(name).
+	opts := mqtt.NewClientOptions().AddBroker("ssl://" + ep.MQTTEndpoint).SetClientID(name).
 		SetTLSConfig(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}).
 		SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(time.Second).
 		SetKeepAlive(30 * time.Second).SetOrderMatters(false).
