@@ -11,6 +11,12 @@
 // in flight when a connection dropped is still in the outbox and is sent
 // again after the reconnect (duplicates are possible, loss is not).
 //
+// A PUBACK or SUBACK that does not come within the ack timeout ends the
+// connection (ErrNoAck): MQTT resends an unacknowledged PUBLISH only on a
+// new connection, so waiting on would wait as long as the connection
+// lives. This holds for outbox publishes and for Publish (shadow and jobs
+// requests) alike.
+//
 // paho's ERROR, CRITICAL and WARN output goes to the Options.Logger of the
 // Client whose Run started last (paho's loggers are process-wide), as Warn
 // (ERROR, WARN) or Error (CRITICAL) with component=paho.
