@@ -257,40 +257,15 @@ func TestAgentUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault classes take a few seconds each; skipped with -short")
 	}
-	ms := func(n int) broker.Duration { return broker.Duration(time.Duration(n) * time.Millisecond) }
-	for _, tc := range []struct {
-		name   string
-		faults []broker.Fault
-	}{
-		{"drop-puback", []broker.Fault{{Kind: broker.FaultDrop, Packet: "puback", Topic: "alarms/#", Count: 2}}},
-		{"delay-puback", []broker.Fault{{Kind: broker.FaultDelay, Packet: "puback", Delay: ms(2500), Count: 2}}},
-		{"drop-suback", []broker.Fault{{Kind: broker.FaultDrop, Packet: "suback", Count: 1}, {Kind: broker.FaultDisconnect, Count: 1}}},
-		{"drop-connack", []broker.Fault{{Kind: broker.FaultDrop, Packet: "connack", Count: 1}, {Kind: broker.FaultDisconnect, Count: 1}}},
-		{"delay-connack", []broker.Fault{{Kind: broker.FaultDelay, Packet: "connack", Delay: ms(1000), Count: 2}, {Kind: broker.FaultDisconnect, Count: 2}}},
-		{"refuse-connect", []broker.Fault{{Kind: broker.FaultRefuseConnect, Count: 2}, {Kind: broker.FaultRefuseConnect, Code: 3, Count: 1}, {Kind: broker.FaultDisconnect, Count: 1}}},
-		{"throttle-connect", []broker.Fault{{Kind: broker.FaultThrottleConnect, Count: 3}, {Kind: broker.FaultDisconnect, Count: 1}}},
-		{"close-after", []broker.Fault{{Kind: broker.FaultCloseAfter, Packets: 4, Count: 3}}},
-		{"close-on-publish", []broker.Fault{{Kind: broker.FaultCloseOnPublish, Topic: "alarms/#", Count: 2}}},
-		{"duplicate", []broker.Fault{{Kind: broker.FaultDuplicate}}},
-		{"delay-deliveries", []broker.Fault{{Kind: broker.FaultDelay, Packet: "publish", Delay: ms(300), Probability: 0.5}}},
-		{"throttle-shadow", []broker.Fault{{Kind: broker.FaultThrottleShadow, Topic: "$aws/things/+/shadow/update", Count: 2}}},
-		{"throttle-jobs", []broker.Fault{{Kind: broker.FaultThrottleJobs, Count: 1}}},
-		{"throttle-jobs-update", []broker.Fault{{Kind: broker.FaultThrottleJobs, Topic: "$aws/things/+/jobs/+/update", Count: 2}}},
-		// A jobs update whose PUBACK never comes: the runner waited for it
-		// as long as the connection lived (lossy-acks' stall, issue 16).
-		{"drop-puback-jobs", []broker.Fault{{Kind: broker.FaultDrop, Packet: "puback", Topic: "$aws/things/+/jobs/+/update", Count: 1}}},
-		{"drop-puback-shadow", []broker.Fault{{Kind: broker.FaultDrop, Packet: "puback", Topic: "$aws/things/+/shadow/update", Count: 1}}},
-		{"drop-delivery", []broker.Fault{{Kind: broker.FaultDrop, Packet: "publish", Topic: "$aws/things/+/jobs/start-next/accepted", Count: 1}}},
-		{"expire-session", []broker.Fault{{Kind: broker.FaultExpireSession, Count: 1}, {Kind: broker.FaultDisconnect, Count: 1}}},
-		{"lossy-acks", []broker.Fault{{Kind: broker.FaultDrop, Packet: "puback", Probability: 0.3, Duration: ms(6000)}}},
-		{"flapping", []broker.Fault{{Kind: broker.FaultDisconnect, After: ms(400), Duration: ms(5000)}, {Kind: broker.FaultExpireSession, Duration: ms(5000)}}},
-		{"slow-suback", []broker.Fault{{Kind: broker.FaultDelay, Packet: "suback", Delay: ms(2500), Count: 2}, {Kind: broker.FaultDisconnect, Count: 1}}},
-		{"duplicate-and-late", []broker.Fault{{Kind: broker.FaultDuplicate, Probability: 0.5}, {Kind: broker.FaultDelay, Packet: "publish", Delay: ms(500), Probability: 0.3}}},
-		{"disconnect", []broker.Fault{{Kind: broker.FaultDisconnect, After: ms(300), Count: 3}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	// The classes make chaos runs too; a timed class (lossy-acks,
+	// flapping) lasts 6 s here.
+	for _, tc := range broker.FaultClasses {
+		if len(tc.Faults) == 0 {
+			continue // the baseline: every other test runs without faults
+		}
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			run := runUnderFaults(t, "box-"+tc.name, tc.faults, agent.Options{}, faultEnv{})
+			run := runUnderFaults(t, "box-"+tc.Name, tc.Aimed("", 6*time.Second), agent.Options{}, faultEnv{})
 			if run.delivered != run.raised {
 				t.Errorf("%d of %d alarms delivered", run.delivered, run.raised)
 			}

@@ -92,24 +92,24 @@ func TestDifferences(t *testing.T) {
 // pass iotsim's validation, and the names are unique.
 func TestClassesValid(t *testing.T) {
 	seen := map[string]bool{}
-	for _, c := range classes {
-		if seen[c.name] {
-			t.Errorf("class %s twice", c.name)
+	for _, c := range broker.FaultClasses {
+		if seen[c.Name] {
+			t.Errorf("class %s twice", c.Name)
 		}
-		seen[c.name] = true
-		for _, f := range c.aimed(thing, 3*time.Second) {
+		seen[c.Name] = true
+		for _, f := range c.Aimed(thing, 3*time.Second) {
 			if f.Client != thing {
-				t.Errorf("%s: fault aimed at %q, want %q", c.name, f.Client, thing)
+				t.Errorf("%s: fault aimed at %q, want %q", c.Name, f.Client, thing)
 			}
-			if c.timed && f.Duration != broker.Duration(3*time.Second) {
-				t.Errorf("%s: timed fault lasts %v, want 3s", c.name, time.Duration(f.Duration))
+			if c.Timed && f.Duration != broker.Duration(3*time.Second) {
+				t.Errorf("%s: timed fault lasts %v, want 3s", c.Name, time.Duration(f.Duration))
 			}
 			if err := f.Validate(); err != nil {
-				t.Errorf("%s: %v", c.name, err)
+				t.Errorf("%s: %v", c.Name, err)
 			}
 		}
 	}
-	if classes[0].name != "none" || len(classes[0].faults) != 0 {
-		t.Errorf("the first class is %q with %d faults, want the baseline none", classes[0].name, len(classes[0].faults))
+	if broker.FaultClasses[0].Name != "none" || len(broker.FaultClasses[0].Faults) != 0 {
+		t.Errorf("the first class is %q with %d faults, want the baseline none", broker.FaultClasses[0].Name, len(broker.FaultClasses[0].Faults))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iotagent/iotagent/agent/localapi"
+	"github.com/iotagent/iotagent/cloud/broker"
 )
 
 // failed is a run that completed with failed checks.
@@ -92,18 +93,18 @@ func (e *env) quietSample(ctx context.Context) (sample, error) {
 // 30 s more, until every fault was injected once), faults removed, then
 // the wait for the agent to settle. Problems go into r; an error is a run
 // that cannot go on.
-func (w *work) phase(ctx context.Context, o opts, c class, round int, active time.Duration, r *row) error {
+func (w *work) phase(ctx context.Context, o opts, c broker.FaultClass, round int, active time.Duration, r *row) error {
 	e := w.e
 	r.rounds++
 	var ids []string
-	for _, f := range c.aimed(thing, active) {
+	for _, f := range c.Aimed(thing, active) {
 		st, err := e.cli.AddFault(ctx, f)
 		if err != nil {
-			return fmt.Errorf("%s: AddFault %+v: %w", c.name, f, err)
+			return fmt.Errorf("%s: AddFault %+v: %w", c.Name, f, err)
 		}
 		ids = append(ids, st.ID)
 	}
-	jobs, err := w.jobs(ctx, fmt.Sprintf("%s-%d", c.name, round))
+	jobs, err := w.jobs(ctx, fmt.Sprintf("%s-%d", c.Name, round))
 	if err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func (w *work) phase(ctx context.Context, o opts, c class, round int, active tim
 		}
 		k, err := w.alarm(ctx)
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+			return fmt.Errorf("%s: %w", c.Name, err)
 		}
 		r.keys = append(r.keys, k)
 		r.raised++
@@ -135,7 +136,7 @@ func (w *work) phase(ctx context.Context, o opts, c class, round int, active tim
 		}
 		if !now.Before(nextDesired) {
 			if err := w.changeDesired(ctx); err != nil {
-				return fmt.Errorf("%s: %w", c.name, err)
+				return fmt.Errorf("%s: %w", c.Name, err)
 			}
 			r.desired++
 			nextDesired = now.Add(o.desiredEvery)
@@ -168,7 +169,7 @@ func (w *work) phase(ctx context.Context, o opts, c class, round int, active tim
 	for i, id := range ids {
 		r.injected += injected[id]
 		if injected[id] == 0 {
-			r.problems = append(r.problems, fmt.Sprintf("fault %s (%s %s) was never injected: the class was not exercised", id, c.faults[i].Kind, c.faults[i].Packet))
+			r.problems = append(r.problems, fmt.Sprintf("fault %s (%s %s) was never injected: the class was not exercised", id, c.Faults[i].Kind, c.Faults[i].Packet))
 		}
 	}
 
@@ -245,10 +246,10 @@ func terminal(status string) bool {
 }
 
 // selected is the classes the run covers: "none" first, always.
-func selected(o opts) []class {
-	var out []class
-	for _, c := range classes {
-		if c.name == "none" || o.only == nil || o.only.MatchString(c.name) {
+func selected(o opts) []broker.FaultClass {
+	var out []broker.FaultClass
+	for _, c := range broker.FaultClasses {
+		if c.Name == "none" || o.only == nil || o.only.MatchString(c.Name) {
 			out = append(out, c)
 		}
 	}
@@ -312,17 +313,17 @@ func run(ctx context.Context, o opts) error {
 		round := 0
 		for {
 			for i, c := range cls {
-				r := rows[c.name]
+				r := rows[c.Name]
 				if r == nil {
-					r = &row{class: c.name}
-					rows[c.name] = r
-					order = append(order, c.name)
+					r = &row{class: c.Name}
+					rows[c.Name] = r
+					order = append(order, c.Name)
 				}
 				if err := w.phase(ctx, o, c, round, active, r); err != nil {
 					return err
 				}
 				if o.soak == 0 {
-					fmt.Printf("  %-20s %3d alarms, settled in %s\n", c.name, r.raised, r.maxSettle.Round(100*time.Millisecond))
+					fmt.Printf("  %-20s %3d alarms, settled in %s\n", c.Name, r.raised, r.maxSettle.Round(100*time.Millisecond))
 				}
 				if round == 0 && i == 0 {
 					// The baseline: after a class without faults.
