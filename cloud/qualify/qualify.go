@@ -23,6 +23,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/iotagent/iotagent/cloud/api"
 	"github.com/iotagent/iotagent/cloud/broker"
@@ -183,6 +184,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if !json.Valid([]byte(o.JobDocument)) {
 		return Report{}, fmt.Errorf("%w: the job document is not JSON", ErrSetup)
+	}
+	if k := o.ShadowKey; k != "" && (slices.Contains(strings.Split(k, "."), "") || !utf8.ValidString(k)) {
+		return Report{}, fmt.Errorf("%w: shadow key %q: want a dotted path such as outputs.led", ErrSetup, k)
 	}
 	names, err := selectCases(o.Cases)
 	if err != nil {
@@ -846,7 +850,7 @@ func Toggle(doc []byte, key string) (string, []byte, bool, error) {
 		key = paths[0]
 	}
 	parts := strings.Split(key, ".")
-	if slices.Contains(parts, "") {
+	if slices.Contains(parts, "") || !utf8.ValidString(key) {
 		return "", nil, false, fmt.Errorf("shadow key %q: want a dotted path such as outputs.led", key)
 	}
 	cur, ok := lookup(sh.State.Reported, key)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iotagent/iotagent/cloud/broker"
 	"github.com/iotagent/iotagent/cloud/qualify"
 )
 
@@ -45,6 +46,7 @@ func qualifyCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "time limit of each case (the keepalive case gets its window on top)")
 	fs.StringVar(&o.ShadowKey, "shadow-key", "", "dotted path of a boolean the device accepts in desired and reports back, e.g. outputs.led (default: the first boolean of the desired state)")
 	fs.StringVar(&o.JobDocument, "job-document", "", "the jobs case's job document, JSON or @file (default "+qualify.DefaultJobDocument+")")
+	fs.StringVar(&o.PublishTopic, "publish-topic", "", "topic filter of the QoS 1 PUBLISH whose PUBACK the publish-retry case withholds, one the device publishes on by itself (default: any; the case changes the desired state to make the device report)")
 	fs.DurationVar(&o.KeepAliveWindow, "keepalive-window", 0, "how long the keepalive case watches the connection (default and minimum: 1.5 x the device's keep-alive)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
@@ -72,6 +74,11 @@ func qualifyCmd(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--job-document: %w", err)
 		}
 		o.JobDocument = string(b)
+	}
+	if o.PublishTopic != "" {
+		if err := broker.CheckFilter(o.PublishTopic); err != nil {
+			return fmt.Errorf("--publish-topic %q: %w", o.PublishTopic, err)
+		}
 	}
 	o.Cases = cases
 	if !*quiet {
