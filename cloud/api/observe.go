@@ -37,7 +37,7 @@ func mapObserver(_ *observeIn, err error) error {
 		return errorf(http.StatusNotFound, "ResourceNotFoundException", "%s", err.Error())
 	case errors.Is(err, broker.ErrTooManyWatches):
 		return errorf(http.StatusConflict, "LimitExceededException", "%s", err.Error())
-	case errors.Is(err, broker.ErrInvalidFault):
+	case errors.Is(err, broker.ErrBadClientID):
 		return invalid("%s", err.Error())
 	}
 	return err

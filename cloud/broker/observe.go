@@ -42,6 +42,8 @@ var (
 	ErrTooManyWatches = errors.New("too many client ids watched")
 	// ErrNotWatched: the client id is not watched.
 	ErrNotWatched = errors.New("client id not watched")
+	// ErrBadClientID: Watch was given a client id no client can have.
+	ErrBadClientID = errors.New("invalid client id")
 )
 
 // ConnectAttempt is one CONNECT the client sent.
@@ -185,7 +187,7 @@ func (b *Broker) observed(clientID string) *observer {
 // keeps the record).
 func (b *Broker) Watch(clientID string) error {
 	if clientID == "" || len(clientID) > MaxClientIDBytes {
-		return fmt.Errorf("watch %q: %w: want a client id of 1 to %d bytes", clientID, ErrInvalidFault, MaxClientIDBytes)
+		return fmt.Errorf("watch %.32q: %w: want 1 to %d bytes", clientID, ErrBadClientID, MaxClientIDBytes)
 	}
 	w := &b.watches
 	w.mu.Lock()

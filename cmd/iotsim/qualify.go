@@ -25,7 +25,8 @@ Runs the device-qualification suite against the device connected to the
 running simulator as thing NAME (see docs/qualify.md): each case drives the
 device with iotsim's faults and checks what it does.
 
-Cases, in order: ` + "connect, reconnect-backoff, resubscribe, publish-retry, persistent-session, shadow, jobs, keepalive." + `
+Cases, in order: connect, reconnect-backoff, resubscribe, publish-retry,
+persistent-session, shadow, jobs, keepalive.
 
 Prints a table (--json: a JSON report) on stdout. Exit status: 0 when every
 case passed, 1 when a case failed, 2 on a usage or setup error (no running
