@@ -72,7 +72,7 @@ func TestAgentPassesQualify(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rep, err := qualify.Run(ctx, qualify.Options{
-		Client: sim.Client(), Thing: thing, Timeout: 90 * time.Second,
+		Client: sim.Client(), Thing: thing, Timeout: 2 * time.Minute,
 		ShadowKey: "outputs.led", JobDocument: doc, Progress: progress, PublishTopic: "alarms/" + thing,
 	})
 	if err != nil {

@@ -211,6 +211,8 @@ func (b *Broker) Watch(clientID string) error {
 		o.version = cl.Properties.ProtocolVersion
 		o.clean = cl.Properties.Clean
 		o.keepAlive = cl.State.Keepalive
+		// Up since before the watch: counted from it.
+		o.upAt, o.lastRead = o.since, o.since
 	}
 	next[clientID] = o
 	w.set.Store(&next)

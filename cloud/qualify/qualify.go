@@ -147,6 +147,8 @@ type suite struct {
 	c      *api.Client
 	client string
 	jobSeq int
+	// base are the device's topic filters when first seen settled.
+	base []string
 }
 
 // criteria are the pass criteria, as the report prints them.
@@ -347,11 +349,16 @@ func (s *suite) observe(ctx context.Context, what string, cond func(o broker.Cli
 	}
 }
 
-// connected waits for the device to be connected.
+// connected waits for the device to be connected, and settled: up for
+// settleTime with the topic filters it had when first seen subscribed
+// again, so that no case starts while the device is still recovering from
+// the one before.
 func (s *suite) connected(ctx context.Context) (broker.ClientObservation, error) {
-	return s.observe(ctx, "the device to connect", func(o broker.ClientObservation) (bool, string) {
-		return o.Connected, "not connected"
-	})
+	o, err := s.settled(ctx, s.base)
+	if err == nil && s.base == nil {
+		s.base = o.Subscriptions
+	}
+	return o, err
 }
 
 // reconnected waits for a connection newer than conn.
@@ -390,16 +397,10 @@ func (s *suite) connect(ctx context.Context) (string, error) {
 // (JudgeBackoff), at most BackoffMaxRounds times.
 func (s *suite) backoff(ctx context.Context, add func(broker.Fault) error) (string, [][]float64, error) {
 	var rounds [][]time.Duration
-	var subs []string
 	var judged error
 	for i := range BackoffMaxRounds {
 		o, err := s.connected(ctx)
 		if err != nil {
-			return "", secs(rounds), err
-		}
-		if i == 0 {
-			subs = o.Subscriptions
-		} else if o, err = s.settled(ctx, subs); err != nil {
 			return "", secs(rounds), err
 		}
 		total0 := o.ConnectAttemptsTotal
@@ -537,14 +538,15 @@ func fmtRounds(rounds [][]time.Duration) string {
 }
 
 // settleTime is how long a connection must be up, with its filters
-// subscribed, before the backoff case drops it again: a client may start
-// its backoff from the shortest delay only once a connection held.
+// subscribed, before a case starts (and the backoff case drops it again:
+// a client may start its backoff from the shortest delay only once a
+// connection held).
 const settleTime = 2 * time.Second
 
 // settled waits until the device has been connected for settleTime with
 // every filter of subs subscribed.
 func (s *suite) settled(ctx context.Context, subs []string) (broker.ClientObservation, error) {
-	return s.observe(ctx, "the connection to settle", func(o broker.ClientObservation) (bool, string) {
+	return s.observe(ctx, "the device to connect (and settle)", func(o broker.ClientObservation) (bool, string) {
 		for _, f := range subs {
 			if !slices.Contains(o.Subscriptions, f) {
 				return false, "not subscribed to " + f
