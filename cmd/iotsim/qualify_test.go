@@ -55,7 +55,7 @@ func TestQualifyCommand(t *testing.T) {
 		t.Errorf("connect detail %q does not describe the connection", rep.Results[0].Detail)
 	}
 
-	out, err = iotsim(t, "qualify", "--thing", "dev-q", "--case", "connect", "--case", "resubscribe", "--timeout", "2s", "--data-dir", dataDir)
+	out, err = iotsim(t, "qualify", "--thing", "dev-q", "--case", "connect", "--case", "resubscribe", "--timeout", "5s", "--data-dir", dataDir)
 	if !errors.Is(err, errQualifyFailed) || exitCode(err) != 1 {
 		t.Fatalf("a failing case: err %v (exit %d), want exit 1\n%s", err, exitCode(err), out)
 	}
