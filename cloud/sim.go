@@ -299,6 +299,7 @@ func Start(o Options) (_ *Sim, err error) {
 			Defender:  s.defender,
 			Jobs:      s.jobs,
 			Faults:    s.broker,
+			Observer:  s.broker,
 			Publish: func(topic string, payload []byte, qos byte, _ bool) error {
 				// iot-data Publish: rules see it as AWS's do; a Basic
 				// Ingest topic goes to its rule only.

@@ -26,7 +26,9 @@
 // iotsim's own operations live under /iotsim/ (signed like the rest): the
 // on-demand audit and fault injection (IotsimAddFault, IotsimListFaults,
 // IotsimDeleteFault, IotsimClearFaults on /iotsim/faults, see
-// broker.Fault).
+// broker.Fault) and the observation of a client id for `iotsim qualify`
+// (IotsimWatchClient, IotsimGetObservation, IotsimUnwatchClient on
+// /iotsim/observations/{clientId}, see broker.ClientObservation).
 //
 // Client is a small typed client for iotsim's admin subcommands.
 package api

@@ -65,6 +65,9 @@ type Options struct {
 	// Faults is iotsim's fault injector (*broker.Broker), for the
 	// /iotsim/faults operations.
 	Faults Faults
+	// Observer records watched clients (*broker.Broker), for the
+	// /iotsim/observations operations.
+	Observer Observer
 	// Templates stores provisioning templates (*registry.Registry).
 	Templates Templates
 	// Rules stores and runs topic rules (*rules.Engine).

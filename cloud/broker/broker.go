@@ -84,6 +84,7 @@ type Broker struct {
 	verified verifyCache
 	held     withheld   // queued messages kept from a session's new owner (session.go)
 	faults   faultState // injected faults (faults.go)
+	watches  watches    // client ids observed for iotsim qualify (observe.go)
 	stats    counters
 	// Rate limits of the log records a peer can cause (ratelog.go).
 	refusalLog, codeLog sampler

@@ -60,6 +60,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// a refusal counts against a client id only if it already has state.
 	refuse := func(code packets.Code, always bool, why string) error {
 		b.stats.refused.Add(1)
+		if o := b.observed(pk.Connect.ClientIdentifier); o != nil {
+			o.refused(why)
+		}
 		if st := b.metrics.lookup(pk.Connect.ClientIdentifier); st != nil {
 			st.attempts.Add(1)
 			if code == packets.ErrNotAuthorized {
@@ -160,6 +163,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	b.conns.Store(cl, c)
 	b.pending.Store(cl.Net.Conn, cl)
+	if o := b.observed(clientID); o != nil {
+		o.accepted(b.now(), c.version)
+	}
 	return nil
 }
 
@@ -217,6 +223,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if c == nil {
 		return
 	}
+	if o := h.b.observed(c.p.ClientID); o != nil {
+		o.disconnected(h.b.now(), c.version)
+	}
 	h.b.unpark(cl, c)
 	if c.established.Swap(false) {
 		c.st.disconnects.Add(1)
@@ -261,12 +270,25 @@ func disconnectReason(c *conn, cl *mqtt.Client, err error) string {
 // SUBSCRIBE before mochi processes them. Returning ErrRejectPacket makes
 // mochi close the connection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	var o *observer // iotsim qualify's record of the client (observe.go)
+	if m := h.b.watches.set.Load(); m != nil {
+		id := cl.ID
+		if pk.FixedHeader.Type == packets.Connect {
+			id = pk.Connect.ClientIdentifier
+		}
+		if o = (*m)[id]; o != nil && pk.FixedHeader.Type == packets.Connect {
+			h.b.observeRead(o, cl, &pk) // as the client sent it, before a fault changes it
+		}
+	}
 	if set := h.b.faults.set.Load(); set != nil {
 		if pk.FixedHeader.Type == packets.Connect {
 			h.expireSession(set, cl, &pk)
 		} else if err := h.faultsOnRead(set, cl, h.b.conn(cl), &pk); err != nil {
 			return pk, err
 		}
+	}
+	if o != nil && pk.FixedHeader.Type != packets.Connect {
+		h.b.observeRead(o, cl, &pk) // after the faults marked its acknowledgement
 	}
 	if c := h.b.conn(cl); c != nil {
 		h.b.unpark(cl, c) // the previous packet is done with
@@ -491,6 +513,13 @@ func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 // before they are written (so a client that has read one sees it counted),
 // and checks the reason codes of acknowledgements (checkAckCodes).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if o := h.b.observed(cl.ID); o != nil {
+		var conn int64
+		if c := h.b.conn(cl); c != nil {
+			conn = c.version
+		}
+		o.wrote(h.b.now(), conn, &pk)
+	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
 		if c := h.b.conn(cl); c != nil {

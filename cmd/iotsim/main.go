@@ -44,6 +44,8 @@ Usage:
   iotsim fault add --kind KIND [flags]          inject a protocol fault into the running simulator
   iotsim fault list                             print the faults and the latest injections (JSON)
   iotsim fault clear [ID]                       remove one fault, or all
+  iotsim qualify --thing NAME [--json]          run the device-qualification suite against a
+                                                connected device (exit 1 when a case fails)
   iotsim env                                    print shell exports for the aws CLI:
                                                 eval "$(iotsim env)"; aws iot list-things
   iotsim console                                print the web console's login URL (it carries the token)
@@ -61,8 +63,17 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "iotsim:", err)
 		}
-		os.Exit(2)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the exit status for run's error: 1 when qualify ran and a
+// case failed, 2 for every other error (usage, setup, I/O).
+func exitCode(err error) int {
+	if errors.Is(err, errQualifyFailed) {
+		return 1
+	}
+	return 2
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -90,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return shadowCmd(rest[0], rest[1:], stdout, stderr)
 	case "fault":
 		return faultCmd(rest, stdout, stderr)
+	case "qualify":
+		return qualifyCmd(rest, stdout, stderr)
 	case "env":
 		return envCmd(rest, stdout, stderr)
 	case "console":
