@@ -168,7 +168,7 @@ func TestTakeoverNamed(t *testing.T) {
 	}
 	found := false
 	for _, l := range append(rec1.lines(t), rec2.lines(t)...) {
-		if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "another connection uses this thing name") && l["client_id"] == "pi-RPI-0042" {
+		if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "another connection with this thing name") && l["client_id"] == "pi-RPI-0042" {
 			found = true
 		}
 	}

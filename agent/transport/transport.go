@@ -645,7 +645,7 @@ func (c *Client) logReconnect(takeovers *int, lived, retry time.Duration, blamed
 	err := fmt.Errorf("the broker closed %d connections in a row within %s of connecting: %w (thing name %q): AWS IoT allows one connection per client ID; or the policy refuses a topic the agent uses (iotagent diag)",
 		*takeovers, takeoverWindow, ErrClientIDTakeover, c.o.ClientID)
 	// The log line first: whoever sees the last error finds it logged.
-	c.log.Warn("mqtt connection taken over: another connection uses this thing name", "client_id", c.o.ClientID,
+	c.log.Warn("mqtt: the broker keeps closing connections soon after they come up (another connection with this thing name, a policy refusal, or the server dropping it)", "client_id", c.o.ClientID,
 		"in_a_row", *takeovers, "connected_for", lived.Round(time.Millisecond), "retry_in", retry, "err", err)
 	c.setLastError(err)
 }
