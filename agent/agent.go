@@ -55,12 +55,19 @@ type Options struct {
 	AckTimeout time.Duration
 }
 
-// Hardware is the device's sensors and outputs. Absent parts are nil.
+// Hardware is the device's opened parts, by part name (OpenHardware
+// builds it from the config's parts).
 type Hardware struct {
+	Inputs   map[string]sensors.Input
+	Samplers map[string]sensors.Sampler
+	Outputs  map[string]sensors.Output
+	// Motion, Contact and Env are the chocolate box's parts for a caller
+	// that builds its hardware by hand (tests): each is the part of its
+	// Name(), described by the config's part of that name or else as the
+	// chocolate box's (config.ChocolateBoxPart). Nil: absent.
 	Motion  sensors.Input
 	Contact sensors.Input
 	Env     sensors.Sensor
-	Outputs map[string]sensors.Output
 	// Run does background work the parts need (feeding simulated sensors)
 	// until ctx ends; may be nil.
 	Run func(ctx context.Context) error
@@ -86,12 +93,17 @@ type Agent struct {
 	rotating sync.Mutex      // one certificate rotation at a time
 	leafKeys *rotate.TPMKeys // TPM keys of a rotation done in this run
 
-	connected chan struct{} // a (re)connect: resync the shadow
-	dirty     chan struct{} // reported state changed
-	synced    chan struct{} // closed after the first shadow sync
-	syncOnce  sync.Once
-	heartbeat atomic.Int64 // unix ns of the main loop's last turn
-	envSince  atomic.Int64 // unix ns the environment read under way began; 0: none
+	connected   chan struct{} // a (re)connect: resync the shadow
+	dirty       chan struct{} // reported state changed
+	synced      chan struct{} // closed after the first shadow sync
+	syncOnce    sync.Once
+	heartbeat   atomic.Int64 // unix ns of the main loop's last turn
+	envSince    atomic.Int64 // unix ns the telemetry loop's read under way began; 0: none
+	sampleSince atomic.Int64 // unix ns the sample loop's read under way began; 0: none
+
+	parts      []*runPart          // the device's parts but outputs, by name; set by Run
+	partByName map[string]*runPart // the same
+	countDirty chan struct{}       // a counter input counted: persist
 
 	mu      sync.Mutex
 	st      deviceState
@@ -124,10 +136,7 @@ type deviceState struct {
 	AlarmOn    bool
 	LastAlarm  int64
 	LastSensor string
-	Motion     bool
-	LidOpen    bool
-	TempHigh   bool
-	Env        *sensors.Reading
+	Parts      map[string]*partState // by part name
 	LastError  string
 	ReadErrors uint64
 	Events     uint64
@@ -158,19 +167,28 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 		connected: make(chan struct{}, 1),
 		dirty:     make(chan struct{}, 1),
 		synced:    make(chan struct{}),
+
+		countDirty: make(chan struct{}, 1),
 	}
 	a.st.Settings = Settings{
 		Armed:     cfg.Alarm.Armed,
 		IntervalS: cfg.Telemetry.IntervalS,
-		MaxC:      cfg.Temperature.MaxC,
 		LogLevel:  cfg.Log.Level,
 		Outputs:   map[string]bool{},
+		Sensors:   map[string]*PartSettings{},
 
 		DefenderIntervalS: cfg.Defender.IntervalS,
 	}
 	a.st.LastError = opt.StartupProblem
-	for _, o := range cfg.Sensors.Outputs {
-		a.st.Outputs[o.Name] = false
+	for _, p := range cfg.DeviceParts() {
+		if p.Type == config.TypeOutput {
+			a.st.Outputs[p.Name] = false
+		} else {
+			a.st.Sensors[p.Name] = newPartSettings(p)
+		}
+	}
+	if cfg.Legacy() {
+		opt.Logger.Warn("deprecated config: the \"sensors\" section is read as the chocolate box's parts; describe the device in \"parts\" (see the migration in README.md)")
 	}
 	return a, nil
 }
@@ -220,6 +238,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	if a.hw.Outputs == nil {
 		a.hw.Outputs = map[string]sensors.Output{}
+	}
+	a.setupParts()
+	if err := a.loadCounts(); err != nil {
+		return fmt.Errorf("load counters: %w", err)
 	}
 
 	a.tr, err = transport.New(transport.Options{
@@ -284,12 +306,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		g.Go(func() error { return a.hw.Run(ctx) })
 	}
 	events := make(chan sensors.Event, 16)
-	for _, in := range []sensors.Input{a.hw.Motion, a.hw.Contact} {
-		if in == nil {
-			continue
+	for _, p := range a.parts {
+		if p.in != nil {
+			g.Go(func() error { a.watch(ctx, p.in, events); return nil })
 		}
-		g.Go(func() error { a.watch(ctx, in, events); return nil })
 	}
+	g.Go(func() error { a.sampleLoop(ctx); return nil })
+	g.Go(func() error { a.counterLoop(ctx); return nil })
 	g.Go(func() error { a.syncLoop(ctx); return nil })
 	g.Go(func() error { a.rotationLoop(ctx); return nil })
 	g.Go(func() error { a.mainLoop(ctx, events); return nil })
@@ -392,8 +415,10 @@ func (a *Agent) mainLoop(ctx context.Context, events <-chan sensors.Event) {
 // the heartbeat (and so fails the health check), as it did when the read
 // ran on the main loop.
 func (a *Agent) beat(now time.Time) {
-	if since := a.envSince.Load(); since != 0 && now.Sub(time.Unix(0, since)) > heartbeatEvery {
-		return
+	for _, s := range []*atomic.Int64{&a.envSince, &a.sampleSince} {
+		if since := s.Load(); since != 0 && now.Sub(time.Unix(0, since)) > heartbeatEvery {
+			return
+		}
 	}
 	a.heartbeat.Store(now.UnixNano())
 }
@@ -426,81 +451,22 @@ func (a *Agent) interval() time.Duration {
 	return time.Duration(a.st.IntervalS) * time.Second
 }
 
-// onInput handles a debounced change of the motion sensor or the lid.
-func (a *Agent) onInput(ev sensors.Event) {
-	now := a.now()
-	var kind, msg string
-	a.mu.Lock()
-	a.st.Events++
-	if a.hw.Motion != nil && ev.Sensor == a.hw.Motion.Name() {
-		a.st.Motion = ev.Active
-		kind, msg = "motion", "motion detected"
-	} else {
-		a.st.LidOpen = ev.Active
-		kind, msg = "lid_open", "lid opened"
+// telemetry reads the parts read with telemetry and queues a telemetry
+// message of every part's readings. It queues nothing once ctx has ended.
+func (a *Agent) telemetry(ctx context.Context) {
+	for _, p := range a.parts {
+		if p.withTelemetry() {
+			a.readPart(ctx, p, &a.envSince)
+		}
 	}
-	alarm := ev.Active && a.st.Armed
-	if alarm {
-		a.st.AlarmOn, a.st.LastAlarm, a.st.LastSensor = true, now.Unix(), ev.Sensor
-	}
-	a.mu.Unlock()
-	signal(a.dirty)
-	if !alarm {
-		a.log.Debug("input changed", "sensor", ev.Sensor, "active", ev.Active)
+	if ctx.Err() != nil {
 		return
 	}
-	a.log.Warn("alarm", "sensor", ev.Sensor, "event", kind)
-	a.enqueue(a.cfg.Topic(a.cfg.Topics.Alarms), outbox.Alarm, map[string]any{
-		"thing": a.cfg.ThingName, "sensor": ev.Sensor, "event": kind, "message": msg, "timestamp": now.Unix(),
-	})
-}
-
-// telemetry reads the environment sensor, raises or clears the
-// temperature warning and queues a telemetry message. It queues nothing
-// once ctx has ended.
-func (a *Agent) telemetry(ctx context.Context) {
 	now := a.now()
 	msg := map[string]any{"thing": a.cfg.ThingName, "timestamp": now.Unix()}
-	var warn map[string]any
-	if a.hw.Env != nil {
-		a.envSince.Store(time.Now().UnixNano())
-		r, err := a.hw.Env.Read(ctx)
-		a.envSince.Store(0)
-		if ctx.Err() != nil {
-			return
-		}
-		a.mu.Lock()
-		if err != nil {
-			a.st.ReadErrors++
-			a.st.LastError = fmt.Sprintf("read %s: %v", a.hw.Env.Name(), err)
-			a.mu.Unlock()
-			a.log.Warn("sensor read failed", "sensor", a.hw.Env.Name(), "err", err)
-		} else {
-			a.st.Env = &r
-			high := r.TemperatureC > a.st.MaxC
-			if high != a.st.TempHigh {
-				a.st.TempHigh = high
-				event, text := "temperature_normal", "temperature back to %.1f °C, at or below %.1f °C"
-				if high {
-					event, text = "temperature_high", "temperature %.1f °C above %.1f °C"
-				}
-				warn = map[string]any{"thing": a.cfg.ThingName, "sensor": a.hw.Env.Name(), "event": event,
-					"message": fmt.Sprintf(text, r.TemperatureC, a.st.MaxC), "temperature_c": round2(r.TemperatureC),
-					"max_c": a.st.MaxC, "timestamp": now.Unix()}
-			}
-			msg["temperature_c"] = round2(r.TemperatureC)
-			msg["humidity_pct"] = round2(r.HumidityPct)
-			msg["pressure_kpa"] = round2(r.PressureKPa)
-			a.mu.Unlock()
-		}
-	}
 	a.mu.Lock()
-	msg["motion"], msg["lid_open"], msg["armed"], msg["alarm"] = a.st.Motion, a.st.LidOpen, a.st.Armed, onOff(a.st.AlarmOn)
+	msg["armed"], msg["alarm"], msg["sensors"] = a.st.Armed, onOff(a.st.AlarmOn), a.partsReport(true, now)
 	a.mu.Unlock()
-	if warn != nil {
-		a.log.Warn("temperature", "event", warn["event"], "temperature_c", warn["temperature_c"])
-		a.enqueue(a.cfg.Topic(a.cfg.Topics.Warnings), outbox.Warning, warn)
-	}
 	a.enqueue(a.cfg.Topic(a.cfg.Topics.Telemetry), outbox.Telemetry, msg)
 	signal(a.dirty)
 }
@@ -678,18 +644,7 @@ func (a *Agent) reported() map[string]any {
 		}
 		outs[name] = on
 	}
-	sens := map[string]any{}
-	if a.hw.Motion != nil {
-		sens["motion"] = st.Motion
-	}
-	if a.hw.Contact != nil {
-		sens["lid_open"] = st.LidOpen
-	}
-	if st.Env != nil {
-		sens["temperature_c"] = round2(st.Env.TemperatureC)
-		sens["humidity_pct"] = round2(st.Env.HumidityPct)
-		sens["pressure_kpa"] = round2(st.Env.PressureKPa)
-	}
+	sens := a.partsReport(false, time.Time{})
 	alarm := map[string]any{"armed": st.Armed, "state": onOff(st.AlarmOn)}
 	if st.LastAlarm != 0 {
 		alarm["last_alarm"] = st.LastAlarm
@@ -704,18 +659,17 @@ func (a *Agent) reported() map[string]any {
 		identity["rotated_from"] = st.OldCertificateID
 	}
 	return map[string]any{
-		"agent":       a.reportedAgentLocked(),
-		"outbox":      a.reportedOutbox(),
-		"alarm":       alarm,
-		"telemetry":   map[string]any{"interval_s": st.IntervalS},
-		"temperature": map[string]any{"max_c": st.MaxC, "high": st.TempHigh},
-		"log":         map[string]any{"level": st.LogLevel},
-		"defender":    map[string]any{"enabled": a.dr != nil, "interval_s": st.DefenderIntervalS},
-		"identity":    identity,
-		"outputs":     outs,
-		"sensors":     sens,
-		"last_error":  lastErr,
-		"recovered":   a.reportedRecovered(),
+		"agent":      a.reportedAgentLocked(),
+		"outbox":     a.reportedOutbox(),
+		"alarm":      alarm,
+		"telemetry":  map[string]any{"interval_s": st.IntervalS},
+		"log":        map[string]any{"level": st.LogLevel},
+		"defender":   map[string]any{"enabled": a.dr != nil, "interval_s": st.DefenderIntervalS},
+		"identity":   identity,
+		"outputs":    outs,
+		"sensors":    sens,
+		"last_error": lastErr,
+		"recovered":  a.reportedRecovered(),
 	}
 }
 

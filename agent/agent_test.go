@@ -193,15 +193,15 @@ func TestAgentWithIotsim(t *testing.T) {
 	d.start(t, agent.Options{})
 
 	first := waitFor(t, "first telemetry", obs.telemetry, func(map[string]any) bool { return true })
-	if first["thing"] != "box-1" || first["temperature_c"] != 21.5 || first["armed"] != false {
+	if first["thing"] != "box-1" || path(first, "sensors.bme280.temperature_c") != 21.5 || first["armed"] != false {
 		t.Errorf("first telemetry = %v", first)
 	}
 	waitFor(t, "first report", obs.reported, func(r map[string]any) bool { return path(r, "agent.version") == "test-1.0" })
 
 	// Desired state from the cloud: armed, LED on, lower temperature limit.
-	updateDesired(t, sim, "box-1", `{"alarm":{"armed":true},"outputs":{"led":true},"temperature":{"max_c":25}}`)
+	updateDesired(t, sim, "box-1", `{"alarm":{"armed":true},"outputs":{"led":true},"sensors":{"bme280":{"limits":{"temperature_c":{"high":25}}}}}`)
 	waitFor(t, "armed report", obs.reported, func(r map[string]any) bool {
-		return path(r, "alarm.armed") == true && path(r, "outputs.led") == true && path(r, "temperature.max_c") == 25.0
+		return path(r, "alarm.armed") == true && path(r, "outputs.led") == true && path(r, "sensors.bme280.limits.temperature_c.high") == 25.0
 	})
 	if !d.led.On() {
 		t.Error("LED is off after desired outputs.led = true")
@@ -219,7 +219,7 @@ func TestAgentWithIotsim(t *testing.T) {
 		t.Errorf("alarm timestamp = %v, want about now", alarm["timestamp"])
 	}
 	waitFor(t, "alarm report", obs.reported, func(r map[string]any) bool {
-		return path(r, "alarm.state") == "on" && path(r, "alarm.last_sensor") == "motion" && path(r, "sensors.motion") == true
+		return path(r, "alarm.state") == "on" && path(r, "alarm.last_sensor") == "motion" && path(r, "sensors.motion.active") == true
 	})
 	d.motion.Trigger(false)
 
@@ -237,7 +237,7 @@ func TestAgentWithIotsim(t *testing.T) {
 		return path(r, "alarm.armed") == false && path(r, "alarm.state") == "off" && r["last_error"] == ""
 	})
 	d.motion.Trigger(true)
-	waitFor(t, "motion report while disarmed", obs.reported, func(r map[string]any) bool { return path(r, "sensors.motion") == true })
+	waitFor(t, "motion report while disarmed", obs.reported, func(r map[string]any) bool { return path(r, "sensors.motion.active") == true })
 	updateDesired(t, sim, "box-1", `{"alarm":{"armed":true}}`)
 	waitFor(t, "re-armed report", obs.reported, func(r map[string]any) bool { return path(r, "alarm.armed") == true })
 	d.contact.Trigger(true)
@@ -253,7 +253,7 @@ func TestAgentWithIotsim(t *testing.T) {
 	if warn["event"] != "temperature_high" || warn["temperature_c"] != 26.25 || warn["max_c"] != 25.0 {
 		t.Errorf("warning = %v", warn)
 	}
-	waitFor(t, "temperature.high report", obs.reported, func(r map[string]any) bool { return path(r, "temperature.high") == true })
+	waitFor(t, "sensors.bme280.warning report", obs.reported, func(r map[string]any) bool { return path(r, "sensors.bme280.warning.temperature_c") == "high" })
 
 	// The shadow ends in sync: no delta left.
 	doc, err := sim.Shadows().Get("box-1", "", nil)

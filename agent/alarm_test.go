@@ -32,7 +32,7 @@ func TestAlarmDoesNotWaitForEnvRead(t *testing.T) {
 
 	release()
 	tel := waitFor(t, "telemetry after the read ended", obs.telemetry, func(map[string]any) bool { return true })
-	if tel["temperature_c"] != 21.5 || tel["motion"] != true {
+	if path(tel, "sensors.bme280.temperature_c") != 21.5 || path(tel, "sensors.motion.active") != true {
 		t.Errorf("telemetry = %v", tel)
 	}
 }

@@ -18,9 +18,7 @@ import (
 
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/sensors"
-	"github.com/iotagent/iotagent/sensors/bme280"
 	"github.com/iotagent/iotagent/sensors/contact"
-	"github.com/iotagent/iotagent/sensors/motion"
 	"github.com/iotagent/iotagent/sensors/output"
 	"github.com/iotagent/iotagent/sensors/sim"
 )
@@ -29,24 +27,22 @@ import (
 // (only cmd/ does this) must initialise periph's drivers first
 // (cmd/iotagent's initHost: the Raspberry Pi's, not host.Init's every board).
 func NeedsHost(cfg config.Config) bool {
-	s := cfg.Sensors
-	if (s.Motion != nil && s.Motion.Driver == "gpio") || (s.Contact != nil && s.Contact.Driver == "gpio") ||
-		(s.BME280 != nil && s.BME280.Driver == "i2c") {
-		return true
-	}
-	for _, o := range s.Outputs {
-		if o.Driver == "gpio" {
+	for _, p := range cfg.DeviceParts() {
+		if !p.Sim && p.Type != config.TypePush {
 			return true
 		}
 	}
 	return false
 }
 
-// OpenHardware opens the sensors and outputs that cfg describes: real ones
-// through periph.io (after host.Init), or simulated ones that named pipes
-// under the state dir drive. Simulated parts need Hardware.Run.
+// OpenHardware opens the parts that cfg describes: real ones through
+// periph.io (after host.Init) and the sensors registry, or simulated ones
+// that named pipes under the state dir drive. Simulated parts need
+// Hardware.Run. A sampled part that does not open is not an error here:
+// its reads report why (reported.sensors.<name>.error) and it is opened
+// again on its next read.
 func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
-	hw := &Hardware{Outputs: map[string]sensors.Output{}}
+	hw := &Hardware{Inputs: map[string]sensors.Input{}, Samplers: map[string]sensors.Sampler{}, Outputs: map[string]sensors.Output{}}
 	var closers []func() error
 	var feeds []func(ctx context.Context) error
 	defer func() {
@@ -56,77 +52,42 @@ func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
 			}
 		}
 	}()
-	s := cfg.Sensors
-	if s.Motion != nil {
-		pin, feed, err := inputPin("motion", *s.Motion)
-		if err != nil {
-			return nil, err
-		}
-		m, err := motion.New("motion", pin, motion.Opts{ActiveLow: s.Motion.ActiveLow, Pull: pull(s.Motion.Pull),
-			Debounce: time.Duration(s.Motion.DebounceMs) * time.Millisecond})
-		if err != nil {
-			return nil, fmt.Errorf("motion sensor: %w", err)
-		}
-		hw.Motion = m
-		feeds = append(feeds, feed)
-	}
-	if s.Contact != nil {
-		pin, feed, err := inputPin("contact", *s.Contact)
-		if err != nil {
-			return nil, err
-		}
-		c, err := contact.New("contact", pin, contact.Opts{ActiveLow: s.Contact.ActiveLow, Pull: pull(s.Contact.Pull),
-			Debounce: time.Duration(s.Contact.DebounceMs) * time.Millisecond})
-		if err != nil {
-			return nil, fmt.Errorf("lid contact: %w", err)
-		}
-		hw.Contact = c
-		feeds = append(feeds, feed)
-	}
-	if b := s.BME280; b != nil {
-		addr := uint16(b.Address)
-		var bus i2c.BusCloser
-		switch b.Driver {
-		case "sim":
-			simBus := sim.NewBME280(addr, b.SimTemperatureC, 45, 101.325)
-			bus = simBus
-			feeds = append(feeds, func(ctx context.Context) error {
-				if err := os.MkdirAll(filepath.Dir(b.SimFIFO), 0o700); err != nil {
-					return err
-				}
-				return sim.FeedFIFO(ctx, b.SimFIFO, func(line string) {
-					if c, err := strconv.ParseFloat(line, 64); err == nil {
-						_ = simBus.SetTemperature(c)
-					}
-				})
-			})
-		default:
-			real, err := i2creg.Open(b.Bus)
+	for _, p := range cfg.DeviceParts() {
+		switch p.Type {
+		case config.TypePush:
+		case config.TypeInput:
+			pin, feed, err := inputPin(p.Name, p.Part)
 			if err != nil {
-				return nil, fmt.Errorf("open I2C bus %s (is I2C enabled, and may this user use /dev/i2c-%s?): %w", b.Bus, b.Bus, err)
+				return nil, err
 			}
-			bus = real
+			in, err := contact.New(p.Name, pin, contact.Opts{ActiveLow: p.ActiveLow, Pull: pull(p.Pull),
+				Debounce: time.Duration(p.DebounceMs) * time.Millisecond})
+			if err != nil {
+				return nil, fmt.Errorf("input %s: %w", p.Name, err)
+			}
+			hw.Inputs[p.Name] = in
+			feeds = append(feeds, feed)
+		case config.TypeOutput:
+			var pin gpio.PinOut
+			if p.Sim {
+				pin = sim.NewOutputPin(p.Name)
+			} else if pin = gpioreg.ByName(p.Pin); pin == nil {
+				return nil, fmt.Errorf("output %s: %w", p.Name, noPin(p.Pin))
+			}
+			out, err := output.New(p.Name, pin, p.ActiveLow)
+			if err != nil {
+				return nil, fmt.Errorf("output %s: %w", p.Name, err)
+			}
+			hw.Outputs[p.Name] = out
+		default:
+			s, feed, err := openSampled(p)
+			if err != nil {
+				return nil, err
+			}
+			hw.Samplers[p.Name] = s
+			closers = append(closers, s.Close)
+			feeds = append(feeds, feed)
 		}
-		closers = append(closers, bus.Close)
-		dev, err := bme280.New("bme280", bus, addr, bme280.Opts{})
-		if err != nil {
-			return nil, fmt.Errorf("bme280 on bus %s at %#x: %w", b.Bus, addr, err)
-		}
-		closers = append(closers, dev.Close)
-		hw.Env = dev
-	}
-	for _, o := range s.Outputs {
-		var pin gpio.PinOut
-		if o.Driver == "sim" {
-			pin = sim.NewOutputPin(o.Name)
-		} else if pin = gpioreg.ByName(o.Pin); pin == nil {
-			return nil, fmt.Errorf("output %s: %w", o.Name, noPin(o.Pin))
-		}
-		out, err := output.New(o.Name, pin, o.ActiveLow)
-		if err != nil {
-			return nil, fmt.Errorf("output %s: %w", o.Name, err)
-		}
-		hw.Outputs[o.Name] = out
 	}
 	hw.Close = func() error {
 		var errs []error
@@ -153,14 +114,99 @@ func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
 	return hw, nil
 }
 
+// openSampled returns the sampler of a registry part and, for a simulated
+// one, the feed that sets its readings from its named pipe
+// ("temperature_c=25"; a bare number sets temperature_c).
+func openSampled(p config.NamedPart) (sensors.Sampler, func(context.Context) error, error) {
+	d, ok := sensors.Lookup(p.Type)
+	if !ok {
+		return nil, nil, fmt.Errorf("part %s: %w: %q", p.Name, ErrUnknownType, p.Type)
+	}
+	sp := sensors.Part{Name: p.Name, Type: p.Type, Bus: p.Bus, Address: uint16(p.Address), Device: p.Device, Sim: p.Sim, Options: p.Options}
+	host := sensors.Host{OpenI2C: func(bus string) (i2c.BusCloser, error) {
+		b, err := i2creg.Open(bus)
+		if err != nil {
+			return nil, fmt.Errorf("open I2C bus %q (is I2C enabled, and may this user use /dev/i2c-*?): %w", bus, err)
+		}
+		return b, nil
+	}}
+	var feed func(context.Context) error
+	var simClose func() error
+	if p.Sim {
+		if d.Sim == nil {
+			return nil, nil, fmt.Errorf("part %s: type %q has no simulation", p.Name, p.Type)
+		}
+		h, ctl, err := d.Sim(sp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("part %s: simulation: %w", p.Name, err)
+		}
+		host, simClose = h, ctl.Close
+		for k, v := range p.SimValues {
+			if err := ctl.Set(k, v); err != nil {
+				_ = ctl.Close()
+				return nil, nil, fmt.Errorf("part %s: sim_values.%s: %w", p.Name, k, err)
+			}
+		}
+		feed = func(ctx context.Context) error {
+			if err := os.MkdirAll(filepath.Dir(p.SimFIFO), 0o700); err != nil {
+				return err
+			}
+			return sim.FeedFIFO(ctx, p.SimFIFO, func(line string) {
+				k, v, ok := strings.Cut(line, "=")
+				if !ok {
+					k, v = "temperature_c", line
+				}
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					_ = ctl.Set(strings.TrimSpace(k), f)
+				}
+			})
+		}
+	}
+	return &lazySampler{open: func(ctx context.Context) (sensors.Sampler, error) { return d.Open(ctx, sp, host) }, simClose: simClose}, feed, nil
+}
+
+// ErrUnknownType is a part type that no driver in this binary registered.
+var ErrUnknownType = errors.New("no driver registered for the type")
+
+// lazySampler opens its part on the first read, and again on the read
+// after one that failed to open, so that a part absent at start is
+// reported, not fatal, and found once it is fitted.
+type lazySampler struct {
+	open     func(ctx context.Context) (sensors.Sampler, error)
+	s        sensors.Sampler
+	simClose func() error
+}
+
+func (l *lazySampler) Read(ctx context.Context) (sensors.Values, error) {
+	if l.s == nil {
+		s, err := l.open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open: %w", err)
+		}
+		l.s = s
+	}
+	return l.s.Read(ctx)
+}
+
+func (l *lazySampler) Close() error {
+	var errs []error
+	if l.s != nil {
+		errs = append(errs, l.s.Close())
+	}
+	if l.simClose != nil {
+		errs = append(errs, l.simClose())
+	}
+	return errors.Join(errs...)
+}
+
 // inputPin returns the pin behind a digital input and, for a simulated
 // one, the feed that drives it from its named pipe ("1"/"0", "on"/"off",
 // "true"/"false": the sensor's logical state).
-func inputPin(name string, in config.Input) (gpio.PinIn, func(context.Context) error, error) {
-	if in.Driver != "sim" {
+func inputPin(name string, in config.Part) (gpio.PinIn, func(context.Context) error, error) {
+	if !in.Sim {
 		p := gpioreg.ByName(in.Pin)
 		if p == nil {
-			return nil, nil, fmt.Errorf("%s sensor: %w", name, noPin(in.Pin))
+			return nil, nil, fmt.Errorf("input %s: %w", name, noPin(in.Pin))
 		}
 		return p, nil, nil
 	}

@@ -138,7 +138,7 @@ func runUnderFaults(t *testing.T, thing string, faults []broker.Fault, opt agent
 		}
 	}
 	go raise(alarms / 2)
-	for i, desired := range []string{`{"outputs":{"led":true}}`, `{"temperature":{"max_c":28}}`, `{"outputs":{"led":false},"temperature":{"max_c":31}}`} {
+	for i, desired := range []string{`{"outputs":{"led":true}}`, `{"sensors":{"bme280":{"limits":{"temperature_c":{"high":28}}}}}`, `{"outputs":{"led":false},"sensors":{"bme280":{"limits":{"temperature_c":{"high":31}}}}}`} {
 		if i == 2 {
 			waitUntil(t, "every fault to be injected once", func() (bool, string) {
 				r := sim.Broker().Faults()
@@ -196,7 +196,7 @@ func runUnderFaults(t *testing.T, thing string, faults []broker.Fault, opt agent
 		if err := json.Unmarshal(doc, &s); err != nil {
 			return false, err.Error()
 		}
-		ok := s.State.Delta == nil && path(s.State.Reported, "outputs.led") == false && path(s.State.Reported, "temperature.max_c") == 31.0
+		ok := s.State.Delta == nil && path(s.State.Reported, "outputs.led") == false && path(s.State.Reported, "sensors.bme280.limits.temperature_c.high") == 31.0
 		return ok, string(doc)
 	})
 	for id, want := range map[string]string{"dl": cloudjobs.StatusSucceeded, "odd": cloudjobs.StatusRejected} {

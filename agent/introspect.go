@@ -134,6 +134,9 @@ func (a *Agent) registerAPI(s *localapi.Server) {
 			return a.otaRollback(req.Reason)
 		})
 	}
+	s.RegisterAction(localapi.ActionPartsPush, func(_ context.Context, body []byte) (any, error) {
+		return a.push(body)
+	})
 	s.RegisterAction(localapi.ActionLogLevel, func(_ context.Context, body []byte) (any, error) {
 		var req localapi.LogLevel
 		if err := json.Unmarshal(body, &req); err != nil || !slices.Contains(logLevels, req.Level) {
@@ -297,15 +300,18 @@ func (a *Agent) sensorsSection() localapi.Sensors {
 	if a.hw == nil {
 		return out
 	}
-	if a.hw.Motion != nil {
-		out.Inputs = append(out.Inputs, localapi.InputState{Name: a.hw.Motion.Name(), Active: st.Motion})
+	for _, p := range a.parts {
+		ps := st.Parts[p.Name]
+		if p.in != nil {
+			out.Inputs = append(out.Inputs, localapi.InputState{Name: p.Name, Active: ps.Active})
+		}
+		if a.hw.Env != nil && p.Name == a.hw.Env.Name() && ps.Values != nil {
+			out.Env = a.envReading(p.Name, ps.Values)
+		}
 	}
-	if a.hw.Contact != nil {
-		out.Inputs = append(out.Inputs, localapi.InputState{Name: a.hw.Contact.Name(), Active: st.LidOpen})
-	}
-	if a.hw.Env != nil && st.Env != nil {
-		out.Env = &localapi.EnvReading{Sensor: a.hw.Env.Name(), Time: st.Env.Time, TemperatureC: round2(st.Env.TemperatureC),
-			HumidityPct: round2(st.Env.HumidityPct), PressureKPa: round2(st.Env.PressureKPa), MaxC: st.MaxC, High: st.TempHigh}
+	out.Parts = map[string]map[string]any{}
+	for name, v := range a.partsReport(false, time.Time{}) {
+		out.Parts[name] = v.(map[string]any)
 	}
 	for name, on := range st.Outputs {
 		if o := a.hw.Outputs[name]; o != nil {
@@ -325,27 +331,37 @@ func (a *Agent) readSensorsNow(ctx context.Context) localapi.Sensors {
 	if a.hw == nil {
 		return out
 	}
-	if a.hw.Motion != nil {
-		out.Inputs = append(out.Inputs, inputNow(a.hw.Motion.Name(), a.hw.Motion.Active))
-	}
-	if a.hw.Contact != nil {
-		out.Inputs = append(out.Inputs, inputNow(a.hw.Contact.Name(), a.hw.Contact.Active))
-	}
-	if a.hw.Env != nil {
-		e := &localapi.EnvReading{Sensor: a.hw.Env.Name()}
-		a.mu.Lock()
-		e.MaxC = a.st.MaxC
-		a.mu.Unlock()
-		r, err := a.hw.Env.Read(ctx)
-		if err != nil {
-			e.Error = err.Error()
-		} else {
-			e.Time, e.TemperatureC, e.HumidityPct, e.PressureKPa = r.Time, round2(r.TemperatureC), round2(r.HumidityPct), round2(r.PressureKPa)
-			e.High = r.TemperatureC > e.MaxC
+	for _, p := range a.parts {
+		if p.in != nil {
+			out.Inputs = append(out.Inputs, inputNow(p.Name, p.in.Active))
 		}
-		out.Env = e
+		if a.hw.Env != nil && p.Name == a.hw.Env.Name() {
+			r, err := p.smp.Read(ctx)
+			if err == nil {
+				err = checkValues(r)
+			}
+			a.mu.Lock()
+			e := a.envReading(p.Name, r)
+			a.mu.Unlock()
+			if err != nil {
+				e.Error = err.Error()
+			}
+			out.Env = e
+		}
 	}
 	return out
+}
+
+// envReading is the chocolate box's environment reading of part name;
+// called with a.mu held.
+func (a *Agent) envReading(name string, v map[string]float64) *localapi.EnvReading {
+	e := &localapi.EnvReading{Sensor: name, TemperatureC: round2(v["temperature_c"]), HumidityPct: round2(v["humidity_pct"]),
+		PressureKPa: round2(v["pressure_kpa"])}
+	if l, ok := a.st.Sensors[name].Limits["temperature_c"]; ok && l.High != nil {
+		e.MaxC = *l.High
+		e.High = v != nil && v["temperature_c"] > e.MaxC
+	}
+	return e
 }
 
 func inputNow(name string, active func() (bool, error)) localapi.InputState {

@@ -151,7 +151,7 @@ func TestPrintedPolicyIsEnough(t *testing.T) {
 	d.stop()
 	d.start(t, agent.Options{DefenderFirstDelay: time.Millisecond})
 	d.motion.Trigger(false)
-	waitFor(t, "a report after the restart", obs.reported, func(r map[string]any) bool { return path(r, "sensors.motion") == false })
+	waitFor(t, "a report after the restart", obs.reported, func(r map[string]any) bool { return path(r, "sensors.motion.active") == false })
 	if c := connection(t, d, "the connection after the restart", connected); c.Diagnosis != nil || c.Connects != 1 || c.Disconnects != 0 {
 		t.Errorf("connection after the restart: connects %d, disconnects %d, diagnosis %+v", c.Connects, c.Disconnects, c.Diagnosis)
 	}

@@ -95,9 +95,9 @@ func TestSameReportAgentDocument(t *testing.T) {
 	if !sameReport(cur, shadow) || !sameReport(shadow, cur) {
 		t.Fatalf("the document and its JSON copy differ:\n%v\n%v", cur, shadow)
 	}
-	a.st.MaxC += 0.5
+	a.st.Parts["bme280"].Values["temperature_c"] += 0.5
 	if sameReport(a.reported(), shadow) {
-		t.Error("a changed max_c was not seen")
+		t.Error("a changed temperature was not seen")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/shadow"
 )
 
@@ -14,19 +15,27 @@ import (
 type Settings struct {
 	Armed     bool
 	IntervalS int
-	MaxC      float64
 	LogLevel  string
 	Outputs   map[string]bool
+	// Sensors are each part's settings, by part name.
+	Sensors map[string]*PartSettings
 	// DefenderIntervalS is the Device Defender report interval.
 	DefenderIntervalS int
+}
+
+// PartSettings are what desired state may change of one part:
+// desired.sensors.<name>.limits.<reading> and desired.sensors.<name>.armed.
+type PartSettings struct {
+	Limits    map[string]config.Limit
+	Armed     bool // an alarm input raises alarms while the device is armed
+	Alarm     bool // the part is an alarm input: Armed applies
+	HasLimits bool // the part has readings: Limits apply
 }
 
 // Limits on desired values; the same rules as the config file.
 const (
 	minIntervalS = 1
 	maxIntervalS = 86400
-	minMaxC      = -40
-	maxMaxC      = 85
 	// AWS advises at least 300 s; iotsim accepts shorter, for tests.
 	minDefenderS = 5
 )
@@ -76,15 +85,7 @@ func (s *Settings) ApplyDesired(desired map[string]any) (changed []string, probl
 					changed = append(changed, path)
 				}
 			case "temperature.max_c":
-				f, ok := number(v)
-				if !ok || f < minMaxC || f > maxMaxC {
-					bad(path, "want a number from %d to %d, got %s", minMaxC, maxMaxC, jsonText(v))
-					continue
-				}
-				if s.MaxC != f {
-					s.MaxC = f
-					changed = append(changed, path)
-				}
+				bad(path, "moved: set desired.sensors.<name>.limits.temperature_c.high (see the migration in README.md)")
 			case "defender.interval_s":
 				n, ok := wholeNumber(v)
 				if !ok || n < minDefenderS || n > maxIntervalS {
@@ -106,6 +107,10 @@ func (s *Settings) ApplyDesired(desired map[string]any) (changed []string, probl
 					changed = append(changed, path)
 				}
 			default:
+				if key == "sensors" {
+					changed = append(changed, s.applyPart(sub, v, bad)...)
+					continue
+				}
 				if key != "outputs" {
 					bad(path, "unknown setting")
 					continue
@@ -132,7 +137,113 @@ func (s *Settings) ApplyDesired(desired map[string]any) (changed []string, probl
 	return changed, problems
 }
 
-var knownSections = map[string]struct{}{"alarm": {}, "telemetry": {}, "temperature": {}, "log": {}, "outputs": {}, "defender": {}}
+var knownSections = map[string]struct{}{"alarm": {}, "telemetry": {}, "temperature": {}, "log": {}, "outputs": {}, "defender": {}, "sensors": {}}
+
+// applyPart applies desired.sensors.<name>: its "armed" and its
+// "limits", each value on its own.
+func (s *Settings) applyPart(name string, v any, bad func(path, format string, args ...any)) (changed []string) {
+	path := "sensors." + name
+	ps := s.Sensors[name]
+	if ps == nil {
+		bad(path, "no part called %q is configured", name)
+		return nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		bad(path, "want an object, got %s", jsonType(v))
+		return nil
+	}
+	for k, v := range obj {
+		kp := path + "." + k
+		switch k {
+		case "armed":
+			b, ok := v.(bool)
+			switch {
+			case !ps.Alarm:
+				bad(kp, "%s is not an alarm input", name)
+			case !ok:
+				bad(kp, "want true or false, got %s", jsonType(v))
+			case b != ps.Armed:
+				ps.Armed = b
+				changed = append(changed, kp)
+			}
+		case "limits":
+			lims, ok := v.(map[string]any)
+			if !ps.HasLimits {
+				bad(kp, "%s has no readings", name)
+				continue
+			}
+			if !ok {
+				bad(kp, "want an object of readings, got %s", jsonType(v))
+				continue
+			}
+			for r, lv := range lims {
+				rp := kp + "." + r
+				if !config.ReadingName(r) {
+					bad(rp, "not a reading name: want 1 to 32 of a-z 0-9 _")
+					continue
+				}
+				if lv == nil { // null removes the limit
+					if _, had := ps.Limits[r]; had {
+						delete(ps.Limits, r)
+						changed = append(changed, rp)
+					}
+					continue
+				}
+				l, msg := desiredLimit(lv)
+				if msg == "" {
+					msg = config.LimitProblem(l)
+				}
+				if msg != "" {
+					bad(rp, "%s", msg)
+					continue
+				}
+				if old, had := ps.Limits[r]; !had || !sameLimit(old, l) {
+					ps.Limits[r] = l
+					changed = append(changed, rp)
+				}
+			}
+		default:
+			bad(kp, "unknown setting (want \"limits\" or \"armed\")")
+		}
+	}
+	return changed
+}
+
+// desiredLimit reads {"high":…, "low":…, "hysteresis":…} from desired
+// state.
+func desiredLimit(v any) (config.Limit, string) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return config.Limit{}, fmt.Sprintf("want an object with high, low and hysteresis, got %s", jsonType(v))
+	}
+	var l config.Limit
+	for k, v := range obj {
+		if v == nil {
+			continue
+		}
+		f, ok := number(v)
+		if !ok {
+			return l, fmt.Sprintf("%s: want a number, got %s", k, jsonText(v))
+		}
+		switch k {
+		case "high":
+			l.High = &f
+		case "low":
+			l.Low = &f
+		case "hysteresis":
+			l.Hysteresis = f
+		default:
+			return l, fmt.Sprintf("unknown key %q (want high, low, hysteresis)", k)
+		}
+	}
+	return l, ""
+}
+
+func sameLimit(a, b config.Limit) bool {
+	eq := func(x, y *float64) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return eq(a.High, b.High) && eq(a.Low, b.Low) && a.Hysteresis == b.Hysteresis
+}
 
 func number(v any) (float64, bool) {
 	switch n := v.(type) {

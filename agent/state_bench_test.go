@@ -10,20 +10,21 @@ import (
 	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/outbox"
 	"github.com/iotagent/iotagent/sensors"
+	"github.com/iotagent/iotagent/sensors/sensortest"
 )
 
 // BenchmarkApplyDesired applies a typical delta of the chocolate box.
 func BenchmarkApplyDesired(b *testing.B) {
 	desired := map[string]any{
-		"alarm":       map[string]any{"armed": true},
-		"telemetry":   map[string]any{"interval_s": float64(30)},
-		"temperature": map[string]any{"max_c": 28.5},
-		"log":         map[string]any{"level": "debug"},
-		"outputs":     map[string]any{"led": true, "buzzer": false},
+		"alarm":     map[string]any{"armed": true},
+		"telemetry": map[string]any{"interval_s": float64(30)},
+		"sensors":   map[string]any{"bme280": map[string]any{"limits": map[string]any{"temperature_c": map[string]any{"high": 28.5}}}},
+		"log":       map[string]any{"level": "debug"},
+		"outputs":   map[string]any{"led": true, "buzzer": false},
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		s := Settings{IntervalS: 60, MaxC: 30, LogLevel: "info", Outputs: map[string]bool{"led": false, "buzzer": false}}
+		s := baseSettings()
 		if changed, problems := s.ApplyDesired(desired); len(changed) != 5 || len(problems) != 0 {
 			b.Fatalf("changed %v, problems %v", changed, problems)
 		}
@@ -63,7 +64,8 @@ func benchAgent(b testing.TB) *Agent {
 	if a.ob, err = outbox.Open(db, outbox.Options{}, nil); err != nil {
 		b.Fatal(err)
 	}
-	a.hw = &Hardware{Outputs: map[string]sensors.Output{}}
-	a.st.Env = &sensors.Reading{TemperatureC: 21.37, HumidityPct: 45.02, PressureKPa: 101.33}
+	a.hw = &Hardware{Outputs: map[string]sensors.Output{}, Env: sensortest.NewFakeSensor("bme280")}
+	a.setupParts()
+	a.st.Parts["bme280"].Values = sensors.Values{"temperature_c": 21.37, "humidity_pct": 45.02, "pressure_kpa": 101.33}
 	return a
 }

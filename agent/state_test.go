@@ -8,12 +8,20 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iotagent/iotagent/agent/config"
 	"github.com/iotagent/iotagent/agent/shadow"
 )
 
 func baseSettings() Settings {
-	return Settings{IntervalS: 60, MaxC: 30, LogLevel: "info", Outputs: map[string]bool{"led": false, "buzzer": false}, DefenderIntervalS: 300}
+	high := 30.0
+	return Settings{IntervalS: 60, LogLevel: "info", Outputs: map[string]bool{"led": false, "buzzer": false}, DefenderIntervalS: 300,
+		Sensors: map[string]*PartSettings{
+			"bme280": {Limits: map[string]config.Limit{"temperature_c": {High: &high}}, HasLimits: true},
+			"motion": {Limits: map[string]config.Limit{}, Alarm: true, Armed: true},
+		}}
 }
+
+func f64(f float64) *float64 { return &f }
 
 func TestApplyDesired(t *testing.T) {
 	tests := []struct {
@@ -26,25 +34,48 @@ func TestApplyDesired(t *testing.T) {
 		{name: "empty", desired: `{}`},
 		{
 			name:    "every setting",
-			desired: `{"alarm":{"armed":true},"telemetry":{"interval_s":5},"temperature":{"max_c":27.5},"log":{"level":"debug"},"outputs":{"led":true}}`,
+			desired: `{"alarm":{"armed":true},"telemetry":{"interval_s":5},"sensors":{"bme280":{"limits":{"temperature_c":{"high":27.5},"humidity_pct":{"low":20,"high":80,"hysteresis":2}}},"motion":{"armed":false}},"log":{"level":"debug"},"outputs":{"led":true}}`,
 			want: func(s *Settings) {
-				s.Armed, s.IntervalS, s.MaxC, s.LogLevel, s.Outputs["led"] = true, 5, 27.5, "debug", true
+				s.Armed, s.IntervalS, s.LogLevel, s.Outputs["led"] = true, 5, "debug", true
+				s.Sensors["bme280"].Limits["temperature_c"] = config.Limit{High: f64(27.5)}
+				s.Sensors["bme280"].Limits["humidity_pct"] = config.Limit{High: f64(80), Low: f64(20), Hysteresis: 2}
+				s.Sensors["motion"].Armed = false
 			},
-			wantChanged: []string{"alarm.armed", "log.level", "outputs.led", "telemetry.interval_s", "temperature.max_c"},
+			wantChanged: []string{"alarm.armed", "log.level", "outputs.led", "sensors.bme280.limits.humidity_pct", "sensors.bme280.limits.temperature_c", "sensors.motion.armed", "telemetry.interval_s"},
 		},
+		{name: "a limit removed", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":null}}}}`,
+			want: func(s *Settings) { delete(s.Sensors["bme280"].Limits, "temperature_c") }, wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
+		{
+			name:    "bad part settings are refused one by one",
+			desired: `{"sensors":{"bme280":{"armed":true,"limits":{"temperature_c":{"high":10,"low":20},"humidity_pct":{"high":"x"},"Bad":{"high":1},"pressure_kpa":{"high":120,"hysteresis":-1},"lux":{}}},"motion":{"limits":{"x":{"high":1}},"armed":"yes"},"door":{"armed":true},"led":1}}`,
+			wantProblems: []string{
+				"desired.sensors.bme280.armed: bme280 is not an alarm input",
+				"desired.sensors.bme280.limits.Bad: not a reading name: want 1 to 32 of a-z 0-9 _",
+				"desired.sensors.bme280.limits.humidity_pct: high: want a number, got \"x\"",
+				"desired.sensors.bme280.limits.lux: want \"high\", \"low\" or both",
+				"desired.sensors.bme280.limits.pressure_kpa: hysteresis -1: want 0 or more",
+				"desired.sensors.bme280.limits.temperature_c: low 20 must be below high 10",
+				"desired.sensors.door: no part called \"door\" is configured",
+				"desired.sensors.led: no part called \"led\" is configured",
+				"desired.sensors.motion.armed: want true or false, got a string",
+				"desired.sensors.motion.limits: motion has no readings",
+			},
+		},
+		{name: "the old temperature.max_c says where it moved", desired: `{"temperature":{"max_c":25}}`,
+			wantProblems: []string{"desired.temperature.max_c: moved: set desired.sensors.<name>.limits.temperature_c.high (see the migration in README.md)"}},
 		{name: "same values change nothing", desired: `{"alarm":{"armed":false},"telemetry":{"interval_s":60}}`},
 		{name: "defender interval", desired: `{"defender":{"interval_s":600}}`, want: func(s *Settings) { s.DefenderIntervalS = 600 }, wantChanged: []string{"defender.interval_s"}},
 		{name: "defender interval too short", desired: `{"defender":{"interval_s":1}}`, wantProblems: []string{"desired.defender.interval_s: want a whole number of seconds from 5 to 86400, got 1"}},
 		{name: "interval as whole float", desired: `{"telemetry":{"interval_s":10.0}}`, want: func(s *Settings) { s.IntervalS = 10 }, wantChanged: []string{"telemetry.interval_s"}},
 		{
 			name:         "wrong types are refused one by one",
-			desired:      `{"alarm":{"armed":"yes"},"telemetry":{"interval_s":"fast"},"temperature":{"max_c":true},"log":{"level":3},"outputs":{"led":1}}`,
-			wantProblems: []string{"desired.alarm.armed: want true or false, got a string", "desired.log.level: want one of debug, info, warn, error, got 3", "desired.outputs.led: want true or false, got a number", "desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got \"fast\"", "desired.temperature.max_c: want a number from -40 to 85, got true"},
+			desired:      `{"alarm":{"armed":"yes"},"telemetry":{"interval_s":"fast"},"log":{"level":3},"outputs":{"led":1}}`,
+			wantProblems: []string{"desired.alarm.armed: want true or false, got a string", "desired.log.level: want one of debug, info, warn, error, got 3", "desired.outputs.led: want true or false, got a number", "desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got \"fast\""},
 		},
 		{
 			name:         "out of range and fractional",
-			desired:      `{"telemetry":{"interval_s":0.5},"temperature":{"max_c":1000}}`,
-			wantProblems: []string{"desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 0.5", "desired.temperature.max_c: want a number from -40 to 85, got 1000"},
+			desired:      `{"telemetry":{"interval_s":0.5},"sensors":{"bme280":{"limits":{"temperature_c":{"high":1e400}}}}}`,
+			wantProblems: []string{"desired.sensors.bme280.limits.temperature_c: high: want a number, got 1e400", "desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 0.5"},
 		},
 		{
 			name:         "a bad key does not block a good one",
@@ -90,7 +121,7 @@ func TestApplyDesired(t *testing.T) {
 func TestApplyDesiredValuesGoCannotHold(t *testing.T) {
 	deep := strings.Repeat(`{"a":`, shadow.MaxDepth+5) + `1` + strings.Repeat(`}`, shadow.MaxDepth+5)
 	d, err := shadow.DecodeObject([]byte(`{"evil":1e400,"alarm":{"armed":true},` +
-		`"telemetry":{"interval_s":18446744073709551616},"temperature":{"max_c":-1e400},"log":{"level":` + deep + `}}`))
+		`"telemetry":{"interval_s":18446744073709551616},"sensors":{"bme280":{"limits":{"temperature_c":{"high":-1e400}}}},"log":{"level":` + deep + `}}`))
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
@@ -103,12 +134,11 @@ func TestApplyDesiredValuesGoCannotHold(t *testing.T) {
 		"desired.evil: unknown setting",
 		"desired.log.level: want one of debug, info, warn, error, got {\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"...",
 		"desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 18446744073709551616",
-		"desired.temperature.max_c: want a number from -40 to 85, got -1e400",
 	}
 	if diff := cmp.Diff(want, problems); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
 	}
-	if !s.Armed || s.IntervalS != 60 || s.MaxC != 30 || s.LogLevel != "info" {
+	if !s.Armed || s.IntervalS != 60 || *s.Sensors["bme280"].Limits["temperature_c"].High != 30 || s.LogLevel != "info" {
 		t.Errorf("settings = %+v", s)
 	}
 }
@@ -124,6 +154,7 @@ func FuzzApplyDesired(f *testing.F) {
 	f.Add([]byte(`{"alarm":{"armed":true},"telemetry":{"interval_s":5}}`))
 	f.Add([]byte(`{"outputs":{"led":true,"x":null},"log":{"level":"warn"}}`))
 	f.Add([]byte(`{"temperature":{"max_c":1e308}}`))
+	f.Add([]byte(`{"sensors":{"bme280":{"limits":{"temperature_c":{"high":1e308,"low":-1e308,"hysteresis":1}}},"motion":{"armed":false}}}`))
 	f.Add([]byte(`{"evil":1e400,"alarm":{"armed":false},"telemetry":{"interval_s":18446744073709551616}}`))
 	f.Add([]byte(`{"alarm":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -133,7 +164,7 @@ func FuzzApplyDesired(f *testing.F) {
 		}
 		s := baseSettings()
 		_, problems := s.ApplyDesired(d)
-		if s.IntervalS < minIntervalS || s.IntervalS > maxIntervalS || s.MaxC < minMaxC || s.MaxC > maxMaxC || !contains(logLevels, s.LogLevel) {
+		if s.IntervalS < minIntervalS || s.IntervalS > maxIntervalS || !contains(logLevels, s.LogLevel) || badLimits(s) {
 			t.Fatalf("invalid settings applied: %+v", s)
 		}
 		if len(s.Outputs) != 2 {
@@ -145,4 +176,16 @@ func FuzzApplyDesired(f *testing.F) {
 			}
 		}
 	})
+}
+
+// badLimits reports a limit desired state should have refused.
+func badLimits(s Settings) bool {
+	for _, ps := range s.Sensors {
+		for r, l := range ps.Limits {
+			if !config.ReadingName(r) || config.LimitProblem(l) != "" {
+				return true
+			}
+		}
+	}
+	return len(s.Sensors) != 2
 }

@@ -19,9 +19,11 @@ type Config struct {
 	Telemetry   Telemetry   `json:"telemetry"`
 	Alarm       Alarm       `json:"alarm"`
 	Temperature Temperature `json:"temperature"`
-	Sensors     Sensors     `json:"sensors"`
-	Defender    Defender    `json:"defender"`
-	LocalAPI    LocalAPI    `json:"localapi"`
+	Sensors     Sensors     `json:"sensors"` // the old fixed chocolate box; see Legacy
+	// Parts describe the device: named inputs, outputs and sensors.
+	Parts    map[string]Part `json:"parts"`
+	Defender Defender        `json:"defender"`
+	LocalAPI LocalAPI        `json:"localapi"`
 	// Provisioning, when ClaimCert is set, makes the agent provision itself
 	// on a start with no identity yet (fleet provisioning by claim).
 	Provisioning Provisioning `json:"provisioning"`
@@ -324,11 +326,23 @@ func (c *Config) fillDerived() {
 	if b := c.Sensors.BME280; b != nil && b.Driver == "sim" && b.SimFIFO == "" {
 		b.SimFIFO = filepath.Join(c.StateDir, "sim", "bme280")
 	}
+	for name, p := range c.Parts {
+		if p.Sim && p.SimFIFO == "" {
+			p.SimFIFO = filepath.Join(c.StateDir, "sim", name)
+			c.Parts[name] = p
+		}
+	}
 }
 
 // resolvePaths makes every relative path absolute against baseDir (the
 // config file's directory) and cleans every path.
 func (c *Config) resolvePaths(baseDir string) {
+	for name, p := range c.Parts {
+		if p.SimFIFO != "" {
+			p.SimFIFO = resolve(baseDir, p.SimFIFO)
+			c.Parts[name] = p
+		}
+	}
 	for _, p := range c.paths() {
 		if *p == "" {
 			continue
@@ -339,6 +353,13 @@ func (c *Config) resolvePaths(baseDir string) {
 			*p = filepath.Join(baseDir, *p)
 		}
 	}
+}
+
+func resolve(baseDir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(baseDir, p)
 }
 
 // paths returns pointers to every field that holds a file path.

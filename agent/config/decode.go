@@ -21,6 +21,9 @@ type decoder struct {
 	data []byte
 	dec  *json.Decoder
 	errs problems
+	// valueStart is the offset just after the key of the value being
+	// decoded (before its ':'), where a json.RawMessage's text starts.
+	valueStart int64
 }
 
 // decodeStrict decodes data (one JSON object) into v, a pointer to a struct.
@@ -84,6 +87,14 @@ func (d *decoder) value(path string, tok json.Token, v reflect.Value) error {
 			v.SetZero()
 			return nil
 		}
+		if v.Type().Elem().Kind() != reflect.Struct { // *float64: null or the value
+			p := reflect.New(v.Type().Elem())
+			if err := d.value(path, tok, p.Elem()); err != nil {
+				return err
+			}
+			v.Set(p)
+			return nil
+		}
 		if !isDelim(tok, '{') {
 			return d.wrongType(path, "an object or null", tok)
 		}
@@ -101,6 +112,17 @@ func (d *decoder) value(path string, tok json.Token, v reflect.Value) error {
 		return d.object(path, v)
 
 	case reflect.Slice:
+		if v.Type() == reflect.TypeFor[json.RawMessage]() { // kept as it is, for its driver to decode
+			if !isDelim(tok, '{') {
+				return d.wrongType(path, "an object", tok)
+			}
+			if err := d.skip(tok); err != nil {
+				return err
+			}
+			raw := bytes.TrimLeft(d.data[d.valueStart:d.dec.InputOffset()], " \t\r\n:")
+			v.SetBytes(bytes.Clone(raw))
+			return nil
+		}
 		if tok == nil {
 			v.SetZero()
 			return nil
@@ -141,6 +163,7 @@ func (d *decoder) value(path string, tok json.Token, v reflect.Value) error {
 				return err
 			}
 			key, _ := kt.(string)
+			d.valueStart = d.dec.InputOffset()
 			vt, err := d.dec.Token()
 			if err != nil {
 				return err
@@ -256,6 +279,7 @@ func (d *decoder) object(path string, v reflect.Value) error {
 		if path != "" {
 			fp = path + "." + key
 		}
+		d.valueStart = d.dec.InputOffset()
 		vt, err := d.dec.Token()
 		if err != nil {
 			return err
@@ -359,6 +383,8 @@ func newDefault(t reflect.Type) reflect.Value {
 		p.Elem().Set(reflect.ValueOf(defaultInput()))
 	case reflect.TypeFor[BME280]():
 		p.Elem().Set(reflect.ValueOf(defaultBME280()))
+	case reflect.TypeFor[Part]():
+		p.Elem().Set(reflect.ValueOf(defaultPart()))
 	}
 	return p
 }

@@ -359,6 +359,7 @@ func (c *Config) validateSensors(p *problems) {
 			p.add(ErrInvalid, path+".driver", "want \"gpio\" or \"sim\", got %q", o.Driver)
 		}
 	}
+	c.validateParts(p, pins)
 }
 
 func validateInput(p *problems, path string, in *Input) {

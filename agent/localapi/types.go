@@ -26,6 +26,7 @@ const (
 	ActionOutboxList     = "outbox.list"  // body OutboxRequest; answer OutboxList
 	ActionOutboxRetry    = "outbox.retry" // body OutboxRequest; answer OutboxChange
 	ActionOutboxPurge    = "outbox.purge" // body OutboxRequest; answer OutboxChange
+	ActionPartsPush      = "parts.push"   // body Push; answer Done
 )
 
 // OutboxRequest is the body of the outbox actions. IDs name messages;
@@ -66,6 +67,16 @@ type OutboxChange struct {
 	IDs     []uint64 `json:"ids"` // the messages moved back to the queue, or deleted
 	Message string   `json:"message"`
 	Offline bool     `json:"offline,omitempty"`
+}
+
+// Push is the body of the parts.push action: readings of a part of type
+// "push" ({"part":"tank","values":{"level_pct":40}}), or an input event of
+// it ({"part":"bell","active":true}), or both. They go through the same
+// limits, alarms, reporting and telemetry as the parts the agent reads.
+type Push struct {
+	Part   string             `json:"part"`
+	Values map[string]float64 `json:"values,omitempty"`
+	Active *bool              `json:"active,omitempty"`
 }
 
 // OTARollback is the body of the ota.rollback action.
@@ -183,13 +194,16 @@ type Shadow struct {
 
 // Sensors is the "sensors" section and the answer to sensors.read.
 type Sensors struct {
-	Env        *EnvReading     `json:"env,omitempty"`
-	Inputs     []InputState    `json:"inputs,omitempty"`
-	Outputs    map[string]bool `json:"outputs,omitempty"`
-	Alarm      AlarmState      `json:"alarm"`
-	ReadErrors uint64          `json:"read_errors"`
-	LastError  string          `json:"last_error,omitempty"`
-	Source     string          `json:"source"` // "agent" (last values), "live" (read now), "direct" (hardware, no agent)
+	Env    *EnvReading  `json:"env,omitempty"`
+	Inputs []InputState `json:"inputs,omitempty"`
+	// Parts are every part's state but outputs', by name, in the shape
+	// of the shadow's reported.sensors.
+	Parts      map[string]map[string]any `json:"parts,omitempty"`
+	Outputs    map[string]bool           `json:"outputs,omitempty"`
+	Alarm      AlarmState                `json:"alarm"`
+	ReadErrors uint64                    `json:"read_errors"`
+	LastError  string                    `json:"last_error,omitempty"`
+	Source     string                    `json:"source"` // "agent" (last values), "live" (read now), "direct" (hardware, no agent)
 }
 
 // EnvReading is one BME280 sample.
