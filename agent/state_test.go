@@ -74,8 +74,8 @@ func TestApplyDesired(t *testing.T) {
 		},
 		{
 			name:         "out of range and fractional",
-			desired:      `{"telemetry":{"interval_s":0.5},"sensors":{"bme280":{"limits":{"temperature_c":{"high":1e400}}}}}`,
-			wantProblems: []string{"desired.sensors.bme280.limits.temperature_c: high: want a number, got 1e400", "desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 0.5"},
+			desired:      `{"telemetry":{"interval_s":0.5},"sensors":{"bme280":{"limits":{"temperature_c":{"high":1e10}}}}}`,
+			wantProblems: []string{"desired.sensors.bme280.limits.temperature_c: high and low must be numbers within ±1e9", "desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 0.5"},
 		},
 		{
 			name:         "a bad key does not block a good one",
@@ -133,6 +133,7 @@ func TestApplyDesiredValuesGoCannotHold(t *testing.T) {
 	want := []string{
 		"desired.evil: unknown setting",
 		"desired.log.level: want one of debug, info, warn, error, got {\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"...",
+		"desired.sensors.bme280.limits.temperature_c: high: want a number, got -1e400",
 		"desired.telemetry.interval_s: want a whole number of seconds from 1 to 86400, got 18446744073709551616",
 	}
 	if diff := cmp.Diff(want, problems); diff != "" {
