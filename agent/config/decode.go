@@ -113,14 +113,21 @@ func (d *decoder) value(path string, tok json.Token, v reflect.Value) error {
 
 	case reflect.Slice:
 		if v.Type() == reflect.TypeFor[json.RawMessage]() { // kept as it is, for its driver to decode
+			if tok == nil {
+				v.SetZero()
+				return nil
+			}
 			if !isDelim(tok, '{') {
 				return d.wrongType(path, "an object", tok)
 			}
 			if err := d.skip(tok); err != nil {
 				return err
 			}
-			raw := bytes.TrimLeft(d.data[d.valueStart:d.dec.InputOffset()], " \t\r\n:")
-			v.SetBytes(bytes.Clone(raw))
+			var raw bytes.Buffer
+			if err := json.Compact(&raw, bytes.TrimLeft(d.data[d.valueStart:d.dec.InputOffset()], " \t\r\n:")); err != nil {
+				return err
+			}
+			v.SetBytes(raw.Bytes())
 			return nil
 		}
 		if tok == nil {
