@@ -305,7 +305,7 @@ func (a *Agent) sensorsSection() localapi.Sensors {
 		if p.in != nil {
 			out.Inputs = append(out.Inputs, localapi.InputState{Name: p.Name, Active: ps.Active})
 		}
-		if a.hw.Env != nil && p.Name == a.hw.Env.Name() && ps.Values != nil {
+		if a.isEnv(p) && ps.Values != nil && out.Env == nil {
 			out.Env = a.envReading(p.Name, ps.Values)
 		}
 	}
@@ -335,7 +335,7 @@ func (a *Agent) readSensorsNow(ctx context.Context) localapi.Sensors {
 		if p.in != nil {
 			out.Inputs = append(out.Inputs, inputNow(p.Name, p.in.Active))
 		}
-		if a.hw.Env != nil && p.Name == a.hw.Env.Name() {
+		if a.isEnv(p) && out.Env == nil {
 			r, err := p.smp.Read(ctx)
 			if err == nil {
 				err = checkValues(r)
@@ -350,6 +350,12 @@ func (a *Agent) readSensorsNow(ctx context.Context) localapi.Sensors {
 		}
 	}
 	return out
+}
+
+// isEnv reports whether p is the chocolate box's environment sensor, a
+// BME280, which the sensors section shows on its own line.
+func (a *Agent) isEnv(p *runPart) bool {
+	return p.smp != nil && (p.Type == "bme280" || (a.hw.Env != nil && p.Name == a.hw.Env.Name()))
 }
 
 // envReading is the chocolate box's environment reading of part name;

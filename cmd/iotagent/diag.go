@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -663,13 +664,12 @@ func (d *diagRun) roundTrip(ctx context.Context, pc mqtt.Client, thing string) {
 // checkHardware checks the configured GPIO and I2C devices: through the
 // agent's last values when it runs (it holds the pins), else directly.
 func (d *diagRun) checkHardware(ctx context.Context) {
-	s := d.cfg.Sensors
-	if s.Motion == nil && s.Contact == nil && s.BME280 == nil && len(s.Outputs) == 0 {
+	if len(d.cfg.DeviceParts()) == 0 {
 		d.add("hardware", pass, "no sensors configured", "")
 		return
 	}
 	if !agent.NeedsHost(d.cfg) {
-		d.add("hardware", pass, "every sensor is simulated (driver \"sim\"): no GPIO or I2C to check", "")
+		d.add("hardware", pass, "every part is simulated (\"sim\": true): no GPIO or I2C to check", "")
 		return
 	}
 	if d.running && d.sensors != nil {
@@ -691,7 +691,7 @@ func (d *diagRun) checkHardware(ctx context.Context) {
 			_ = hw.Close()
 		}
 	}()
-	se := readDirect(ctx, hw, d.cfg.Temperature.MaxC)
+	se := readDirect(ctx, hw, &d.cfg)
 	var bad []string
 	var good []string
 	for _, in := range se.Inputs {
@@ -706,6 +706,21 @@ func (d *diagRun) checkHardware(ctx context.Context) {
 			bad = append(bad, se.Env.Sensor+": "+se.Env.Error)
 		} else {
 			good = append(good, fmt.Sprintf("%s (%.1f °C)", se.Env.Sensor, se.Env.TemperatureC))
+		}
+	}
+	names := make([]string, 0, len(se.Parts))
+	for n := range se.Parts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if se.Env != nil && n == se.Env.Sensor {
+			continue
+		}
+		if e, _ := se.Parts[n]["error"].(string); e != "" {
+			bad = append(bad, n+": "+e)
+		} else {
+			good = append(good, n)
 		}
 	}
 	if len(bad) > 0 {

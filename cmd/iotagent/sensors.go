@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -75,7 +76,7 @@ type sensorReader struct {
 	direct bool
 	stderr io.Writer
 	hw     *agent.Hardware
-	maxC   float64
+	cfg    *config.Config
 	said   bool
 }
 
@@ -103,9 +104,9 @@ func (r *sensorReader) read(ctx context.Context) (localapi.Sensors, error) {
 		if r.hw, err = openHardware(cfg); err != nil {
 			return localapi.Sensors{}, err
 		}
-		r.maxC = cfg.Temperature.MaxC
+		r.cfg = &cfg
 	}
-	return readDirect(ctx, r.hw, r.maxC), nil
+	return readDirect(ctx, r.hw, r.cfg), nil
 }
 
 func (r *sensorReader) close() {
@@ -145,7 +146,11 @@ func openHardware(cfg config.Config) (*agent.Hardware, error) {
 
 // readDirect samples hw now. Simulated inputs read their idle level: no
 // agent feeds their pipes.
-func readDirect(ctx context.Context, hw *agent.Hardware, maxC float64) localapi.Sensors {
+func readDirect(ctx context.Context, hw *agent.Hardware, cfg *config.Config) localapi.Sensors {
+	maxC := config.Default().Temperature.MaxC
+	if cfg != nil {
+		maxC = cfg.Temperature.MaxC
+	}
 	se := localapi.Sensors{Source: "direct"}
 	for _, in := range []sensors.Input{hw.Motion, hw.Contact} {
 		if in == nil {
@@ -168,6 +173,57 @@ func readDirect(ctx context.Context, hw *agent.Hardware, maxC float64) localapi.
 			e.High = rd.TemperatureC > maxC
 		}
 		se.Env = e
+	}
+	names := make([]string, 0, len(hw.Inputs))
+	for n := range hw.Inputs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		on, err := hw.Inputs[n].Active()
+		s := localapi.InputState{Name: n, Active: on}
+		if err != nil {
+			s.Error = err.Error()
+		}
+		se.Inputs = append(se.Inputs, s)
+	}
+	var parts []config.NamedPart
+	if cfg != nil {
+		parts = cfg.DeviceParts()
+	}
+	for _, np := range parts {
+		smp := hw.Samplers[np.Name]
+		if smp == nil {
+			continue
+		}
+		if se.Parts == nil {
+			se.Parts = map[string]map[string]any{}
+		}
+		p := map[string]any{}
+		v, err := smp.Read(ctx)
+		if np.Type == "bme280" && se.Env == nil { // the chocolate box's line
+			e := &localapi.EnvReading{Sensor: np.Name, TemperatureC: round2(v["temperature_c"]), HumidityPct: round2(v["humidity_pct"]),
+				PressureKPa: round2(v["pressure_kpa"])}
+			if l, ok := np.Limits["temperature_c"]; ok && l.High != nil {
+				e.MaxC = *l.High
+				e.High = v["temperature_c"] > e.MaxC
+			}
+			if err != nil {
+				e.Error = err.Error()
+			}
+			se.Env = e
+		}
+		if err != nil {
+			p["error"] = err.Error()
+		}
+		for k, f := range v {
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				p["error"] = fmt.Sprintf("%s is %v, not a number", k, f)
+				continue
+			}
+			p[k] = round2(f)
+		}
+		se.Parts[np.Name] = p
 	}
 	return se
 }

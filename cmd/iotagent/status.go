@@ -191,6 +191,7 @@ func renderSensors(b *strings.Builder, se localapi.Sensors, line func(label, for
 	for _, in := range se.Inputs {
 		parts = append(parts, inputText(in))
 	}
+	parts = append(parts, partTexts(se)...)
 	if len(parts) == 0 {
 		parts = append(parts, "no values yet")
 	}
@@ -227,6 +228,47 @@ func renderSensors(b *strings.Builder, se localapi.Sensors, line func(label, for
 		last = fmt.Sprintf("; last alarm %s by %s", stamp(time.Unix(al.LastAlarm, 0)), al.LastSensor)
 	}
 	line("Alarm", "%s, %s%s", armed, state, last)
+}
+
+// partTexts are the lines of the parts with readings (the inputs and the
+// chocolate box's environment sensor have their own).
+func partTexts(se localapi.Sensors) []string {
+	names := make([]string, 0, len(se.Parts))
+	for n, p := range se.Parts {
+		_, input := p["active"]
+		if !input && (se.Env == nil || se.Env.Sensor != n) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var out []string
+	for _, n := range names {
+		p := se.Parts[n]
+		var vals []string
+		for k, v := range p {
+			if f, ok := v.(float64); ok {
+				vals = append(vals, fmt.Sprintf("%s %g", k, f))
+			}
+		}
+		sort.Strings(vals)
+		text := n + ": " + strings.Join(vals, ", ")
+		if len(vals) == 0 {
+			text = n + ": no values yet"
+		}
+		if w, ok := p["warning"].(map[string]any); ok && len(w) > 0 {
+			var ws []string
+			for k, v := range w {
+				ws = append(ws, fmt.Sprintf("%s %v", k, v))
+			}
+			sort.Strings(ws)
+			text += " (WARNING: " + strings.Join(ws, ", ") + ")"
+		}
+		if e, ok := p["error"].(string); ok && e != "" {
+			text += "; error: " + e
+		}
+		out = append(out, text)
+	}
+	return out
 }
 
 func inputText(in localapi.InputState) string {

@@ -119,7 +119,7 @@ func (b *agentBench) setup() error {
 	b.configDebounce1 = filepath.Join(b.tmp, "agent-config-debounce1.json")
 	if err := writeAgentConfig(b.o.config, b.configDebounce1, func(c map[string]any) {
 		issueConfig(c)
-		section(section(c, "sensors"), "motion")["debounce_ms"] = 1
+		section(section(c, "parts"), "motion")["debounce_ms"] = 1
 	}); err != nil {
 		return err
 	}
@@ -308,11 +308,11 @@ func (b *agentBench) deltaRoundTrip(ctx context.Context) error {
 		for i := 0; i < b.o.deltas && time.Now().Before(deadline); i++ {
 			want := fmt.Sprintf("%.1f", 40+float64(i%100)/10)
 			t0 := time.Now()
-			if _, err := b.sim.Shadows().Update(thing, "", []byte(`{"state":{"desired":{"temperature":{"max_c":`+want+`}}}}`)); err != nil {
+			if _, err := b.sim.Shadows().Update(thing, "", []byte(`{"state":{"desired":{"sensors":{"bme280":{"limits":{"temperature_c":{"high":`+want+`}}}}}}}`)); err != nil {
 				return fmt.Errorf("desired update: %w", err)
 			}
 			ev, err := next(ctx, w.reported, 10*time.Second, func(ev event) bool {
-				v, ok := lookup(ev.reported, "temperature", "max_c").(float64)
+				v, ok := lookup(ev.reported, "sensors", "bme280", "limits", "temperature_c", "high").(float64)
 				return ok && fmt.Sprintf("%.1f", v) == want
 			})
 			if err != nil {
@@ -374,14 +374,14 @@ func (b *agentBench) gpioDebounce1(ctx context.Context) error {
 // seconds).
 const edgeSpacing = 50 * time.Millisecond
 
-// motionClearedSince accepts a reported document with sensors.motion
-// false stored at or after since, when the "0" was written. A report
+// motionClearedSince accepts a reported document with
+// sensors.motion.active false stored at or after since, when the "0" was written. A report
 // stored earlier (the one that armed the alarm, say) says nothing about
 // the "0": taking it let the next "1" follow the "0" within the debounce
 // time, which the agent rightly treats as a glitch, and no alarm came.
 func motionClearedSince(since time.Time) func(event) bool {
 	return func(ev event) bool {
-		return !ev.at.Before(since) && lookup(ev.reported, "sensors", "motion") == false
+		return !ev.at.Before(since) && lookup(ev.reported, "sensors", "motion", "active") == false
 	}
 }
 
@@ -569,7 +569,7 @@ func prefill(path string, n int) error {
 	}
 	for i := range n {
 		payload := `{"thing":"` + thing + `","timestamp":` + strconv.Itoa(1760000000+i) +
-			`,"temperature_c":21.37,"humidity_pct":45.02,"pressure_kpa":101.33,"motion":false,"lid_open":false,"armed":false,"alarm":"off"}`
+			`,"armed":false,"alarm":"off","sensors":{"bme280":{"humidity_pct":45.02,"pressure_kpa":101.33,"temperature_c":21.37},"contact":{"active":false},"motion":{"active":false}}}`
 		if _, err := ob.Append("telemetry/"+thing, []byte(payload), outbox.Telemetry); err != nil {
 			return err
 		}

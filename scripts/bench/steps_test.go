@@ -66,7 +66,7 @@ func TestAgentConfigs(t *testing.T) {
 		debounce int
 	}{
 		{"issue", issueConfig, 50},
-		{"debounce 1", func(c map[string]any) { issueConfig(c); section(section(c, "sensors"), "motion")["debounce_ms"] = 1 }, 1},
+		{"debounce 1", func(c map[string]any) { issueConfig(c); section(section(c, "parts"), "motion")["debounce_ms"] = 1 }, 1},
 	} {
 		dst := filepath.Join(dir, tc.name+".json")
 		if err := writeAgentConfig(src, dst, tc.edit); err != nil {
@@ -80,7 +80,7 @@ func TestAgentConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		got := []any{c.Jobs.Enabled, c.Defender.Enabled, c.Defender.IntervalS, c.Sensors.Motion.DebounceMs}
+		got := []any{c.Jobs.Enabled, c.Defender.Enabled, c.Defender.IntervalS, c.Parts["motion"].DebounceMs}
 		if diff := cmp.Diff([]any{true, true, defenderIntervalS, tc.debounce}, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
