@@ -114,7 +114,7 @@ func partsDevice(t *testing.T, sim *cloud.Sim, thing string, data []byte) *devic
 		c.Identity.Key = filepath.Join(idDir, "device.key")
 		c.LocalAPI.Socket = filepath.Join(dir, "iotagent.sock")
 		for name, p := range c.Parts {
-			p.SimFIFO = "" // under the new state dir
+			p.SimFIFO = ""                    // under the new state dir
 			p.Sim = p.Type != config.TypePush // a Pi's profile on its simulated counterpart
 			c.Parts[name] = p
 		}
