@@ -323,7 +323,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if os.Getenv("NOTIFY_SOCKET") != "" {
 		g.Go(func() error { a.notifyLoop(ctx); return nil })
 	}
-	if err := g.Wait(); !errors.Is(err, errRestart) {
+	err = g.Wait()
+	a.stopPartTimers()
+	if !errors.Is(err, errRestart) {
 		return err
 	}
 	return nil // exit 0: the supervisor starts the agent again (see jobs.go)

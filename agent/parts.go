@@ -440,6 +440,18 @@ func (a *Agent) activeTooLong(p *runPart) {
 		"active_s": p.WarnAfterS, "timestamp": a.now().Unix()})
 }
 
+// stopPartTimers stops the warn_after_s timers once the agent stops.
+func (a *Agent) stopPartTimers() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ps := range a.st.Parts {
+		if ps.activeTimer != nil {
+			ps.activeTimer.Stop()
+			ps.activeTimer = nil
+		}
+	}
+}
+
 // partsReport is reported.sensors (and, with forTelemetry, the sensors of
 // a telemetry message: the readings only). Called with a.mu held.
 func (a *Agent) partsReport(forTelemetry bool, now time.Time) map[string]any {
