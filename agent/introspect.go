@@ -327,7 +327,7 @@ func (a *Agent) sensorsSection() localapi.Sensors {
 func (a *Agent) readSensorsNow(ctx context.Context) localapi.Sensors {
 	out := a.sensorsSection()
 	out.Source = "live"
-	out.Inputs = nil
+	out.Inputs, out.Env = nil, nil
 	if a.hw == nil {
 		return out
 	}

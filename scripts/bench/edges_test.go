@@ -11,7 +11,7 @@ import (
 func TestMotionClearedSince(t *testing.T) {
 	since := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	report := func(at time.Time, motion any) event {
-		return event{at: at, reported: map[string]any{"sensors": map[string]any{"motion": motion}}}
+		return event{at: at, reported: map[string]any{"sensors": map[string]any{"motion": map[string]any{"active": motion}}}}
 	}
 	for _, tc := range []struct {
 		name string
