@@ -375,10 +375,11 @@ func (b *agentBench) gpioDebounce1(ctx context.Context) error {
 const edgeSpacing = 50 * time.Millisecond
 
 // motionClearedSince accepts a reported document with
-// sensors.motion.active false stored at or after since, when the "0" was written. A report
-// stored earlier (the one that armed the alarm, say) says nothing about
-// the "0": taking it let the next "1" follow the "0" within the debounce
-// time, which the agent rightly treats as a glitch, and no alarm came.
+// sensors.motion.active false stored at or after since, when the "0" was
+// written. A report stored earlier (the one that armed the alarm, say)
+// says nothing about the "0": taking it let the next "1" follow the "0"
+// within the debounce time, which the agent rightly treats as a glitch,
+// and no alarm came.
 func motionClearedSince(since time.Time) func(event) bool {
 	return func(ev event) bool {
 		return !ev.at.Before(since) && lookup(ev.reported, "sensors", "motion", "active") == false

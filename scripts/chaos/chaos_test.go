@@ -71,10 +71,10 @@ func TestDrift(t *testing.T) {
 func TestDifferences(t *testing.T) {
 	want := desiredState(3)
 	got := map[string]any{
-		"alarm":       map[string]any{"armed": true, "state": "on"},
-		"telemetry":   map[string]any{"interval_s": 2.0},
-		"temperature": map[string]any{"max_c": 31.0, "high": false},
-		"outputs":     map[string]any{"led": true, "buzzer": false},
+		"alarm":     map[string]any{"armed": true, "state": "on"},
+		"telemetry": map[string]any{"interval_s": 2.0},
+		"sensors":   map[string]any{"bme280": map[string]any{"temperature_c": 30.0, "limits": map[string]any{"temperature_c": map[string]any{"high": 31.0, "hysteresis": 0.0}}}},
+		"outputs":   map[string]any{"led": true, "buzzer": false},
 	}
 	if d := differences("", want, got); len(d) != 0 {
 		t.Errorf("differences = %q, want none", d)

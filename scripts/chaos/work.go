@@ -154,10 +154,10 @@ func (w *work) temperature() error {
 // telemetry interval, the temperature limit and the LED changing.
 func desiredState(n int) map[string]any {
 	return map[string]any{
-		"alarm":       map[string]any{"armed": true},
-		"telemetry":   map[string]any{"interval_s": 1 + n%2},
-		"temperature": map[string]any{"max_c": 28 + n%4},
-		"outputs":     map[string]any{"led": n%2 == 1},
+		"alarm":     map[string]any{"armed": true},
+		"telemetry": map[string]any{"interval_s": 1 + n%2},
+		"sensors":   map[string]any{"bme280": map[string]any{"limits": map[string]any{"temperature_c": map[string]any{"high": 28 + n%4}}}},
+		"outputs":   map[string]any{"led": n%2 == 1},
 	}
 }
 
