@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -259,6 +260,9 @@ func validatePart(p *problems, pins map[string]string, np NamedPart) {
 	}
 	sampledFields := map[string]bool{"bus": pt.Bus != "", "address": pt.Address != 0, "device": pt.Device != "",
 		"interval_s": pt.IntervalS != 0, "options": len(pt.Options) > 0, "sim_values": len(pt.SimValues) > 0}
+	// roleFields are an input's role settings, which only inputs and push
+	// parts with a role use.
+	roleFields := map[string]bool{"event": pt.Event != "", "message": pt.Message != "", "warn_after_s": pt.WarnAfterS != 0}
 	switch pt.Type {
 	case TypeInput:
 		gpio()
@@ -271,10 +275,13 @@ func validatePart(p *problems, pins map[string]string, np NamedPart) {
 		gpio()
 		sampledFields["limits"] = len(pt.Limits) > 0
 		sampledFields["role"] = pt.Role != ""
+		maps.Copy(sampledFields, roleFields)
 		unused(sampledFields)
 	case TypePush:
 		if pt.Role != "" {
 			role()
+		} else {
+			maps.Copy(sampledFields, roleFields)
 		}
 		sampledFields["pin"], sampledFields["sim"] = pt.Pin != "", pt.Sim
 		unused(sampledFields)
@@ -288,7 +295,8 @@ func validatePart(p *problems, pins map[string]string, np NamedPart) {
 		} else if pt.Sim && d.Sim == nil {
 			inv("sim", "type %q has no simulated counterpart", pt.Type)
 		}
-		unused(map[string]bool{"pin": pt.Pin != "", "role": pt.Role != ""})
+		roleFields["pin"], roleFields["role"] = pt.Pin != "", pt.Role != ""
+		unused(roleFields)
 		if pt.Bus != "" && !busName.match(pt.Bus) {
 			inv("bus", "want an I²C bus name such as \"1\" (for /dev/i2c-1), got %q", pt.Bus)
 		}

@@ -79,9 +79,9 @@ func TestPartsValidate(t *testing.T) {
 		"d": {"type": "nosuch"},
 		"e": {"type": "cfgnosim", "sim": true},
 		"f": {},
-		"g": {"type": "output"},
+		"g": {"type": "output", "event": "x"},
 		"h": {"type": "push", "role": "alarm", "message": "line\nbreak", "bus": "1"},
-		"i": {"type": "cfgtest", "sim_values": {"t_c": 1}}}`)
+		"i": {"type": "cfgtest", "sim_values": {"t_c": 1}, "warn_after_s": 3}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,9 +94,9 @@ func TestPartsValidate(t *testing.T) {
 		"parts.d.type",
 		"parts.e.sim",
 		"parts.f.type",
-		"parts.g.pin",
+		"parts.g.pin", "parts.g.event",
 		"parts.h.message", "parts.h.bus",
-		"parts.i.sim_values",
+		"parts.i.sim_values", "parts.i.warn_after_s",
 	}
 	slices.Sort(got)
 	slices.Sort(want)
