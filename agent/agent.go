@@ -104,6 +104,7 @@ type Agent struct {
 	parts      []*runPart          // the device's parts but outputs, by name; set by Run
 	partByName map[string]*runPart // the same
 	countDirty chan struct{}       // a counter input counted: persist
+	sampled    chan struct{}       // closed after the sample loop's first round
 
 	mu      sync.Mutex
 	st      deviceState
@@ -169,6 +170,7 @@ func New(cfg config.Config, opt Options) (*Agent, error) {
 		synced:    make(chan struct{}),
 
 		countDirty: make(chan struct{}, 1),
+		sampled:    make(chan struct{}),
 	}
 	a.st.Settings = Settings{
 		Armed:     cfg.Alarm.Armed,
@@ -428,6 +430,11 @@ func (a *Agent) beat(now time.Time) {
 // telemetryLoop reads the environment and queues telemetry at once and
 // then every interval.
 func (a *Agent) telemetryLoop(ctx context.Context) {
+	select { // the parts with an interval of their own have been read once
+	case <-ctx.Done():
+		return
+	case <-a.sampled:
+	}
 	interval := a.interval()
 	t := time.NewTicker(interval)
 	defer t.Stop()

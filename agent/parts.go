@@ -179,8 +179,10 @@ func (a *Agent) sampleLoop(ctx context.Context) {
 		}
 	}
 	if len(parts) == 0 {
+		close(a.sampled)
 		return
 	}
+	first := true
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -201,6 +203,10 @@ func (a *Agent) sampleLoop(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if first { // the first telemetry message waits for every part's first reading
+			close(a.sampled)
+			first = false
 		}
 		t.Reset(time.Until(next))
 	}

@@ -20,13 +20,13 @@ import (
 	"github.com/iotagent/iotagent/cloud"
 	"github.com/iotagent/iotagent/cloud/cloudtest"
 	"github.com/iotagent/iotagent/sensors"
+	_ "github.com/iotagent/iotagent/sensors/all" // the profiles' drivers
 )
 
 // testmeter is a registry driver for these tests: its simulation holds
 // the readings; "fail" set to 1 makes reads fail, "nan" to 1 makes them
 // return NaN.
 func init() {
-	agent.RegisterFallbacks()
 	sensors.Register(sensors.Driver{Type: "testmeter", Summary: "test driver",
 		Open: func(_ context.Context, p sensors.Part, h sensors.Host) (sensors.Sampler, error) {
 			m := meters.get(h.Root)

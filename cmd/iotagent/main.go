@@ -205,7 +205,3 @@ func versionCmd(x *inv) error {
 	fmt.Fprintln(x.stdout, "iotagent", version.String())
 	return nil
 }
-
-// The registry's drivers are registered by the packages' init; the
-// fallbacks only fill in for types no package registered.
-func init() { agent.RegisterFallbacks() }
