@@ -34,10 +34,12 @@ func ChocolateBox(ep cloud.Endpoint, mqttPort int, trustedKeys []string) []byte 
 			"claim_cert": "claim.crt", "claim_key": "claim.key", "template": ep.ProvisioningTemplate,
 		},
 		"telemetry": map[string]any{"interval_s": 60},
-		"sensors": map[string]any{
-			"motion":  map[string]any{"driver": "gpio", "pin": fmt.Sprintf("GPIO%d", MotionGPIO), "pull": "down", "debounce_ms": 20},
-			"contact": map[string]any{"driver": "gpio", "pin": fmt.Sprintf("GPIO%d", ContactGPIO), "pull": "up", "active_low": true, "debounce_ms": 20},
-			"outputs": []any{map[string]any{"name": "led", "driver": "gpio", "pin": "GPIO27"}},
+		"parts": map[string]any{
+			"motion": map[string]any{"type": "input", "pin": fmt.Sprintf("GPIO%d", MotionGPIO), "pull": "down", "debounce_ms": 20,
+				"role": "alarm", "event": "motion", "message": "motion detected"},
+			"contact": map[string]any{"type": "input", "pin": fmt.Sprintf("GPIO%d", ContactGPIO), "pull": "up", "active_low": true, "debounce_ms": 20,
+				"role": "alarm", "event": "lid_open", "message": "lid opened"},
+			"led": map[string]any{"type": "output", "pin": "GPIO27"},
 		},
 		"jobs": map[string]any{"enabled": true},
 	}
