@@ -173,6 +173,7 @@ type broker struct {
 	addr   string
 	hook   *recHook
 	hellos chan hello
+	ln     *trackedListener
 
 	stopOnce sync.Once
 }
@@ -254,19 +255,99 @@ func startBroker(t *testing.T, p *testPKI, addr string, hook *recHook) *broker {
 	if err := srv.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddListener(listeners.NewNet("tls", tln)); err != nil {
+	tl := &trackedListener{ln: tln, conns: map[net.Conn]bool{}}
+	tl.idle = sync.NewCond(&tl.mu)
+	if err := srv.AddListener(tl); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{srv: srv, addr: ln.Addr().String(), hook: hook, hellos: hellos}
+	b := &broker{srv: srv, addr: ln.Addr().String(), hook: hook, hellos: hellos, ln: tl}
 	t.Cleanup(b.stop)
 	return b
 }
 
 func (b *broker) stop() {
-	b.stopOnce.Do(func() { _ = b.srv.Close() })
+	b.stopOnce.Do(func() {
+		b.ln.drain()
+		_ = b.srv.Close()
+	})
+}
+
+// trackedListener is a mochi listener that knows which connections mochi
+// is serving. mochi v2.7.9's Server.Close races (under -race) with an
+// EstablishConnection that has just begun for a connection accepted a
+// moment before; stop first drains the listener, so that Close finds
+// nothing in flight.
+type trackedListener struct {
+	ln net.Listener
+
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when serving drops
+	serving  int        // the accept loop and each EstablishConnection
+	conns    map[net.Conn]bool
+	draining bool
+}
+
+func (l *trackedListener) ID() string              { return "tls" }
+func (l *trackedListener) Address() string         { return l.ln.Addr().String() }
+func (l *trackedListener) Protocol() string        { return "tcp" }
+func (l *trackedListener) Init(*slog.Logger) error { return nil }
+func (l *trackedListener) Close(closeClients listeners.CloseFn) {
+	_ = l.ln.Close()
+	closeClients(l.ID())
+}
+
+// Serve accepts until the listener is closed; each connection is counted
+// before its goroutine starts, so drain cannot miss one.
+func (l *trackedListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	l.serving++
+	l.mu.Unlock()
+	defer l.done(nil)
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		if l.draining {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
+		l.serving++
+		l.conns[c] = true
+		l.mu.Unlock()
+		go func() {
+			defer l.done(c)
+			_ = establish(l.ID(), c)
+		}()
+	}
+}
+
+func (l *trackedListener) done(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+	l.serving--
+	l.idle.Broadcast()
+}
+
+// drain stops accepting, closes every connection and waits until mochi is
+// done with all of them and the accept loop has ended.
+func (l *trackedListener) drain() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.draining = true
+	_ = l.ln.Close()
+	for c := range l.conns {
+		c.Close()
+	}
+	for l.serving > 0 {
+		l.idle.Wait()
+	}
 }
 
 // recv waits for a value on ch, failing the test after a generous deadline.
