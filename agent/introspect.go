@@ -22,6 +22,7 @@ import (
 	"github.com/iotagent/iotagent/agent/shadow"
 	"github.com/iotagent/iotagent/internal/logring"
 	"github.com/iotagent/iotagent/ota"
+	"github.com/iotagent/iotagent/sensors"
 )
 
 // SetLogRing gives the agent the ring its logger writes to, so that the
@@ -322,8 +323,10 @@ func (a *Agent) sensorsSection() localapi.Sensors {
 	return out
 }
 
-// readSensorsNow samples every sensor now, leaving the agent's own state
-// (what it reports) alone.
+// readSensorsNow reads every input and sampled part now (the parts in
+// parallel, each after any scheduled read of it under way and bounded as
+// those are), leaving the agent's own state (what it reports) alone. A
+// part whose read fails shows its error; the others their new readings.
 func (a *Agent) readSensorsNow(ctx context.Context) localapi.Sensors {
 	out := a.sensorsSection()
 	out.Source = "live"
@@ -331,26 +334,73 @@ func (a *Agent) readSensorsNow(ctx context.Context) localapi.Sensors {
 	if a.hw == nil {
 		return out
 	}
+	// Answer before the local API's own deadline, with the parts that did
+	// not read in time saying so.
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-liveReadMargin))
+		defer cancel()
+	}
+	type result struct {
+		v   sensors.Values
+		err error
+	}
+	res := make([]result, len(a.parts))
+	var wg sync.WaitGroup
+	for i, p := range a.parts {
+		if p.smp == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := p.read(ctx, nil)
+			if err == nil {
+				err = checkValues(v)
+			}
+			res[i] = result{v, err}
+		}()
+	}
 	for _, p := range a.parts {
 		if p.in != nil {
 			out.Inputs = append(out.Inputs, inputNow(p.Name, p.in.Active))
 		}
-		if a.isEnv(p) && out.Env == nil {
-			r, err := p.smp.Read(ctx)
-			if err == nil {
-				err = checkValues(r)
+	}
+	wg.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, p := range a.parts {
+		if p.smp == nil {
+			continue
+		}
+		r := res[i]
+		m := out.Parts[p.Name]
+		for k := range a.st.Parts[p.Name].Values { // the last values go
+			delete(m, k)
+		}
+		delete(m, "error")
+		if r.err != nil {
+			m["error"] = partError(p.NamedPart, r.err)
+		}
+		for k, v := range r.v {
+			if r.err == nil {
+				m[k] = round2(v)
 			}
-			a.mu.Lock()
-			e := a.envReading(p.Name, r)
-			a.mu.Unlock()
-			if err != nil {
-				e.Error = err.Error()
+		}
+		if a.isEnv(p) && out.Env == nil {
+			e := a.envReading(p.Name, r.v)
+			if r.err != nil {
+				e.Error = r.err.Error()
 			}
 			out.Env = e
 		}
 	}
 	return out
 }
+
+// liveReadMargin is the time readSensorsNow keeps to answer within the
+// local API's deadline.
+const liveReadMargin = 250 * time.Millisecond
 
 // isEnv reports whether p is the chocolate box's environment sensor, a
 // BME280, which the sensors section shows on its own line.

@@ -31,6 +31,10 @@ type runPart struct {
 	config.NamedPart
 	in  sensors.Input   // an input; nil otherwise
 	smp sensors.Sampler // a sampled part; nil otherwise
+	// reading is held while smp is read, so that the scheduled reads and
+	// a live read (sensors read) use it from one goroutine at a time, as
+	// the Sampler contract asks.
+	reading chan struct{}
 }
 
 // partState is what the agent knows of one part; guarded by Agent.mu.
@@ -102,6 +106,7 @@ func (a *Agent) setupParts() {
 	}
 	a.parts = make([]*runPart, 0, len(byName))
 	for _, p := range byName {
+		p.reading = make(chan struct{}, 1)
 		a.parts = append(a.parts, p)
 	}
 	sort.Slice(a.parts, func(i, j int) bool { return a.parts[i].Name < a.parts[j].Name })
@@ -152,15 +157,46 @@ func (p *runPart) withTelemetry() bool { return p.smp != nil && p.IntervalS == 0
 
 // readPart reads one sampled part and takes its readings in.
 func (a *Agent) readPart(ctx context.Context, p *runPart, since *atomic.Int64) {
-	rctx, cancel := context.WithTimeout(ctx, maxReadTime)
-	since.Store(time.Now().UnixNano())
-	v, err := p.smp.Read(rctx)
-	since.Store(0)
-	cancel()
+	v, err := p.read(ctx, since)
 	if ctx.Err() != nil {
 		return
 	}
 	a.takeReading(p, v, err)
+}
+
+// read reads the part once, after any read of it under way, bounded by
+// maxReadTime; since (when not nil) holds when the read began, for the
+// watchdog.
+func (p *runPart) read(ctx context.Context, since *atomic.Int64) (sensors.Values, error) {
+	select {
+	case p.reading <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the read of %s under way: %w", p.Name, ctx.Err())
+	}
+	defer func() { <-p.reading }()
+	rctx, cancel := context.WithTimeout(ctx, maxReadTime)
+	defer cancel()
+	if since != nil {
+		since.Store(time.Now().UnixNano())
+		defer since.Store(0)
+	}
+	return p.smp.Read(rctx)
+}
+
+// ReadPart reads a part's sampler once as the agent does (bounded by
+// its per-read timeout, the readings checked), for sensors read without
+// an agent; a failure is the text the agent reports for the part.
+func ReadPart(ctx context.Context, np config.NamedPart, s sensors.Sampler) (sensors.Values, string) {
+	rctx, cancel := context.WithTimeout(ctx, maxReadTime)
+	defer cancel()
+	v, err := s.Read(rctx)
+	if err == nil {
+		err = checkValues(v)
+	}
+	if err != nil {
+		return nil, partError(np, err)
+	}
+	return v, ""
 }
 
 // sampleLoop reads the parts that have an interval of their own, each on

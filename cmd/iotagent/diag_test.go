@@ -280,12 +280,21 @@ func startAgent(t *testing.T, b *box) *sensortest.FakeSensor {
 // iotagent status with flags says it is connected and in sync.
 func startAgentCfg(t *testing.T, cfg config.Config, flags []string) *sensortest.FakeSensor {
 	t.Helper()
+	return startAgentHW(t, cfg, flags, nil)
+}
+
+// startAgentHW is startAgentCfg with the samplers of the config's parts
+// (by part name) added to the agent's hardware.
+func startAgentHW(t *testing.T, cfg config.Config, flags []string, samplers map[string]sensors.Sampler) *sensortest.FakeSensor {
+	t.Helper()
 	cfg.Telemetry.IntervalS = 3600
 	env := sensortest.NewFakeSensor("bme280")
 	env.Set(sensors.Reading{TemperatureC: 21.5, HumidityPct: 40, PressureKPa: 101.3})
 	hw := &agent.Hardware{Motion: sensortest.NewFakeInput("motion"), Contact: sensortest.NewFakeInput("contact"), Env: env,
-		Outputs: map[string]sensors.Output{"led": sensortest.NewFakeOutput("led")}}
-	cfg.Sensors.Outputs = []config.Output{{Name: "led", Driver: "sim"}}
+		Outputs: map[string]sensors.Output{"led": sensortest.NewFakeOutput("led")}, Samplers: samplers}
+	if len(cfg.Parts) == 0 {
+		cfg.Sensors.Outputs = []config.Output{{Name: "led", Driver: "sim"}}
+	}
 	ring := logring.New(100)
 	level := new(slog.LevelVar)
 	a, err := agent.New(cfg, agent.Options{Logger: slog.New(ring.Handler(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))),

@@ -19,9 +19,13 @@ import (
 	"github.com/iotagent/iotagent/sensors"
 )
 
-const sensorsReadText = `Reads every sensor now through the running agent. When the agent is not
-running (or with --direct) it opens the hardware from the config directly,
-and says so: only the config's sensors section needs to be valid then.`
+const sensorsReadText = `Reads every input and sensor part now (not its last scheduled reading),
+through the running agent: each read waits for the agent's own read of the
+part under way and is bounded like it. A part whose read fails shows its
+error and what to check; the others are read all the same. When the agent
+is not running (or with --direct) it opens every part of the config
+directly (simulated ones from their sim_values), and says so: only the
+config's sensors or parts section needs to be valid then.`
 
 const sensorsWatchText = `Reads every sensor every --interval until interrupted (or --count times),
 through the running agent, or directly as sensors read does.`
@@ -200,27 +204,20 @@ func readDirect(ctx context.Context, hw *agent.Hardware, cfg *config.Config) loc
 			se.Parts = map[string]map[string]any{}
 		}
 		p := map[string]any{}
-		v, err := smp.Read(ctx)
+		v, perr := agent.ReadPart(ctx, np, smp)
 		if np.Type == "bme280" && se.Env == nil { // the chocolate box's line
 			e := &localapi.EnvReading{Sensor: np.Name, TemperatureC: round2(v["temperature_c"]), HumidityPct: round2(v["humidity_pct"]),
-				PressureKPa: round2(v["pressure_kpa"])}
+				PressureKPa: round2(v["pressure_kpa"]), Error: perr}
 			if l, ok := np.Limits["temperature_c"]; ok && l.High != nil {
 				e.MaxC = *l.High
-				e.High = v["temperature_c"] > e.MaxC
-			}
-			if err != nil {
-				e.Error = err.Error()
+				e.High = v != nil && v["temperature_c"] > e.MaxC
 			}
 			se.Env = e
 		}
-		if err != nil {
-			p["error"] = err.Error()
+		if perr != "" {
+			p["error"] = perr
 		}
 		for k, f := range v {
-			if math.IsNaN(f) || math.IsInf(f, 0) {
-				p["error"] = fmt.Sprintf("%s is %v, not a number", k, f)
-				continue
-			}
 			p[k] = round2(f)
 		}
 		se.Parts[np.Name] = p

@@ -251,8 +251,12 @@ func partTexts(se localapi.Sensors) []string {
 			}
 		}
 		sort.Strings(vals)
+		e, _ := p["error"].(string)
 		text := n + ": " + strings.Join(vals, ", ")
-		if len(vals) == 0 {
+		switch {
+		case len(vals) == 0 && e != "":
+			text, e = n+": READ FAILED: "+e, ""
+		case len(vals) == 0:
 			text = n + ": no values yet"
 		}
 		if w, ok := p["warning"].(map[string]any); ok && len(w) > 0 {
@@ -263,7 +267,7 @@ func partTexts(se localapi.Sensors) []string {
 			sort.Strings(ws)
 			text += " (WARNING: " + strings.Join(ws, ", ") + ")"
 		}
-		if e, ok := p["error"].(string); ok && e != "" {
+		if e != "" {
 			text += "; error: " + e
 		}
 		out = append(out, text)
