@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,5 +153,81 @@ func TestSensorsReadEveryPartDirect(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "reading the hardware directly") {
 		t.Errorf("stderr does not say the read is direct: %q", errOut)
+	}
+}
+
+// gated is a sampler that holds the first read after arm until released,
+// and counts reads that overlapped (the Sampler contract: one goroutine
+// at a time).
+type gated struct {
+	sensors.Sampler
+	inflight, overlaps atomic.Int32
+	mu                 sync.Mutex
+	hold               chan struct{}
+	entered            chan struct{}
+}
+
+func (g *gated) arm(release chan struct{}) { g.mu.Lock(); g.hold = release; g.mu.Unlock() }
+
+func (g *gated) Read(ctx context.Context) (sensors.Values, error) {
+	if g.inflight.Add(1) > 1 {
+		g.overlaps.Add(1)
+	}
+	defer g.inflight.Add(-1)
+	g.mu.Lock()
+	hold := g.hold
+	g.hold = nil
+	g.mu.Unlock()
+	if hold != nil {
+		g.entered <- struct{}{}
+		<-hold
+	}
+	return g.Sampler.Read(ctx)
+}
+
+// TestSensorsReadWaitsForScheduledRead: a live read of a part whose
+// scheduled read is under way waits for it, then reads the part itself,
+// never at the same time.
+func TestSensorsReadWaitsForScheduledRead(t *testing.T) {
+	sim := cloudtest.Start(t, "")
+	b := newBox(t, sim, "serial-box")
+	delete(b.cfg, "sensors")
+	b.set(t, "", "parts", map[string]any{"fridge": map[string]any{"type": "mcp9808", "sim": true, "interval_s": 1}})
+	cfg, err := loadConfigWith(b.cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ctl := simPart(t, "fridge", "mcp9808")
+	g := &gated{Sampler: s, entered: make(chan struct{})}
+	flags := []string{"--config", b.cfgPath}
+	startAgentHW(t, cfg, flags, map[string]sensors.Sampler{"fridge": g})
+
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the agent stops (cleanups run last first)
+	g.arm(release)
+	<-g.entered // the agent's next scheduled read, held
+	got := make(chan string, 1)
+	go func() {
+		out, errOut, _ := runSplit(append([]string{"sensors", "read", "--json"}, flags...)...)
+		got <- out + errOut
+	}()
+	select {
+	case out := <-got:
+		t.Fatalf("sensors read answered during the agent's read of the part (overlapping reads: %d):\n%s", g.overlaps.Load(), out)
+	case <-time.After(300 * time.Millisecond): // time for a read that does not wait to overlap
+	}
+	if err := ctl.Set("temperature_c", 9.5); err != nil {
+		t.Fatal(err)
+	}
+	free()
+	out := <-got
+	var se localapi.Sensors
+	if err := json.Unmarshal([]byte(out), &se); err != nil {
+		t.Fatalf("sensors read --json: %v\n%s", err, out)
+	}
+	if se.Parts["fridge"]["temperature_c"] != 9.5 || g.overlaps.Load() != 0 {
+		t.Errorf("fridge %v, %d overlapping reads; want 9.5 read after the scheduled read, none overlapping", se.Parts["fridge"], g.overlaps.Load())
 	}
 }
