@@ -69,6 +69,7 @@ var allSteps = []step{
 	{name: "gobench", what: "Go benchmarks of the hot paths"},
 	{name: "startup", what: "process start → connected → shadow synced"},
 	{name: "idle", what: "agent idle RSS/PSS, CPU, threads, goroutines"},
+	{name: "idle-1s", what: "idle with one more part read every second: CPU and RSS, CPU per read"},
 	{name: "delta", what: "shadow delta → reported round trip"},
 	{name: "gpio", what: "simulated GPIO edge → alarm PUBACK"},
 	{name: "outbox", what: "10,000 QoS1 messages offline, then drain"},
@@ -226,7 +227,7 @@ func run(ctx context.Context, o *opts) error {
 		r.GoBench = g
 		fmt.Printf("    %d benchmarks\n", len(g))
 	}
-	if o.want("startup") || o.want("idle") || o.want("delta") || o.want("gpio") || o.want("outbox") {
+	if o.want("startup") || o.want("idle") || o.want("idle-1s") || o.want("delta") || o.want("gpio") || o.want("outbox") {
 		ab := &agentBench{o: o, tmp: tmp, add: add}
 		if err := ab.setup(); err != nil {
 			fail("agent setup", err)
@@ -260,6 +261,11 @@ func run(ctx context.Context, o *opts) error {
 			if ab.agent != nil {
 				_ = ab.agent.stop()
 				ab.agent = nil
+			}
+			if begin("idle-1s") {
+				if err := ab.idle1s(ctx); err != nil {
+					fail("idle-1s", err)
+				}
 			}
 			if o.want("gpio") && ctx.Err() == nil {
 				fmt.Println("==> gpio with debounce_ms 1")

@@ -38,6 +38,11 @@ type agentBench struct {
 	// configDebounce1 is the agent config with the motion input debounced
 	// for 1 ms.
 	configDebounce1 string
+	// config1s is the agent config with one more part read every second
+	// (the idle-1s step).
+	config1s string
+	// idleCPU is the agent's CPU in the idle step's window of idleWin.
+	idleCPU, idleWin time.Duration
 }
 
 // Device Defender in the agent steps' config. The default interval
@@ -121,6 +126,10 @@ func (b *agentBench) setup() error {
 		issueConfig(c)
 		section(section(c, "parts"), "motion")["debounce_ms"] = 1
 	}); err != nil {
+		return err
+	}
+	b.config1s = filepath.Join(b.tmp, "agent-config-idle1s.json")
+	if err := writeAgentConfig(b.o.config, b.config1s, idle1sConfig); err != nil {
 		return err
 	}
 	if b.subs, err = watchSubscriptions(context.Background(), sim, thing); err != nil {
@@ -212,43 +221,12 @@ func (b *agentBench) idle(ctx context.Context) error {
 	}
 	pid := p.pid()
 	windowStart := time.Now()
-	var rss, pss, cpu []float64
-	sample := func() error {
-		m, err := readMem(pid)
-		if err != nil {
-			return err
-		}
-		rss = append(rss, float64(m.RSS)/1024)
-		pss = append(pss, float64(m.PSS)/1024)
-		return nil
-	}
-	if err := sample(); err != nil {
-		return err
-	}
-	windows := 6
-	win := b.o.idleWindow / time.Duration(windows)
-	last, err := cpuTime(pid)
+	m, err := measureIdle(ctx, pid, b.o.idleWindow)
 	if err != nil {
 		return err
 	}
-	lastAt := time.Now()
-	var total time.Duration
-	for range windows {
-		if err := sleepCtx(ctx, win); err != nil {
-			return err
-		}
-		c, err := cpuTime(pid)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		cpu = append(cpu, 100*float64(c-last)/float64(now.Sub(lastAt)))
-		total += c - last
-		last, lastAt = c, now
-		if err := sample(); err != nil {
-			return err
-		}
-	}
+	b.idleCPU, b.idleWin = m.total, m.window
+	rss, pss, cpu, total, win, windows := m.rss, m.pss, m.cpu, m.total, m.win, m.windows
 	windowEnd := time.Now()
 	threads, err := readStatusField(pid, "Threads")
 	if err != nil {
@@ -283,6 +261,57 @@ func (b *agentBench) idle(ctx context.Context) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// idleSample is the idle measurement of one agent process.
+type idleSample struct {
+	rss, pss, cpu []float64     // MiB, MiB, % of a core per window
+	total         time.Duration // CPU in all windows
+	window, win   time.Duration // all windows, one window
+	windows       int
+}
+
+// measureIdle samples process pid's RSS/PSS and CPU over window, in 6
+// windows.
+func measureIdle(ctx context.Context, pid int, window time.Duration) (idleSample, error) {
+	m := idleSample{windows: 6}
+	m.win = window / time.Duration(m.windows)
+	sample := func() error {
+		mem, err := readMem(pid)
+		if err != nil {
+			return err
+		}
+		m.rss = append(m.rss, float64(mem.RSS)/1024)
+		m.pss = append(m.pss, float64(mem.PSS)/1024)
+		return nil
+	}
+	if err := sample(); err != nil {
+		return m, err
+	}
+	last, err := cpuTime(pid)
+	if err != nil {
+		return m, err
+	}
+	start := time.Now()
+	lastAt := start
+	for range m.windows {
+		if err := sleepCtx(ctx, m.win); err != nil {
+			return m, err
+		}
+		c, err := cpuTime(pid)
+		if err != nil {
+			return m, err
+		}
+		now := time.Now()
+		m.cpu = append(m.cpu, 100*float64(c-last)/float64(now.Sub(lastAt)))
+		m.total += c - last
+		last, lastAt = c, now
+		if err := sample(); err != nil {
+			return m, err
+		}
+	}
+	m.window = lastAt.Sub(start)
+	return m, nil
 }
 
 func keys(m map[string]bool) []string {

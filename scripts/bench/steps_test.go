@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,5 +149,39 @@ func TestJobsDeviceSide(t *testing.T) {
 	// Nothing left: start-next answers without an execution.
 	if err := runExecution(d.c, d.name, "j1", deadline); !errors.Is(err, errRejected) {
 		t.Errorf("second start-next: err = %v, want errRejected", err)
+	}
+}
+
+// TestCountOpens: every open of the file is counted, one at a time (the
+// idle-1s step's read count), and none after stop.
+func TestCountOpens(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "temp")
+	if err := os.WriteFile(file, []byte("45000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	stop, err := countOpens(file, func() { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 5; i++ {
+		b, err := os.ReadFile(file)
+		if err != nil || string(b) != "45000\n" {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for n.Load() < i && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := n.Load(); got != i {
+			t.Fatalf("after %d opens, counted %d", i, got)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	os.ReadFile(file)
+	if got := n.Load(); got != 5 {
+		t.Errorf("counted %d, want 5 (none after stop)", got)
 	}
 }

@@ -87,3 +87,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRead is one read of the CPU temperature (open, read and parse
+// the zone's temp file), the cheapest real read a part has: the bench's
+// idle-1s step puts the agent's CPU per read beside it.
+func BenchmarkRead(b *testing.B) {
+	p := sensors.Part{Name: "cpu", Type: Type, Sim: true}
+	h, ctl, err := Sim(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ctl.Close()
+	s, err := Open(b.Context(), p, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Read(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
