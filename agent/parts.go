@@ -267,6 +267,11 @@ func (a *Agent) takeReading(p *runPart, v sensors.Values, err error) {
 		signal(a.dirty)
 		return
 	}
+	// Nothing to report when the readings are as reported (rounded as
+	// the report rounds them) and no limit moves: a part read every
+	// second then costs its read, not a reported document built and
+	// compared each time.
+	changed := ps.Err != "" || !sameRounded(ps.Values, v)
 	ps.Err = ""
 	ps.Values = v
 	set := a.st.Sensors[p.Name]
@@ -286,7 +291,24 @@ func (a *Agent) takeReading(p *runPart, v sensors.Values, err error) {
 		a.log.Warn("threshold", "sensor", p.Name, "event", w["event"], "reading", w["reading"])
 		a.enqueue(a.cfg.Topic(a.cfg.Topics.Warnings), outbox.Warning, w)
 	}
-	signal(a.dirty)
+	if changed || len(warns) > 0 {
+		signal(a.dirty)
+	}
+}
+
+// sameRounded reports whether a and b have the same readings as the
+// report shows them (round2).
+func sameRounded(a, b sensors.Values) bool {
+	if a == nil || len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || round2(x) != round2(y) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkValues refuses readings that are not numbers, out of any sensible
