@@ -73,6 +73,21 @@ type Hardware struct {
 	Run func(ctx context.Context) error
 	// Close releases what OpenHardware acquired; may be nil.
 	Close func() error
+	// Log gets a warning for each line written to a simulated part's
+	// named pipe that is not understood (not a level or a number, a
+	// reading the part does not have, a value it could not report); nil
+	// means slog.Default(). The agent sets its own before Run.
+	Log *slog.Logger
+}
+
+// simRejected reports a line of a simulated part's named pipe that was not
+// applied.
+func (hw *Hardware) simRejected(fifo, line string, err error) {
+	log := hw.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("simulated part: line ignored", "fifo", fifo, "line", line, "err", err)
 }
 
 // Agent is the device daemon. Build it with New and start it with Run.
@@ -305,6 +320,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	g.Go(func() error { return a.runJobs(ctx) }) // once the shadow has synced
 	if a.hw.Run != nil {
+		if a.hw.Log == nil {
+			a.hw.Log = a.log
+		}
 		g.Go(func() error { return a.hw.Run(ctx) })
 	}
 	events := make(chan sensors.Event, 16)

@@ -56,7 +56,7 @@ func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
 		switch p.Type {
 		case config.TypePush:
 		case config.TypeInput:
-			pin, feed, err := inputPin(p.Name, p.Part)
+			pin, feed, err := inputPin(p.Name, p.Part, hw.simRejected)
 			if err != nil {
 				return nil, err
 			}
@@ -80,7 +80,7 @@ func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
 			}
 			hw.Outputs[p.Name] = out
 		default:
-			s, feed, err := openSampled(p)
+			s, feed, err := openSampled(p, hw.simRejected)
 			if err != nil {
 				return nil, err
 			}
@@ -117,7 +117,7 @@ func OpenHardware(cfg config.Config) (_ *Hardware, err error) {
 // openSampled returns the sampler of a registry part and, for a simulated
 // one, the feed that sets its readings from its named pipe
 // ("temperature_c=25"; a bare number sets temperature_c).
-func openSampled(p config.NamedPart) (sensors.Sampler, func(context.Context) error, error) {
+func openSampled(p config.NamedPart, reject func(fifo, line string, err error)) (sensors.Sampler, func(context.Context) error, error) {
 	d, ok := sensors.Lookup(p.Type)
 	if !ok {
 		return nil, nil, fmt.Errorf("part %s: %w: %q", p.Name, ErrUnknownType, p.Type)
@@ -156,8 +156,13 @@ func openSampled(p config.NamedPart) (sensors.Sampler, func(context.Context) err
 				if !ok {
 					k, v = "temperature_c", line
 				}
-				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-					_ = ctl.Set(strings.TrimSpace(k), f)
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					reject(p.SimFIFO, line, fmt.Errorf("want READING=NUMBER, e.g. temperature_c=25: %w", err))
+					return
+				}
+				if err := ctl.Set(strings.TrimSpace(k), f); err != nil {
+					reject(p.SimFIFO, line, err)
 				}
 			})
 		}
@@ -202,7 +207,7 @@ func (l *lazySampler) Close() error {
 // inputPin returns the pin behind a digital input and, for a simulated
 // one, the feed that drives it from its named pipe ("1"/"0", "on"/"off",
 // "true"/"false": the sensor's logical state).
-func inputPin(name string, in config.Part) (gpio.PinIn, func(context.Context) error, error) {
+func inputPin(name string, in config.Part, reject func(fifo, line string, err error)) (gpio.PinIn, func(context.Context) error, error) {
 	if !in.Sim {
 		p := gpioreg.ByName(in.Pin)
 		if p == nil {
@@ -222,6 +227,8 @@ func inputPin(name string, in config.Part) (gpio.PinIn, func(context.Context) er
 				p.Set(!in.ActiveLow)
 			case "0", "off", "false", "low":
 				p.Set(in.ActiveLow)
+			default:
+				reject(in.SimFIFO, line, errors.New("want 1 or 0 (on/off, true/false, high/low)"))
 			}
 		})
 	}
