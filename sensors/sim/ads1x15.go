@@ -65,11 +65,11 @@ func (a *ADS1x15) Input(n int) float64 {
 
 // Set is SetInput for the names "ain0_v".."ain3_v".
 func (a *ADS1x15) Set(name string, v float64) error {
-	var n int
-	if _, err := fmt.Sscanf(name, "ain%d_v", &n); err != nil || name != fmt.Sprintf("ain%d_v", n) {
+	// Not fmt.Sscanf: it would link fmt's whole scanner into the agent.
+	if len(name) != len("ain0_v") || name[:3] != "ain" || name[3] < '0' || name[3] > '3' || name[4:] != "_v" {
 		return fmt.Errorf("sim ads1x15: no reading %q (it has ain0_v..ain3_v)", name)
 	}
-	return a.SetInput(n, v)
+	return a.SetInput(int(name[3]-'0'), v)
 }
 
 // Close implements sensors.SimControl; it does nothing.
