@@ -271,7 +271,15 @@ func TestTopicRulesWithAWSCLI(t *testing.T) {
 		seen["notifications/box-1"] == "" {
 		t.Errorf("after the webhook failed: %v", seen)
 	}
-	em := metrics(t, sim)
+	// The errorAction's message can arrive before the engine has counted
+	// it (the counter follows the publish): wait for the count.
+	var em rules.EngineMetrics
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(10 * time.Millisecond) {
+		em = metrics(t, sim)
+		if em.Rules["box_alarms"].ErrorActionsRun >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if r := em.Rules["box_alarms"]; r.ActionsFailed != 1 || r.ErrorActionsRun != 1 || r.Matched != 1 || !strings.Contains(r.LastFailure, "404") {
 		t.Errorf("counters after replace: %+v", r)
 	}
