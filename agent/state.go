@@ -190,7 +190,8 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 					}
 					continue
 				}
-				l, msg := desiredLimit(lv)
+				old, had := ps.Limits[r]
+				l, msg := desiredLimit(old, lv)
 				if msg == "" {
 					msg = config.LimitProblem(l)
 				}
@@ -198,7 +199,7 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 					bad(rp, "%s", msg)
 					continue
 				}
-				if old, had := ps.Limits[r]; !had || !sameLimit(old, l) {
+				if !had || !sameLimit(old, l) {
 					ps.Limits[r] = l
 					changed = append(changed, rp)
 				}
@@ -210,16 +211,29 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 	return changed
 }
 
-// desiredLimit reads {"high":…, "low":…, "hysteresis":…} from desired
-// state.
-func desiredLimit(v any) (config.Limit, string) {
+// desiredLimit merges {"high":…, "low":…, "hysteresis":…} from desired
+// state into the limit held (the zero Limit when there is none), as the
+// shadow merges desired state: a delta carries only the keys that
+// changed, so a key left out keeps its value and a null key removes it
+// (a null hysteresis is 0). The caller checks the result as a whole.
+func desiredLimit(cur config.Limit, v any) (config.Limit, string) {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return config.Limit{}, fmt.Sprintf("want an object with high, low and hysteresis, got %s", jsonType(v))
 	}
-	var l config.Limit
+	l := cur
 	for k, v := range obj {
 		if v == nil {
+			switch k {
+			case "high":
+				l.High = nil
+			case "low":
+				l.Low = nil
+			case "hysteresis":
+				l.Hysteresis = 0
+			default:
+				return l, fmt.Sprintf("unknown key %q (want high, low, hysteresis)", k)
+			}
 			continue
 		}
 		f, ok := number(v)

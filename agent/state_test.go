@@ -43,6 +43,16 @@ func TestApplyDesired(t *testing.T) {
 			},
 			wantChanged: []string{"alarm.armed", "log.level", "outputs.led", "sensors.bme280.limits.humidity_pct", "sensors.bme280.limits.temperature_c", "sensors.motion.armed", "telemetry.interval_s"},
 		},
+		{name: "a delta's partial limit merges into the limit held", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":{"hysteresis":1}}}}}`,
+			want: func(s *Settings) {
+				s.Sensors["bme280"].Limits["temperature_c"] = config.Limit{High: f64(30), Hysteresis: 1}
+			},
+			wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
+		{name: "a null key removes that key of the limit", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":{"high":null,"low":4}}}}}`,
+			want:        func(s *Settings) { s.Sensors["bme280"].Limits["temperature_c"] = config.Limit{Low: f64(4)} },
+			wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
+		{name: "a merged limit is checked as a whole", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":{"low":31}}}}}`,
+			wantProblems: []string{"desired.sensors.bme280.limits.temperature_c: low 31 must be below high 30"}},
 		{name: "a limit removed", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":null}}}}`,
 			want: func(s *Settings) { delete(s.Sensors["bme280"].Limits, "temperature_c") }, wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
 		{
