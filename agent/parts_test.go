@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -326,6 +327,19 @@ func TestPartsEndToEnd(t *testing.T) {
 		var le *localapi.Error
 		if err := c.Do(ctx, localapi.ActionPartsPush, bad, nil); !errors.As(err, &le) || le.Code != "bad_request" {
 			t.Errorf("push %+v: %v, want a bad request", bad, err)
+		}
+	}
+	// A wrong value is named by its key, in the user's words.
+	for body, want := range map[string]string{
+		`{"part":"tank","values":{"level_pct":"41"}}`: `values.level_pct: must be a number, got "41"`,
+		`{"part":"tank","values":[1]}`:                `values: want an object of readings, got an array`,
+		`{"part":"bell","active":"yes"}`:              `active: want true or false, got "yes"`,
+		`{"part":"tank","value":{"level_pct":1}}`:     `unknown key "value" (want part, values, active)`,
+	} {
+		var le *localapi.Error
+		err := c.Do(ctx, localapi.ActionPartsPush, json.RawMessage(body), nil)
+		if !errors.As(err, &le) || le.Code != "bad_request" || !strings.Contains(le.Message, want) || strings.Contains(le.Message, "Go ") || strings.Contains(le.Message, "json:") {
+			t.Errorf("push %s: %v, want a bad request saying %s", body, err, want)
 		}
 	}
 	on := true
