@@ -279,6 +279,10 @@ func (a *Agent) takeReading(p *runPart, v sensors.Values, err error) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if p.Type != config.TypePush {
+		dropped := a.learnReadings(p.Name, set, names)
+		changed = changed || dropped
+	}
 	for _, r := range names {
 		lim, ok := set.Limits[r]
 		if w := a.threshold(p.Name, r, v[r], lim, ok, ps, now); w != nil {
@@ -293,6 +297,33 @@ func (a *Agent) takeReading(p *runPart, v sensors.Values, err error) {
 	if changed || len(warns) > 0 {
 		signal(a.dirty)
 	}
+}
+
+// learnReadings adds names to the readings part name is known to have;
+// once known, a limit it holds on any other reading (set in the config or
+// through desired state before the part first read) is dropped, the
+// refusal logged and shown in last_error beside the bad desired values. It
+// reports whether a limit was dropped. Called with a.mu held.
+func (a *Agent) learnReadings(name string, set *PartSettings, names []string) bool {
+	if set.Readings == nil {
+		set.Readings = map[string]bool{}
+	}
+	for _, r := range names {
+		set.Readings[r] = true
+	}
+	var dropped []string
+	for r := range set.Limits {
+		if msg := set.unknownReading(name, r); msg != "" {
+			delete(set.Limits, r)
+			dropped = append(dropped, "sensors."+name+".limits."+r+": dropped: "+msg)
+		}
+	}
+	sort.Strings(dropped)
+	for _, d := range dropped {
+		a.log.Warn("limit dropped", "problem", d)
+		a.st.limitErrs = append(a.st.limitErrs, d)
+	}
+	return len(dropped) > 0
 }
 
 // sameRounded reports whether a and b have the same readings as the

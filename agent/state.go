@@ -30,6 +30,26 @@ type PartSettings struct {
 	Armed     bool // an alarm input raises alarms while the device is armed
 	Alarm     bool // the part is an alarm input: Armed applies
 	HasLimits bool // the part has readings: Limits apply
+	// Readings are the readings a registry part has returned (every
+	// successful read adds its names); nil until its first reading, and
+	// for a push part, whose readings are whatever its program sends.
+	// Once known, a limit on another reading is refused.
+	Readings map[string]bool
+}
+
+// unknownReading says why a limit on reading r of part name is refused,
+// or "" when ps may hold it: any reading name while the part's readings
+// are not known.
+func (ps *PartSettings) unknownReading(name, r string) string {
+	if ps.Readings == nil || ps.Readings[r] {
+		return ""
+	}
+	have := make([]string, 0, len(ps.Readings))
+	for k := range ps.Readings {
+		have = append(have, k)
+	}
+	sort.Strings(have)
+	return fmt.Sprintf("%s has no reading %q (it reads %s)", name, r, strings.Join(have, ", "))
 }
 
 // Limits on desired values; the same rules as the config file.
@@ -188,6 +208,10 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 						delete(ps.Limits, r)
 						changed = append(changed, rp)
 					}
+					continue
+				}
+				if msg := ps.unknownReading(name, r); msg != "" {
+					bad(rp, "%s", msg)
 					continue
 				}
 				old, had := ps.Limits[r]
