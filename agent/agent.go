@@ -160,6 +160,9 @@ type deviceState struct {
 	// so that it can be deactivated.
 	OldCertificateID string
 	desiredErrs      []string
+	// limitErrs are the limits dropped once a part's readings were known
+	// (learnReadings): shown in last_error until the agent restarts.
+	limitErrs []string
 }
 
 // New checks the configuration and prepares the agent. It opens nothing
@@ -678,8 +681,8 @@ func (a *Agent) reported() map[string]any {
 		alarm["last_sensor"] = st.LastSensor
 	}
 	lastErr := st.LastError
-	if len(st.desiredErrs) > 0 {
-		lastErr = joinProblems(st.desiredErrs)
+	if errs := append(append([]string(nil), st.desiredErrs...), st.limitErrs...); len(errs) > 0 {
+		lastErr = joinProblems(errs)
 	}
 	identity := map[string]any{"certificate_id": certificateID(a.leaf)}
 	if st.OldCertificateID != "" {

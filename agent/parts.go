@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -280,6 +279,10 @@ func (a *Agent) takeReading(p *runPart, v sensors.Values, err error) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if p.Type != config.TypePush {
+		dropped := a.learnReadings(p.Name, set, names)
+		changed = changed || dropped
+	}
 	for _, r := range names {
 		lim, ok := set.Limits[r]
 		if w := a.threshold(p.Name, r, v[r], lim, ok, ps, now); w != nil {
@@ -294,6 +297,33 @@ func (a *Agent) takeReading(p *runPart, v sensors.Values, err error) {
 	if changed || len(warns) > 0 {
 		signal(a.dirty)
 	}
+}
+
+// learnReadings adds names to the readings part name is known to have;
+// once known, a limit it holds on any other reading (set in the config or
+// through desired state before the part first read) is dropped, the
+// refusal logged and shown in last_error beside the bad desired values. It
+// reports whether a limit was dropped. Called with a.mu held.
+func (a *Agent) learnReadings(name string, set *PartSettings, names []string) bool {
+	if set.Readings == nil {
+		set.Readings = map[string]bool{}
+	}
+	for _, r := range names {
+		set.Readings[r] = true
+	}
+	var dropped []string
+	for r := range set.Limits {
+		if msg := set.unknownReading(name, r); msg != "" {
+			delete(set.Limits, r)
+			dropped = append(dropped, "sensors."+name+".limits."+r+": dropped: "+msg)
+		}
+	}
+	sort.Strings(dropped)
+	for _, d := range dropped {
+		a.log.Warn("limit dropped", "problem", d)
+		a.st.limitErrs = append(a.st.limitErrs, d)
+	}
+	return len(dropped) > 0
 }
 
 // sameRounded reports whether a and b have the same readings as the
@@ -662,11 +692,9 @@ func (a *Agent) counterLoop(ctx context.Context) {
 // event, refused (400, naming the problem) for anything but a declared
 // push part or for readings that are not numbers.
 func (a *Agent) push(body []byte) (any, error) {
-	var req localapi.Push
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, localapi.BadRequest("want {\"part\": name, \"values\": {reading: number}} or {\"part\": name, \"active\": bool}: %v", err)
+	req, msg := decodePush(body)
+	if msg != "" {
+		return nil, localapi.BadRequest("want {\"part\": name, \"values\": {reading: number}} or {\"part\": name, \"active\": bool}: %s", msg)
 	}
 	p := a.partByName[req.Part]
 	switch {
@@ -690,4 +718,71 @@ func (a *Agent) push(body []byte) (any, error) {
 		a.onInput(sensors.Event{Sensor: p.Name, Active: *req.Active, Time: a.now()})
 	}
 	return localapi.Done{OK: true}, nil
+}
+
+// decodePush reads a parts.push body key by key, so that a wrong value is
+// named by its key (values.level_pct: want a number, got "41") rather
+// than by the Go type it does not fit.
+func decodePush(body []byte) (localapi.Push, string) {
+	var req localapi.Push
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return req, "the body is not one JSON object"
+	}
+	keys := make([]string, 0, len(top))
+	for k := range top {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		raw := top[k]
+		switch k {
+		case "part":
+			if err := json.Unmarshal(raw, &req.Part); err != nil {
+				return req, fmt.Sprintf("part: want a string, got %s", rawType(raw))
+			}
+		case "active":
+			var b bool
+			if err := json.Unmarshal(raw, &b); err != nil {
+				return req, fmt.Sprintf("active: want true or false, got %s", rawType(raw))
+			}
+			req.Active = &b
+		case "values":
+			var vals map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &vals); err != nil || vals == nil {
+				return req, fmt.Sprintf("values: want an object of readings, got %s", rawType(raw))
+			}
+			names := make([]string, 0, len(vals))
+			for r := range vals {
+				names = append(names, r)
+			}
+			sort.Strings(names)
+			req.Values = make(map[string]float64, len(vals))
+			for _, r := range names {
+				var f float64
+				if err := json.Unmarshal(vals[r], &f); err != nil {
+					return req, fmt.Sprintf("values.%s: must be a number, got %s", r, rawType(vals[r]))
+				}
+				req.Values[r] = f
+			}
+		default:
+			return req, fmt.Sprintf("unknown key %q (want part, values, active)", k)
+		}
+	}
+	return req, ""
+}
+
+// rawType names the JSON type of a raw value for a message.
+func rawType(raw json.RawMessage) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "a value that is not JSON"
+	}
+	switch v.(type) {
+	case float64:
+		return "a number out of range"
+	case string:
+		return jsonText(v)
+	}
+	return jsonType(v)
 }

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -238,7 +239,7 @@ func numbers(v any) []float64 {
 const partsConfig = `{
   "parts": {
     "probe":  {"type": "testmeter", "sim": true, "interval_s": 1,
-               "limits": {"temperature_c": {"high": 10, "low": 0, "hysteresis": 1}}},
+               "limits": {"temperature_c": {"high": 10, "low": 0, "hysteresis": 1}, "temprature_c": {"high": 1}}},
     "broken": {"type": "testmeter", "sim": true, "interval_s": 1, "sim_values": {"fail": 1}},
     "silly":  {"type": "testmeter", "sim": true, "interval_s": 1, "sim_values": {"nan": 1}},
     "tank":   {"type": "push", "limits": {"level_pct": {"low": 20}}},
@@ -271,6 +272,12 @@ func TestPartsEndToEnd(t *testing.T) {
 	if e, _ := path(r, "sensors.silly.error").(string); !strings.Contains(e, "temperature_c is NaN") {
 		t.Errorf("silly's error = %q, want the NaN named", e)
 	}
+	// A limit in the config on a reading probe turns out not to have is
+	// dropped at its first reading, and said.
+	if s, _ := r["last_error"].(string); !strings.Contains(s, `sensors.probe.limits.temprature_c: dropped: probe has no reading "temprature_c" (it reads temperature_c)`) ||
+		path(r, "sensors.probe.limits.temprature_c") != nil {
+		t.Errorf("after probe's first reading: last_error %q, limits %v; want the typo's limit dropped and said", s, path(r, "sensors.probe.limits"))
+	}
 	if v := path(r, "sensors.silly.temperature_c"); v != nil {
 		t.Errorf("a NaN reading was reported as a value: %v", v)
 	}
@@ -280,7 +287,10 @@ func TestPartsEndToEnd(t *testing.T) {
 	for _, v := range []string{"12", "9.5", "8.9", "-1"} {
 		fifo(t, d, "probe", "temperature_c="+v+"\n")
 		want, _ := strconv.ParseFloat(v, 64)
-		waitFor(t, "probe at "+v, obs.reported, func(r map[string]any) bool { return path(r, "sensors.probe.temperature_c") == want })
+		waitFor(t, "probe at "+v, obs.reported, func(r map[string]any) bool {
+			// -1 is reported with its warning, in the same update.
+			return path(r, "sensors.probe.temperature_c") == want && (v != "-1" || path(r, "sensors.probe.warning.temperature_c") == "low")
+		})
 	}
 	var events []string
 	for range 3 {
@@ -293,9 +303,6 @@ func TestPartsEndToEnd(t *testing.T) {
 	if want := "[probe temperature_high 12 probe temperature_normal 8.9 probe temperature_low -1]"; fmt.Sprint(events) != want {
 		t.Errorf("warnings %v, want %s", events, want)
 	}
-	waitFor(t, "the low warning reported", obs.reported, func(r map[string]any) bool {
-		return path(r, "sensors.probe.warning.temperature_c") == "low"
-	})
 
 	// Desired limits: a bad one refused and reported, a good one applied
 	// and reported back.
@@ -312,6 +319,27 @@ func TestPartsEndToEnd(t *testing.T) {
 		t.Errorf("warning after the new limit = %v", w)
 	}
 
+	// A limit on a reading the part does not have (a typo) is refused
+	// and named, not held and reported.
+	updateDesired(t, sim, "parts-1", `{"sensors":{"probe":{"limits":{"temprature_c":{"high":30}}}}}`)
+	r = waitFor(t, "refused typo", obs.reported, func(r map[string]any) bool {
+		s, _ := r["last_error"].(string)
+		return strings.Contains(s, `desired.sensors.probe.limits.temprature_c: probe has no reading "temprature_c" (it reads temperature_c)`)
+	})
+	if l := path(r, "sensors.probe.limits.temprature_c"); l != nil {
+		t.Errorf("the typo's limit is reported as held: %v", l)
+	}
+
+	// A delta carries only the changed keys of a limit: {"hysteresis":2}
+	// alone merges into the limit held.
+	updateDesired(t, sim, "parts-1", `{"sensors":{"probe":{"limits":{"temprature_c":null,"temperature_c":{"high":30,"low":-5,"hysteresis":2}}}}}`)
+	r = waitFor(t, "hysteresis applied", obs.reported, func(r map[string]any) bool {
+		return path(r, "sensors.probe.limits.temperature_c.hysteresis") == 2.0
+	})
+	if path(r, "sensors.probe.limits.temperature_c.high") != 30.0 || path(r, "sensors.probe.limits.temperature_c.low") != -5.0 || strings.Contains(fmt.Sprint(r["last_error"]), "desired.") {
+		t.Errorf("after the hysteresis delta: limit %v, last_error %v", path(r, "sensors.probe.limits.temperature_c"), r["last_error"])
+	}
+
 	// Pushed readings and events.
 	c := localapi.NewClient(d.cfg.LocalAPI.Socket, 5*time.Second)
 	ctx := context.Background()
@@ -326,6 +354,19 @@ func TestPartsEndToEnd(t *testing.T) {
 		var le *localapi.Error
 		if err := c.Do(ctx, localapi.ActionPartsPush, bad, nil); !errors.As(err, &le) || le.Code != "bad_request" {
 			t.Errorf("push %+v: %v, want a bad request", bad, err)
+		}
+	}
+	// A wrong value is named by its key, in the user's words.
+	for body, want := range map[string]string{
+		`{"part":"tank","values":{"level_pct":"41"}}`: `values.level_pct: must be a number, got "41"`,
+		`{"part":"tank","values":[1]}`:                `values: want an object of readings, got an array`,
+		`{"part":"bell","active":"yes"}`:              `active: want true or false, got "yes"`,
+		`{"part":"tank","value":{"level_pct":1}}`:     `unknown key "value" (want part, values, active)`,
+	} {
+		var le *localapi.Error
+		err := c.Do(ctx, localapi.ActionPartsPush, json.RawMessage(body), nil)
+		if !errors.As(err, &le) || le.Code != "bad_request" || !strings.Contains(le.Message, want) || strings.Contains(le.Message, "Go ") || strings.Contains(le.Message, "json:") {
+			t.Errorf("push %s: %v, want a bad request saying %s", body, err, want)
 		}
 	}
 	on := true

@@ -30,6 +30,26 @@ type PartSettings struct {
 	Armed     bool // an alarm input raises alarms while the device is armed
 	Alarm     bool // the part is an alarm input: Armed applies
 	HasLimits bool // the part has readings: Limits apply
+	// Readings are the readings a registry part has returned (every
+	// successful read adds its names); nil until its first reading, and
+	// for a push part, whose readings are whatever its program sends.
+	// Once known, a limit on another reading is refused.
+	Readings map[string]bool
+}
+
+// unknownReading says why a limit on reading r of part name is refused,
+// or "" when ps may hold it: any reading name while the part's readings
+// are not known.
+func (ps *PartSettings) unknownReading(name, r string) string {
+	if ps.Readings == nil || ps.Readings[r] {
+		return ""
+	}
+	have := make([]string, 0, len(ps.Readings))
+	for k := range ps.Readings {
+		have = append(have, k)
+	}
+	sort.Strings(have)
+	return fmt.Sprintf("%s has no reading %q (it reads %s)", name, r, strings.Join(have, ", "))
 }
 
 // Limits on desired values; the same rules as the config file.
@@ -190,7 +210,12 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 					}
 					continue
 				}
-				l, msg := desiredLimit(lv)
+				if msg := ps.unknownReading(name, r); msg != "" {
+					bad(rp, "%s", msg)
+					continue
+				}
+				old, had := ps.Limits[r]
+				l, msg := desiredLimit(old, lv)
 				if msg == "" {
 					msg = config.LimitProblem(l)
 				}
@@ -198,7 +223,7 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 					bad(rp, "%s", msg)
 					continue
 				}
-				if old, had := ps.Limits[r]; !had || !sameLimit(old, l) {
+				if !had || !sameLimit(old, l) {
 					ps.Limits[r] = l
 					changed = append(changed, rp)
 				}
@@ -210,16 +235,29 @@ func (s *Settings) applyPart(name string, v any, bad func(path, format string, a
 	return changed
 }
 
-// desiredLimit reads {"high":…, "low":…, "hysteresis":…} from desired
-// state.
-func desiredLimit(v any) (config.Limit, string) {
+// desiredLimit merges {"high":…, "low":…, "hysteresis":…} from desired
+// state into the limit held (the zero Limit when there is none), as the
+// shadow merges desired state: a delta carries only the keys that
+// changed, so a key left out keeps its value and a null key removes it
+// (a null hysteresis is 0). The caller checks the result as a whole.
+func desiredLimit(cur config.Limit, v any) (config.Limit, string) {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return config.Limit{}, fmt.Sprintf("want an object with high, low and hysteresis, got %s", jsonType(v))
 	}
-	var l config.Limit
+	l := cur
 	for k, v := range obj {
 		if v == nil {
+			switch k {
+			case "high":
+				l.High = nil
+			case "low":
+				l.Low = nil
+			case "hysteresis":
+				l.Hysteresis = 0
+			default:
+				return l, fmt.Sprintf("unknown key %q (want high, low, hysteresis)", k)
+			}
 			continue
 		}
 		f, ok := number(v)

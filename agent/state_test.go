@@ -30,6 +30,7 @@ func TestApplyDesired(t *testing.T) {
 		want         func(*Settings)
 		wantChanged  []string
 		wantProblems []string
+		readings     map[string]bool // bme280's known readings
 	}{
 		{name: "empty", desired: `{}`},
 		{
@@ -43,6 +44,24 @@ func TestApplyDesired(t *testing.T) {
 			},
 			wantChanged: []string{"alarm.armed", "log.level", "outputs.led", "sensors.bme280.limits.humidity_pct", "sensors.bme280.limits.temperature_c", "sensors.motion.armed", "telemetry.interval_s"},
 		},
+		{name: "a delta's partial limit merges into the limit held", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":{"hysteresis":1}}}}}`,
+			want: func(s *Settings) {
+				s.Sensors["bme280"].Limits["temperature_c"] = config.Limit{High: f64(30), Hysteresis: 1}
+			},
+			wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
+		{name: "a null key removes that key of the limit", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":{"high":null,"low":4}}}}}`,
+			want:        func(s *Settings) { s.Sensors["bme280"].Limits["temperature_c"] = config.Limit{Low: f64(4)} },
+			wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
+		{name: "a merged limit is checked as a whole", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":{"low":31}}}}}`,
+			wantProblems: []string{"desired.sensors.bme280.limits.temperature_c: low 31 must be below high 30"}},
+		{name: "a limit on a reading the part does not have is refused once its readings are known",
+			desired:  `{"sensors":{"bme280":{"limits":{"temprature_c":{"high":30},"humidity_pct":{"high":80}}}}}`,
+			readings: map[string]bool{"temperature_c": true, "humidity_pct": true},
+			want: func(s *Settings) {
+				s.Sensors["bme280"].Limits["humidity_pct"] = config.Limit{High: f64(80)}
+			},
+			wantChanged:  []string{"sensors.bme280.limits.humidity_pct"},
+			wantProblems: []string{`desired.sensors.bme280.limits.temprature_c: bme280 has no reading "temprature_c" (it reads humidity_pct, temperature_c)`}},
 		{name: "a limit removed", desired: `{"sensors":{"bme280":{"limits":{"temperature_c":null}}}}`,
 			want: func(s *Settings) { delete(s.Sensors["bme280"].Limits, "temperature_c") }, wantChanged: []string{"sensors.bme280.limits.temperature_c"}},
 		{
@@ -98,6 +117,7 @@ func TestApplyDesired(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, want := baseSettings(), baseSettings()
+			got.Sensors["bme280"].Readings, want.Sensors["bme280"].Readings = tt.readings, tt.readings
 			if tt.want != nil {
 				tt.want(&want)
 			}

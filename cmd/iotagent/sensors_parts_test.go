@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,5 +230,30 @@ func TestSensorsReadWaitsForScheduledRead(t *testing.T) {
 	}
 	if se.Parts["fridge"]["temperature_c"] != 9.5 || g.overlaps.Load() != 0 {
 		t.Errorf("fridge %v, %d overlapping reads; want 9.5 read after the scheduled read, none overlapping", se.Parts["fridge"], g.overlaps.Load())
+	}
+}
+
+// TestStatusShowsEveryPart: a push part with a role (active, no
+// readings) has a line in status and sensors read beside the other parts,
+// as the agent reports them; a GPIO input keeps its own line, once.
+func TestStatusShowsEveryPart(t *testing.T) {
+	se := localapi.Sensors{
+		Inputs: []localapi.InputState{{Name: "pir", Active: false}},
+		Parts: map[string]map[string]any{
+			"bell":  {"active": true, "armed": true},
+			"siren": {"active": false, "armed": false},
+			"tank":  {"level_pct": 41.0},
+			"pir":   {"active": false, "armed": true},
+		},
+	}
+	var lines []string
+	var b strings.Builder
+	renderSensors(&b, se, func(label, format string, args ...any) {
+		lines = append(lines, label+"|"+fmt.Sprintf(format, args...))
+	})
+	got := strings.Join(lines, "\n")
+	want := "Sensors|pir: inactive\n|bell: active\n|siren: inactive, disarmed\n|tank: level_pct 41"
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("sensors lines:\n%s\nwant them to start with:\n%s", got, want)
 	}
 }

@@ -230,13 +230,20 @@ func renderSensors(b *strings.Builder, se localapi.Sensors, line func(label, for
 	line("Alarm", "%s, %s%s", armed, state, last)
 }
 
-// partTexts are the lines of the parts with readings (the inputs and the
-// chocolate box's environment sensor have their own).
+// partTexts are the lines of every part but those with a line of their
+// own (the GPIO inputs and the chocolate box's environment sensor): a
+// part's readings, and whether it is active for a push part with a role.
 func partTexts(se localapi.Sensors) []string {
+	own := map[string]bool{}
+	for _, in := range se.Inputs {
+		own[in.Name] = true
+	}
+	if se.Env != nil {
+		own[se.Env.Sensor] = true
+	}
 	names := make([]string, 0, len(se.Parts))
-	for n, p := range se.Parts {
-		_, input := p["active"]
-		if !input && (se.Env == nil || se.Env.Sensor != n) {
+	for n := range se.Parts {
+		if !own[n] {
 			names = append(names, n)
 		}
 	}
@@ -251,6 +258,12 @@ func partTexts(se localapi.Sensors) []string {
 			}
 		}
 		sort.Strings(vals)
+		if on, ok := p["active"].(bool); ok {
+			vals = append([]string{map[bool]string{true: "active", false: "inactive"}[on]}, vals...)
+		}
+		if armed, ok := p["armed"].(bool); ok && !armed {
+			vals = append(vals, "disarmed")
+		}
 		e, _ := p["error"].(string)
 		text := n + ": " + strings.Join(vals, ", ")
 		switch {
